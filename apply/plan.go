@@ -1,0 +1,139 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+var (
+	crdGK       = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
+	namespaceGK = schema.GroupKind{Kind: "Namespace"}
+)
+
+// item is an object with what the plan decided about it.
+type item struct {
+	*Object
+	// mapping is how the object is addressed; nil for an object whose kind
+	// is defined by a CRD of this commit until that CRD is Established.
+	mapping *meta.RESTMapping
+	// crd is the commit's CRD that defines this object's kind, if any.
+	crd *crdInfo
+	// skip says why the object must not be sent, found after planning (its
+	// CRD failed, say).
+	skip error
+}
+
+// crdInfo is what the plan needs of a CRD that is part of the commit.
+type crdInfo struct {
+	obj        *Object
+	namespaced bool
+	served     []string
+}
+
+// plan is every object of the commit split into apply stages.
+type plan struct {
+	// first holds CRDs and Namespaces: everything else may depend on them.
+	first []*item
+	// rest holds everything else, in read order.
+	rest []*item
+}
+
+// makePlan maps every object it can before anything is written, so that an
+// unknown kind or a duplicate stops the run while the cluster is untouched.
+// Objects of kinds defined by CRDs in the same commit are checked against the
+// CRD's own spec instead, and mapped once it is Established.
+func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Object, defaultNS string) (*plan, error) {
+	crds := map[schema.GroupKind]*crdInfo{}
+	for _, o := range objs {
+		if o.GroupKind() != crdGK {
+			continue
+		}
+		info, gk, err := parseCRD(o)
+		if err != nil {
+			return nil, manifestErr(o, err)
+		}
+		crds[gk] = info
+	}
+
+	p := &plan{}
+	var errs []error
+	seen := map[string]*Object{}
+	for _, o := range objs {
+		it := &item{Object: o}
+		gvk := o.Obj.GroupVersionKind()
+		namespaced := false
+		if crd, ok := crds[gvk.GroupKind()]; ok {
+			if !slices.Contains(crd.served, gvk.Version) {
+				errs = append(errs, manifestErr(o, fmt.Errorf("version %q is not served by CustomResourceDefinition %s (%s)", gvk.Version, crd.obj.Obj.GetName(), crd.obj.Source)))
+				continue
+			}
+			it.crd, namespaced = crd, crd.namespaced
+		} else {
+			m, err := mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+			if meta.IsNoMatchError(err) {
+				errs = append(errs, manifestErr(o, fmt.Errorf("unknown kind: the cluster serves no %s in %s", gvk.Kind, gvk.GroupVersion())))
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("discovering %s: %w", gvk, err)
+			}
+			it.mapping, namespaced = m, m.Scope.Name() == meta.RESTScopeNameNamespace
+		}
+		setNamespace(o.Obj, namespaced, defaultNS)
+
+		key := gvk.GroupKind().String() + "/" + o.Obj.GetNamespace() + "/" + o.Obj.GetName()
+		if first, dup := seen[key]; dup {
+			errs = append(errs, manifestErr(o, fmt.Errorf("defined twice: also in %s, document %d", first.Source, first.Doc)))
+			continue
+		}
+		seen[key] = o
+
+		if gk := gvk.GroupKind(); gk == crdGK || gk == namespaceGK {
+			p.first = append(p.first, it)
+		} else {
+			p.rest = append(p.rest, it)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return p, nil
+}
+
+// setNamespace gives namespaced objects the default namespace and takes it
+// off cluster-scoped ones (the API server would ignore it, but messages and
+// duplicate detection must not).
+func setNamespace(u *unstructured.Unstructured, namespaced bool, defaultNS string) {
+	switch {
+	case !namespaced:
+		u.SetNamespace("")
+	case u.GetNamespace() == "":
+		u.SetNamespace(defaultNS)
+	}
+}
+
+func parseCRD(o *Object) (*crdInfo, schema.GroupKind, error) {
+	u := o.Obj.Object
+	group, _, _ := unstructured.NestedString(u, "spec", "group")
+	kind, _, _ := unstructured.NestedString(u, "spec", "names", "kind")
+	scope, _, _ := unstructured.NestedString(u, "spec", "scope")
+	if group == "" || kind == "" {
+		return nil, schema.GroupKind{}, fmt.Errorf("spec.group and spec.names.kind are required")
+	}
+	info := &crdInfo{obj: o, namespaced: scope == "Namespaced"}
+	versions, _, _ := unstructured.NestedSlice(u, "spec", "versions")
+	for _, v := range versions {
+		vm, _ := v.(map[string]any)
+		name, _, _ := unstructured.NestedString(vm, "name")
+		if served, _, _ := unstructured.NestedBool(vm, "served"); served && name != "" {
+			info.served = append(info.served, name)
+		}
+	}
+	return info, schema.GroupKind{Group: group, Kind: kind}, nil
+}

@@ -1,0 +1,255 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+)
+
+// Object is one Kubernetes object read from the repository, with where it
+// came from so that every message can name the file.
+type Object struct {
+	// Source is the file's path relative to the repository root, with
+	// forward slashes.
+	Source string
+	// Doc is the 1-based index of the YAML document within Source.
+	Doc int
+	// Obj is the object as written in Git, plus the namespace default.
+	Obj *unstructured.Unstructured
+}
+
+// GroupKind is the object's group and kind as written.
+func (o *Object) GroupKind() schema.GroupKind { return o.Obj.GroupVersionKind().GroupKind() }
+
+// Ref names the object the way kubectl prints it, with the namespace as a
+// flag so that the line can be pasted after "kubectl get".
+func (o *Object) Ref() string {
+	gk := o.GroupKind()
+	ref := strings.ToLower(gk.Kind)
+	if gk.Group != "" {
+		ref += "." + gk.Group
+	}
+	ref += "/" + o.Obj.GetName()
+	if ns := o.Obj.GetNamespace(); ns != "" {
+		ref += " -n " + ns
+	}
+	return ref
+}
+
+var manifestExts = []string{".yaml", ".yml", ".json"}
+
+// Read returns the objects of every manifest file under dir, a directory
+// inside root, in a deterministic order (lexical by path, then document).
+// Files and directories whose names start with "." are skipped. Symlinks are
+// followed only while they stay inside root.
+func Read(root, dir string, maxFileBytes int64) ([]*Object, error) {
+	root, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return nil, err
+	}
+	r := &reader{root: root, maxFileBytes: maxFileBytes, seen: map[string]bool{}}
+	realDir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := r.walk(realDir, r.rel(realDir)); err != nil {
+		return nil, err
+	}
+	return r.objs, errors.Join(r.errs...)
+}
+
+type reader struct {
+	root         string
+	maxFileBytes int64
+	// seen holds the real paths of directories already walked, so that a
+	// symlink loop inside the repository ends.
+	seen map[string]bool
+	objs []*Object
+	errs []error
+}
+
+func (r *reader) rel(real string) string {
+	rel, _ := filepath.Rel(r.root, real)
+	return filepath.ToSlash(rel)
+}
+
+// walk reads the directory at real path dir; shown is the path users see,
+// which differs from dir when it was reached through a symlink.
+func (r *reader) walk(dir, shown string) error {
+	if r.seen[dir] {
+		return nil
+	}
+	r.seen[dir] = true
+	entries, err := os.ReadDir(dir) // sorted by name
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if strings.HasPrefix(name, ".") {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		source := pathJoin(shown, name)
+		info, err := e.Info()
+		if err != nil {
+			return err
+		}
+		if info.Mode()&os.ModeSymlink != 0 {
+			target, err := r.follow(path)
+			if err != nil {
+				r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+				continue
+			}
+			path = target
+			if info, err = os.Stat(target); err != nil {
+				return err
+			}
+		}
+		switch {
+		case info.IsDir():
+			if err := r.walk(path, source); err != nil {
+				return err
+			}
+		case !slices.Contains(manifestExts, strings.ToLower(filepath.Ext(name))):
+			continue
+		case !info.Mode().IsRegular():
+			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("not a regular file (%s)", info.Mode().Type())})
+		case r.maxFileBytes > 0 && info.Size() > r.maxFileBytes:
+			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("file is %d bytes, over the limit of %d", info.Size(), r.maxFileBytes)})
+		default:
+			if err := r.readFile(path, source); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// follow resolves a symlink and refuses targets outside the repository: a
+// committed link to /var/run/secrets/... must never be read.
+func (r *reader) follow(path string) (string, error) {
+	target, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return "", fmt.Errorf("broken symlink: %w", err)
+	}
+	rel, err := filepath.Rel(r.root, target)
+	if err != nil || !filepath.IsLocal(rel) {
+		link, _ := os.Readlink(path)
+		return "", fmt.Errorf("symlink to %q leaves the repository; refused", link)
+	}
+	return target, nil
+}
+
+func pathJoin(dir, name string) string {
+	if dir == "." || dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+// readFile decodes every document of one file. Parse errors are collected
+// rather than returned, so that one run reports every broken file.
+func (r *reader) readFile(path, source string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for doc := 1; ; doc++ {
+		raw, err := docs.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			r.errs = append(r.errs, &ManifestError{Source: source, Doc: doc, Err: err})
+			return nil
+		}
+		objs, err := decode(raw)
+		if err != nil {
+			r.errs = append(r.errs, &ManifestError{Source: source, Doc: doc, Err: err})
+			continue
+		}
+		for _, o := range objs {
+			r.objs = append(r.objs, &Object{Source: source, Doc: doc, Obj: o})
+		}
+	}
+}
+
+// decode turns one YAML or JSON document into objects: none for an empty
+// document, the items of a List, or the object itself.
+func decode(raw []byte) ([]*unstructured.Unstructured, error) {
+	j, err := yaml.YAMLToJSON(raw)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(j, &v); err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, nil
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return nil, fmt.Errorf("not a Kubernetes object: the document is a %T, not a mapping", v)
+	}
+	u := &unstructured.Unstructured{Object: m}
+	if err := checkObject(u); err != nil {
+		return nil, err
+	}
+	if !u.IsList() {
+		return []*unstructured.Unstructured{u}, nil
+	}
+	list, err := u.ToList()
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", u.GetKind(), err)
+	}
+	out := make([]*unstructured.Unstructured, 0, len(list.Items))
+	for i := range list.Items {
+		item := &list.Items[i]
+		if err := checkObject(item); err != nil {
+			return nil, fmt.Errorf("%s item %d: %w", u.GetKind(), i, err)
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+func checkObject(u *unstructured.Unstructured) error {
+	var missing []string
+	if u.GetAPIVersion() == "" {
+		missing = append(missing, "apiVersion")
+	}
+	if u.GetKind() == "" {
+		missing = append(missing, "kind")
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("not a Kubernetes object: %s missing", strings.Join(missing, " and "))
+	}
+	if _, err := schema.ParseGroupVersion(u.GetAPIVersion()); err != nil {
+		return fmt.Errorf("apiVersion %q: %w", u.GetAPIVersion(), err)
+	}
+	if u.IsList() {
+		return nil
+	}
+	if u.GetName() == "" {
+		if u.GetGenerateName() != "" {
+			return fmt.Errorf("%s: metadata.generateName cannot be applied; set metadata.name", u.GetKind())
+		}
+		return fmt.Errorf("%s: metadata.name is missing", u.GetKind())
+	}
+	return nil
+}

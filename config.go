@@ -1,0 +1,129 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+
+	"github.com/cronsync/cronsync/apply"
+)
+
+// envPrefix is put before a flag's name, upper-cased with - turned into _, to
+// give the environment variable it falls back to: --field-manager reads
+// CRONSYNC_FIELD_MANAGER.
+const envPrefix = "CRONSYNC_"
+
+// config is everything the command line and environment decided.
+type config struct {
+	repo, ref, path, workDir string
+	timeout                  time.Duration
+	version                  bool
+	apply                    apply.Options
+	kube                     *genericclioptions.ConfigFlags
+}
+
+var errHelp = pflag.ErrHelp
+
+// parseFlags reads args, then fills every flag not given on the command line
+// from its environment variable, so that a CronJob can be configured from a
+// ConfigMap. Flags win over the environment.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*config, error) {
+	cfg := &config{apply: apply.DefaultOptions()}
+	fs := pflag.NewFlagSet("cronsync", pflag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.SortFlags = false
+
+	fs.StringVar(&cfg.repo, "repo", "", "Git repository: https:// URL, file:// URL or local path (required)")
+	fs.StringVar(&cfg.ref, "ref", "", "branch, tag or full commit SHA to sync (default: the remote's HEAD)")
+	fs.StringVar(&cfg.path, "path", ".", "directory inside the repository whose manifests are applied, recursively")
+	fs.StringVarP(&cfg.apply.Namespace, "namespace", "n", cfg.apply.Namespace, "namespace for namespaced objects that set none")
+	dryRun := fs.String("dry-run", "none", `"server" sends every write with dryRun=All; "client" sends no write at all; "none" applies`)
+	fs.Lookup("dry-run").NoOptDefVal = string(apply.DryRunServer)
+	fs.StringVar(&cfg.apply.FieldManager, "field-manager", cfg.apply.FieldManager, "server-side apply field manager")
+	fs.BoolVar(&cfg.apply.ForceConflicts, "force-conflicts", cfg.apply.ForceConflicts, "take over fields set by other managers, so Git wins")
+	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "deadline for the whole run, clone included")
+	fs.IntVar(&cfg.apply.Workers, "workers", cfg.apply.Workers, "requests in flight at once within an apply stage")
+	fs.Int64Var(&cfg.apply.MaxFileBytes, "max-manifest-bytes", cfg.apply.MaxFileBytes, "refuse manifest files larger than this")
+	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
+	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
+
+	cfg.kube = genericclioptions.NewConfigFlags(false)
+	// cronsync owns --namespace (see apply.Options.Namespace) and keeps no
+	// discovery cache on disk: the root filesystem is read-only in its pod.
+	cfg.kube.Namespace, cfg.kube.CacheDir = nil, nil
+	cfg.kube.AddFlags(fs)
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, pflag.ErrHelp) {
+			return nil, errHelp
+		}
+		return nil, usageErrorf("%w", err)
+	}
+	if fs.NArg() > 0 {
+		return nil, usageErrorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || envErr != nil {
+			return
+		}
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookupEnv(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageErrorf("%s: %w", name, err)
+			}
+		}
+	})
+	if envErr != nil {
+		return nil, envErr
+	}
+	if cfg.version {
+		return cfg, nil
+	}
+
+	switch apply.DryRun(*dryRun) {
+	case "none", "false":
+		cfg.apply.DryRun = apply.DryRunNone
+	case apply.DryRunClient, apply.DryRunServer:
+		cfg.apply.DryRun = apply.DryRun(*dryRun)
+	default:
+		return nil, usageErrorf(`--dry-run must be "none", "client" or "server", not %q`, *dryRun)
+	}
+	switch {
+	case cfg.repo == "":
+		return nil, usageErrorf("--repo (or %sREPO) is required", envPrefix)
+	case cfg.timeout <= 0:
+		return nil, usageErrorf("--timeout must be positive")
+	case cfg.apply.Workers < 1:
+		return nil, usageErrorf("--workers must be at least 1")
+	case cfg.apply.FieldManager == "":
+		return nil, usageErrorf("--field-manager must not be empty")
+	case cfg.apply.Namespace == "":
+		return nil, usageErrorf("--namespace must not be empty")
+	}
+	return cfg, nil
+}
+
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
+}
+
+// usageError is a fault in how cronsync was started: flags, environment or
+// cluster credentials. It exits 2.
+type usageError struct{ err error }
+
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+func usageErrorf(format string, args ...any) error {
+	return &usageError{fmt.Errorf(format, args...)}
+}

@@ -1,0 +1,100 @@
+package main
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/gitsrc"
+)
+
+// Exit statuses. The Job's podFailurePolicy in manifests/ fails the Job at
+// once on the permanent ones (2, 3) and lets backoff retry 1.
+const (
+	exitOK = 0
+	// exitRetry: something outside the commit and the configuration went
+	// wrong (network, API server load, deadline, SIGTERM). Running again
+	// may succeed.
+	exitRetry = 1
+	// exitConfig: the Job's own configuration is wrong (flags, credentials,
+	// unknown repository, ref or path, RBAC). Fix the CronJob.
+	exitConfig = 2
+	// exitContent: the commit is wrong (unparseable, unknown kind, rejected
+	// as invalid). Fix the commit.
+	exitContent = 3
+)
+
+// exitCode is the one place errors become exit statuses. When a run fails
+// for several reasons at once, a permanent status wins over a retryable one,
+// because retrying cannot fix the permanent fault; configuration comes before
+// content because a wrong configuration may be why the content looks wrong.
+func exitCode(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		code := exitOK
+		for _, e := range joined.Unwrap() {
+			code = worse(code, exitCode(e))
+		}
+		return code
+	}
+
+	var usage *usageError
+	var manifest *apply.ManifestError
+	var status apierrors.APIStatus
+	switch {
+	case errors.As(err, &usage), errors.Is(err, gitsrc.ErrNotFound), errors.Is(err, gitsrc.ErrAuth):
+		return exitConfig
+	case errors.As(err, &manifest), errors.Is(err, gitsrc.ErrUnsafe):
+		return exitContent
+	case errors.As(err, &status):
+		return apiStatusCode(status)
+	}
+	if next := errors.Unwrap(err); next != nil {
+		return exitCode(next)
+	}
+	// Network failures, deadlines and cancellation (SIGTERM) land here:
+	// what we cannot recognise as permanent is worth another try.
+	return exitRetry
+}
+
+func apiStatusCode(status apierrors.APIStatus) int {
+	s := status.Status()
+	switch s.Code {
+	case http.StatusUnauthorized:
+		return exitConfig
+	case http.StatusForbidden:
+		// A namespace being deleted refuses new content with 403 until it
+		// is gone: that passes. RBAC and admission refusals do not.
+		if strings.Contains(s.Message, "because it is being terminated") {
+			return exitRetry
+		}
+		return exitConfig
+	case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
+		return exitContent
+	}
+	return exitRetry
+}
+
+// worse orders statuses by how permanent they are: 2 over 3 over 1 over 0.
+func worse(a, b int) int {
+	rank := func(c int) int {
+		switch c {
+		case exitConfig:
+			return 3
+		case exitContent:
+			return 2
+		case exitRetry:
+			return 1
+		}
+		return 0
+	}
+	if rank(b) > rank(a) {
+		return b
+	}
+	return a
+}

@@ -1,0 +1,479 @@
+// Package gitsrc turns a repository URL and a ref into the files of exactly one
+// commit on local disk, using go-git only (no git binary is needed or run).
+//
+// Remote repositories are fetched shallow (depth 1, one ref, no tags) into an
+// on-disk object store; local repositories are read in place. Either way only the
+// tree of the resolved commit is written out, so the cost of a sync does not grow
+// with the repository's history.
+package gitsrc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/config"
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/transport"
+)
+
+// Errors the caller branches on. Each is wrapped with the detail that names
+// the repository, ref or path.
+var (
+	// ErrNotFound: the repository, ref or path does not exist. Retrying the
+	// same configuration cannot succeed.
+	ErrNotFound = errors.New("not found")
+	// ErrAuth: the server refused the credentials, or asked for some and none
+	// were given.
+	ErrAuth = errors.New("authentication failed")
+	// ErrUnsafe: the commit contains something that must not be followed,
+	// such as a symlink that leaves the repository.
+	ErrUnsafe = errors.New("unsafe repository content")
+)
+
+// Options says what to fetch. The zero value of every field but URL is usable.
+type Options struct {
+	// URL is an https:// or http:// URL, a file:// URL, or a local path.
+	// Credentials embedded in it are never printed (see Redact).
+	URL string
+	// Ref is a branch, a tag, a full ref name (refs/...) or a full 40-hex
+	// commit SHA. Empty means the remote's HEAD.
+	Ref string
+	// WorkDir is the parent of the temporary directory the checkout is written
+	// to; empty means os.TempDir(). In a pod it is an emptyDir because the
+	// root filesystem is read-only.
+	WorkDir string
+}
+
+// Checkout is one commit's tree on disk. Close removes it.
+type Checkout struct {
+	// Dir holds the commit's files and nothing else (no .git).
+	Dir string
+	// Commit is the full SHA of the commit whose tree is in Dir.
+	Commit string
+	// Ref is the full name Options.Ref resolved to (refs/heads/main,
+	// refs/tags/v1), or the SHA itself when a SHA was asked for.
+	Ref string
+
+	tmp string
+}
+
+// Close removes everything Clone wrote.
+func (c *Checkout) Close() error { return os.RemoveAll(c.tmp) }
+
+var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
+
+// Clone resolves opts.Ref in opts.URL and writes that commit's tree to a new
+// temporary directory.
+func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
+	if opts.URL == "" {
+		return nil, fmt.Errorf("repository URL is empty: %w", ErrNotFound)
+	}
+	tmp, err := os.MkdirTemp(opts.WorkDir, "cronsync-")
+	if err != nil {
+		return nil, fmt.Errorf("creating work directory: %w", err)
+	}
+	co := &Checkout{Dir: filepath.Join(tmp, "tree"), tmp: tmp}
+	defer func() {
+		if err != nil {
+			_ = co.Close()
+			err = redactErr(opts.URL, err)
+		}
+	}()
+
+	var repo *git.Repository
+	if local, ok := localPath(opts.URL); ok {
+		repo, err = git.PlainOpenWithOptions(local, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+		if errors.Is(err, git.ErrRepositoryNotExists) || errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("repository %s: %w", local, ErrNotFound)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("opening repository %s: %w", local, err)
+		}
+		co.Ref, co.Commit, err = resolveLocal(repo, opts.Ref)
+	} else {
+		repo, co.Ref, co.Commit, err = fetch(ctx, filepath.Join(tmp, "objects"), opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	commit, err := repo.CommitObject(plumbing.NewHash(co.Commit))
+	if err != nil {
+		return nil, fmt.Errorf("reading commit %s: %w", co.Commit, err)
+	}
+	if err := writeTree(ctx, commit, co.Dir); err != nil {
+		return nil, fmt.Errorf("writing commit %s: %w", co.Commit, err)
+	}
+	return co, nil
+}
+
+// localPath reports whether u names a repository on this machine, and where.
+func localPath(u string) (string, bool) {
+	if p, ok := strings.CutPrefix(u, "file://"); ok {
+		return p, true
+	}
+	if strings.Contains(u, "://") || isSCPLike(u) {
+		return "", false
+	}
+	return u, true
+}
+
+// isSCPLike matches git's user@host:path shorthand, which is never a local path.
+func isSCPLike(u string) bool {
+	at, colon, slash := strings.Index(u, "@"), strings.Index(u, ":"), strings.Index(u, "/")
+	return at > 0 && colon > at && (slash < 0 || colon < slash)
+}
+
+func resolveLocal(repo *git.Repository, ref string) (name, sha string, err error) {
+	if fullSHA.MatchString(ref) {
+		if _, err := repo.CommitObject(plumbing.NewHash(ref)); err != nil {
+			return "", "", fmt.Errorf("ref %q: commit %w", ref, ErrNotFound)
+		}
+		return ref, ref, nil
+	}
+	candidates := []plumbing.ReferenceName{plumbing.HEAD}
+	if ref != "" {
+		candidates = refCandidates(ref)
+	}
+	for _, c := range candidates {
+		r, err := repo.Reference(c, true)
+		if err != nil {
+			continue
+		}
+		sha, err := peel(repo, r.Hash())
+		if err != nil {
+			return "", "", fmt.Errorf("ref %q: %w", ref, err)
+		}
+		if c == plumbing.HEAD {
+			if head, err := repo.Reference(plumbing.HEAD, false); err == nil && head.Type() == plumbing.SymbolicReference {
+				c = head.Target()
+			}
+		}
+		return c.String(), sha, nil
+	}
+	return "", "", fmt.Errorf("ref %q: %w", displayRef(ref), ErrNotFound)
+}
+
+// refCandidates lists the full names a short ref may stand for, in the order
+// git itself tries them.
+func refCandidates(ref string) []plumbing.ReferenceName {
+	if strings.HasPrefix(ref, "refs/") {
+		return []plumbing.ReferenceName{plumbing.ReferenceName(ref)}
+	}
+	return []plumbing.ReferenceName{
+		plumbing.NewBranchReferenceName(ref),
+		plumbing.NewTagReferenceName(ref),
+	}
+}
+
+func displayRef(ref string) string {
+	if ref == "" {
+		return "HEAD"
+	}
+	return ref
+}
+
+// peel follows annotated tags down to the commit they point at.
+func peel(repo *git.Repository, h plumbing.Hash) (string, error) {
+	for range 10 {
+		obj, err := repo.Storer.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return "", fmt.Errorf("object %s: %w", h, err)
+		}
+		switch obj.Type() {
+		case plumbing.CommitObject:
+			return h.String(), nil
+		case plumbing.TagObject:
+			tag, err := object.DecodeTag(repo.Storer, obj)
+			if err != nil {
+				return "", err
+			}
+			h = tag.Target
+		default:
+			return "", fmt.Errorf("%s is a %s, not a commit", h, obj.Type())
+		}
+	}
+	return "", fmt.Errorf("tag chain at %s is too long", h)
+}
+
+// fetch resolves the ref against the remote's advertised refs and fetches only
+// that ref at depth 1 into an on-disk store under dir.
+func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, string, string, error) {
+	repo, err := git.PlainInit(dir, true)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("creating object store: %w", err)
+	}
+	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
+	if err != nil {
+		return nil, "", "", fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
+	}
+	refs, err := remote.ListContext(ctx, &git.ListOptions{})
+	if err != nil {
+		return nil, "", "", classifyTransport(opts.URL, err)
+	}
+
+	name, want, err := pickRef(refs, opts.Ref)
+	if err != nil {
+		return nil, "", "", err
+	}
+	local := plumbing.ReferenceName("refs/cronsync/want")
+	spec := config.RefSpec("+" + want + ":" + local.String())
+	if name != "" {
+		spec = config.RefSpec("+" + name + ":" + local.String())
+	}
+	err = remote.FetchContext(ctx, &git.FetchOptions{
+		RefSpecs: []config.RefSpec{spec},
+		Depth:    1,
+		Tags:     git.NoTags,
+	})
+	if errors.Is(err, git.ErrExactSHA1NotSupported) {
+		// The server only hands out advertised refs. Fetch every branch in
+		// full and look for the commit there: slow for big histories, but the
+		// only way such a server lets us reach an unadvertised commit.
+		err = remote.FetchContext(ctx, &git.FetchOptions{
+			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/cronsync/heads/*"},
+			Tags:     git.NoTags,
+		})
+		if err == nil {
+			if _, cerr := repo.CommitObject(plumbing.NewHash(want)); cerr != nil {
+				return nil, "", "", fmt.Errorf("ref %q: commit not on any branch of %s: %w", want, Redact(opts.URL), ErrNotFound)
+			}
+			return repo, want, want, nil
+		}
+	}
+	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
+		return nil, "", "", classifyTransport(opts.URL, err)
+	}
+	ref, err := repo.Reference(local, true)
+	if err != nil {
+		return nil, "", "", fmt.Errorf("ref %q: fetched nothing: %w", displayRef(opts.Ref), err)
+	}
+	sha, err := peel(repo, ref.Hash())
+	if err != nil {
+		return nil, "", "", fmt.Errorf("ref %q: %w", displayRef(opts.Ref), err)
+	}
+	if name == "" {
+		name = sha
+	}
+	return repo, name, sha, nil
+}
+
+// pickRef finds ref among the advertised refs. It returns the full name to
+// fetch, or, for a SHA that is no ref's tip, an empty name and the SHA.
+func pickRef(refs []*plumbing.Reference, ref string) (name, want string, err error) {
+	byName := make(map[plumbing.ReferenceName]*plumbing.Reference, len(refs))
+	for _, r := range refs {
+		byName[r.Name()] = r
+	}
+	switch {
+	case ref == "":
+		head, ok := byName[plumbing.HEAD]
+		if !ok {
+			return "", "", fmt.Errorf("the remote has no HEAD; set --ref: %w", ErrNotFound)
+		}
+		if head.Type() == plumbing.SymbolicReference {
+			return head.Target().String(), "", nil
+		}
+		// Servers that do not advertise HEAD's target: pick the branch
+		// whose tip HEAD points at, preferring main and master.
+		for _, n := range []plumbing.ReferenceName{plumbing.Main, plumbing.Master} {
+			if r, ok := byName[n]; ok && r.Hash() == head.Hash() {
+				return n.String(), "", nil
+			}
+		}
+		return "", head.Hash().String(), nil
+	case fullSHA.MatchString(ref):
+		for _, r := range refs {
+			if r.Type() == plumbing.HashReference && r.Hash().String() == ref && r.Name().IsBranch() {
+				return r.Name().String(), ref, nil
+			}
+		}
+		return "", ref, nil
+	default:
+		for _, c := range refCandidates(ref) {
+			if _, ok := byName[c]; ok {
+				return c.String(), "", nil
+			}
+		}
+		return "", "", fmt.Errorf("ref %q: no such branch or tag: %w", ref, ErrNotFound)
+	}
+}
+
+func classifyTransport(u string, err error) error {
+	switch {
+	case errors.Is(err, transport.ErrRepositoryNotFound):
+		return fmt.Errorf("repository %s: %w", Redact(u), ErrNotFound)
+	case errors.Is(err, transport.ErrEmptyRemoteRepository):
+		return fmt.Errorf("repository %s is empty: %w", Redact(u), ErrNotFound)
+	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
+		return fmt.Errorf("repository %s: %w: %w", Redact(u), ErrAuth, err)
+	}
+	return fmt.Errorf("repository %s: %w", Redact(u), err)
+}
+
+// writeTree writes the files of commit under dir. Symlinks are written as
+// symlinks so that the reader, which knows the repository root, decides
+// whether following one is allowed; submodules are skipped.
+func writeTree(ctx context.Context, commit *object.Commit, dir string) error {
+	tree, err := commit.Tree()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		name, entry, err := walker.Next()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		// Tree entry names come from the repository: refuse any that would
+		// write outside dir.
+		if !filepath.IsLocal(name) {
+			return fmt.Errorf("%s: path leaves the repository: %w", name, ErrUnsafe)
+		}
+		dst := filepath.Join(dir, filepath.FromSlash(name))
+		switch entry.Mode {
+		case filemode.Dir:
+			if err := os.MkdirAll(dst, 0o755); err != nil {
+				return err
+			}
+		case filemode.Submodule:
+			continue
+		case filemode.Symlink:
+			target, err := blobString(tree, name)
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if err := os.Symlink(target, dst); err != nil {
+				return err
+			}
+		default:
+			if err := writeBlob(tree, name, dst); err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+		}
+	}
+}
+
+func blobString(tree *object.Tree, name string) (string, error) {
+	f, err := tree.File(name)
+	if err != nil {
+		return "", err
+	}
+	return f.Contents()
+}
+
+func writeBlob(tree *object.Tree, name, dst string) error {
+	f, err := tree.File(name)
+	if err != nil {
+		return err
+	}
+	r, err := f.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, r); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// Redact removes the user info (a token, usually) from a URL so that it can
+// be printed. Anything that does not parse as a URL is returned unchanged:
+// local paths and scp-like addresses carry no secrets.
+func Redact(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return u
+	}
+	return p.Redacted()
+}
+
+// redactErr makes sure no credential from u survives in err's text, even in
+// messages that come back from the transport with the URL embedded.
+func redactErr(u string, err error) error {
+	p, perr := url.Parse(u)
+	if perr != nil || p.User == nil {
+		return err
+	}
+	secrets := []string{p.User.String()}
+	if pw, ok := p.User.Password(); ok {
+		secrets = append(secrets, pw, url.QueryEscape(pw))
+	}
+	msg := err.Error()
+	clean := msg
+	for _, s := range secrets {
+		if s != "" {
+			clean = strings.ReplaceAll(clean, s, "xxxxx")
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &redacted{msg: clean, err: err}
+}
+
+// redacted keeps the wrapped error for errors.Is while printing clean text.
+type redacted struct {
+	msg string
+	err error
+}
+
+func (r *redacted) Error() string { return r.msg }
+func (r *redacted) Unwrap() error { return r.err }
+
+// Sub resolves path (relative to the repository root, "." for the root) to a
+// directory inside c.Dir. It refuses paths that leave the repository,
+// lexically or through a symlink, and paths that do not exist.
+func (c *Checkout) Sub(path string) (string, error) {
+	clean := filepath.Clean(filepath.FromSlash(path))
+	if !filepath.IsLocal(clean) {
+		return "", fmt.Errorf("path %q leaves the repository: %w", path, ErrNotFound)
+	}
+	root, err := filepath.EvalSymlinks(c.Dir)
+	if err != nil {
+		return "", err
+	}
+	full, err := filepath.EvalSymlinks(filepath.Join(root, clean))
+	if errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("path %q does not exist in commit %s: %w", path, c.Commit, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("path %q: %w", path, err)
+	}
+	if rel, err := filepath.Rel(root, full); err != nil || !filepath.IsLocal(rel) {
+		return "", fmt.Errorf("path %q resolves outside the repository: %w", path, ErrUnsafe)
+	}
+	st, err := os.Stat(full)
+	if err != nil {
+		return "", err
+	}
+	if !st.IsDir() {
+		return "", fmt.Errorf("path %q is not a directory in commit %s: %w", path, c.Commit, ErrNotFound)
+	}
+	return full, nil
+}

@@ -1,0 +1,117 @@
+package testenv
+
+import (
+	"net/http"
+	"net/http/cgi"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Repo is a Git repository in a test's temporary directory, driven by the
+// git command (tests may run git; cronsync itself never does).
+type Repo struct {
+	// Dir is the work tree.
+	Dir string
+	t   testing.TB
+}
+
+// gitEnv keeps the developer's own git configuration out of tests.
+var gitEnv = []string{
+	"GIT_CONFIG_GLOBAL=/dev/null",
+	"GIT_CONFIG_NOSYSTEM=1",
+	"GIT_AUTHOR_NAME=cronsync test", "GIT_AUTHOR_EMAIL=test@cronsync.invalid",
+	"GIT_COMMITTER_NAME=cronsync test", "GIT_COMMITTER_EMAIL=test@cronsync.invalid",
+}
+
+// NewRepo makes an empty repository whose default branch is main.
+func NewRepo(t testing.TB) *Repo {
+	t.Helper()
+	r := &Repo{Dir: filepath.Join(t.TempDir(), "repo"), t: t}
+	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.Git("init", "-q", "-b", "main")
+	return r
+}
+
+// Git runs git in the work tree and returns its trimmed output.
+func (r *Repo) Git(args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.Dir
+	cmd.Env = append(os.Environ(), gitEnv...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// Write creates or replaces a file, making its directories.
+func (r *Repo) Write(path, content string) {
+	r.t.Helper()
+	full := filepath.Join(r.Dir, filepath.FromSlash(path))
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Symlink commits-to-be a symlink at path pointing at target, verbatim.
+func (r *Repo) Symlink(path, target string) {
+	r.t.Helper()
+	full := filepath.Join(r.Dir, filepath.FromSlash(path))
+	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	if err := os.Symlink(target, full); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Remove deletes a file or directory from the work tree.
+func (r *Repo) Remove(path string) {
+	r.t.Helper()
+	if err := os.RemoveAll(filepath.Join(r.Dir, filepath.FromSlash(path))); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// Commit commits everything in the work tree and returns the commit's SHA.
+func (r *Repo) Commit(msg string) string {
+	r.t.Helper()
+	r.Git("add", "-A")
+	r.Git("commit", "-q", "--allow-empty", "-m", msg)
+	return r.Git("rev-parse", "HEAD")
+}
+
+// ServeHTTP serves every repository under root over git's smart HTTP
+// protocol (git http-backend behind net/http/cgi) until the test ends.
+// URLs look like <server>/<dir relative to root>. wrap, if not nil, sits in
+// front of the backend (to demand credentials, say).
+func ServeHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) *httptest.Server {
+	t.Helper()
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		t.Fatalf("git --exec-path: %v", err)
+	}
+	var h http.Handler = &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env: append([]string{
+			"GIT_PROJECT_ROOT=" + root,
+			"GIT_HTTP_EXPORT_ALL=1",
+		}, gitEnv...),
+	}
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}

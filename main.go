@@ -1,0 +1,97 @@
+// Command cronsync makes a cluster match one commit of a Git repository, once,
+// and exits with a status a Kubernetes Job can act on. See README.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/gitsrc"
+)
+
+func main() {
+	os.Exit(exitCode(mainErr(os.Args[1:], os.Stdout, os.Stderr)))
+}
+
+// mainErr is main without the exit, so that every path out of the program
+// goes through exitCode once.
+func mainErr(args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, os.LookupEnv, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "error: %v\n", err)
+		return err
+	}
+	if cfg.version {
+		fmt.Fprintln(stdout, "cronsync", version())
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("--timeout %s exceeded: %w", cfg.timeout, context.DeadlineExceeded))
+	defer cancel()
+
+	err = run(ctx, cfg, stdout)
+	if err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			fmt.Fprintf(stderr, "error: %s\n", line)
+		}
+	}
+	return err
+}
+
+// run does one sync: clone, read, apply, summarize.
+func run(ctx context.Context, cfg *config, stdout io.Writer) error {
+	start := time.Now()
+	restCfg, err := cfg.kube.ToRESTConfig()
+	if err != nil {
+		return usageErrorf("loading cluster credentials: %w", err)
+	}
+	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
+
+	co, err := gitsrc.Clone(ctx, gitsrc.Options{URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir})
+	if err != nil {
+		return err
+	}
+	defer co.Close()
+	repo := gitsrc.Redact(cfg.repo)
+	fmt.Fprintf(stdout, "cronsync: %s %s is commit %s\n", repo, co.Ref, co.Commit)
+
+	dir, err := co.Sub(cfg.path)
+	if err != nil {
+		return err
+	}
+	opts := cfg.apply
+	opts.Root, opts.Dir, opts.Out = co.Dir, dir, stdout
+	res, err := apply.Run(ctx, restCfg, opts)
+	if cause := context.Cause(ctx); err != nil && cause != nil {
+		err = fmt.Errorf("%w\n%w", cause, err)
+	}
+
+	outcome := "synced"
+	if err != nil {
+		outcome = "sync failed"
+	}
+	if opts.DryRun != apply.DryRunNone {
+		outcome += fmt.Sprintf(" (dry run: %s)", opts.DryRun)
+	}
+	counts := "no objects applied"
+	if res != nil {
+		counts = fmt.Sprintf("%d objects: %d applied, %d failed, %d skipped", len(res.Objects), res.Applied, res.Failed, res.Skipped)
+	}
+	fmt.Fprintf(stdout, "cronsync: %s %s@%s path %s: %s in %s\n",
+		outcome, repo, co.Commit[:min(12, len(co.Commit))], cfg.path, counts, time.Since(start).Round(time.Millisecond))
+	return err
+}
