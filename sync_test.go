@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+// A repository goes through the life a GitOps repo has: first sync, a change,
+// a hand edit in the cluster (drift), and a git revert. After each run the
+// cluster holds exactly what the commit says.
+func TestSyncFollowsGit(t *testing.T) {
+	const ns = "lifecycle"
+	r := testenv.NewRepo(t)
+	// The Namespace's file sorts after its contents: ordering is cronsync's
+	// job, not the file names'.
+	r.Write("apps/config.yaml", configMap(ns, "app-config", "v1"))
+	r.Write("apps/web.yaml", deployment(ns, "web", 2))
+	r.Write("apps/zz-namespace.yaml", namespace(ns))
+	r.Write("README.md", "not a manifest\n")
+	first := r.Commit("first")
+
+	out := mustSync(t, "--repo", r.Dir, "--path", "apps")
+	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v1" {
+		t.Fatalf("after first sync, app-config value = %s, want v1", got)
+	}
+	if got := get(t, deployments, ns, "web", "spec", "replicas"); got != "2" {
+		t.Fatalf("after first sync, web replicas = %s, want 2", got)
+	}
+	for _, line := range []string{
+		"namespace/lifecycle serverside-applied\n",
+		"configmap/app-config -n lifecycle serverside-applied\n",
+		"deployment.apps/web -n lifecycle serverside-applied\n",
+		"refs/heads/main is commit " + first,
+		"synced " + r.Dir + "@" + first[:12] + " path apps: 3 objects: 3 applied, 0 failed, 0 skipped in ",
+	} {
+		if !strings.Contains(out.stdout, line) {
+			t.Errorf("output lacks %q", line)
+		}
+	}
+	// Namespaces go first whatever the file order.
+	if strings.Index(out.stdout, "namespace/lifecycle") > strings.Index(out.stdout, "configmap/app-config") {
+		t.Errorf("the Namespace was not applied before its contents")
+	}
+
+	r.Write("apps/config.yaml", configMap(ns, "app-config", "v2"))
+	r.Commit("second")
+	mustSync(t, "--repo", r.Dir, "--path", "apps")
+	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v2" {
+		t.Fatalf("after second commit, app-config value = %s, want v2", got)
+	}
+
+	// Drift: someone scales by hand with another field manager, and edits
+	// the ConfigMap. The next run puts Git's values back.
+	ctx := context.Background()
+	if _, err := kube.Resource(deployments).Namespace(ns).Patch(ctx, "web", types.MergePatchType,
+		[]byte(`{"spec":{"replicas":5}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kube.Resource(configMaps).Namespace(ns).Patch(ctx, "app-config", types.MergePatchType,
+		[]byte(`{"data":{"value":"hand-edited"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	mustSync(t, "--repo", r.Dir, "--path", "apps")
+	if got := get(t, deployments, ns, "web", "spec", "replicas"); got != "2" {
+		t.Errorf("drift: web replicas = %s after sync, want 2", got)
+	}
+	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v2" {
+		t.Errorf("drift: app-config value = %s after sync, want v2", got)
+	}
+
+	// Rolling back is a git revert.
+	r.Git("revert", "--no-edit", "HEAD")
+	mustSync(t, "--repo", r.Dir, "--path", "apps")
+	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v1" {
+		t.Errorf("after revert, app-config value = %s, want v1", got)
+	}
+}
+
+// A CRD and resources of its kind in one commit, with the resource's file
+// sorting first, converge in one run.
+func TestCRDAndCustomResourceInOneRun(t *testing.T) {
+	r := testenv.NewRepo(t)
+	r.Write("a-widget.yaml", `apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: first
+  namespace: default
+spec:
+  size: 3
+`)
+	r.Write("crd.yaml", widgetCRD)
+	r.Commit("crd and widget")
+	out := mustSync(t, "--repo", r.Dir)
+	widgets := crdGVR("example.com", "v1", "widgets")
+	if got := get(t, widgets, "default", "first", "spec", "size"); got != "3" {
+		t.Fatalf("widget size = %s, want 3", got)
+	}
+	if !strings.Contains(out.stdout, "widget.example.com/first -n default serverside-applied") {
+		t.Errorf("no line for the widget")
+	}
+}
+
+// Dry runs change nothing in the cluster, whatever the commit holds.
+func TestDryRunChangesNothing(t *testing.T) {
+	const ns = "dryrun"
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("config.yaml", configMap(ns, "config", "v1"))
+	r.Commit("first")
+	mustSync(t, "--repo", r.Dir)
+
+	r.Write("config.yaml", configMap(ns, "config", "v2"))
+	r.Write("new.yaml", configMap(ns, "new", "v1"))
+	r.Write("crd.yaml", crdYAML("Gadget"))
+	r.Write("gadget.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: dryrun}\n")
+	r.Commit("second")
+
+	for _, mode := range []struct{ flag, suffix string }{
+		{"--dry-run", "(server dry run)"},
+		{"--dry-run=server", "(server dry run)"},
+		{"--dry-run=client", "(dry run)"},
+	} {
+		t.Run(mode.flag, func(t *testing.T) {
+			before := snapshot(t)
+			out := mustSync(t, "--repo", r.Dir, mode.flag)
+			if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+				t.Errorf("dry run changed the cluster:\n%s", strings.Join(diff, "\n"))
+			}
+			if !strings.Contains(out.stdout, "configmap/new -n dryrun serverside-applied "+mode.suffix) {
+				t.Errorf("output does not show the dry run")
+			}
+			if !strings.Contains(out.stdout, "gadget.example.com/g -n dryrun not validated") {
+				t.Errorf("output does not say the new CRD's resource could not be checked")
+			}
+		})
+	}
+}
+
+// Objects without a namespace land in --namespace, and every flag can come
+// from its CRONSYNC_ environment variable.
+func TestEnvironmentConfiguresEverything(t *testing.T) {
+	const ns = "fromenv"
+	r := testenv.NewRepo(t)
+	r.Write("deploy/ns.yaml", namespace(ns))
+	r.Write("deploy/config.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: no-namespace\ndata: {value: env}\n")
+	r.Write("other/config.yaml", "this: is not applied\n")
+	r.Commit("first")
+	out := cronsync(t, []string{
+		"CRONSYNC_REPO=file://" + r.Dir,
+		"CRONSYNC_REF=main",
+		"CRONSYNC_PATH=deploy",
+		"CRONSYNC_NAMESPACE=" + ns,
+		"CRONSYNC_FIELD_MANAGER=env-manager",
+	})
+	if out.code != 0 {
+		t.Fatalf("exit %d", out.code)
+	}
+	if got := get(t, configMaps, ns, "no-namespace", "data", "value"); got != "env" {
+		t.Fatalf("value = %s, want env", got)
+	}
+	if got := get(t, configMaps, ns, "no-namespace", "metadata", "managedFields"); !strings.Contains(got, "env-manager") {
+		t.Errorf("managedFields do not name env-manager: %s", got)
+	}
+	// A flag wins over its variable.
+	if out := cronsync(t, []string{"CRONSYNC_REPO=/does/not/exist"}, "--repo", r.Dir, "--path", "deploy", "-n", ns); out.code != 0 {
+		t.Errorf("--repo did not win over CRONSYNC_REPO: exit %d", out.code)
+	}
+}
+
+var widgetCRD = crdYAML("Widget")
+
+// crdYAML is a namespaced CRD in example.com/v1 for kind, whose spec.size
+// must be a non-negative integer.
+func crdYAML(kind string) string {
+	lower := strings.ToLower(kind)
+	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: %[1]ss.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: %[1]ss, singular: %[1]s, kind: %[2]s, listKind: %[2]sList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, minimum: 0}
+`, lower, kind)
+}
+
+func crdGVR(group, version, resource string) schema.GroupVersionResource {
+	return schema.GroupVersionResource{Group: group, Version: version, Resource: resource}
+}
