@@ -81,7 +81,7 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 				continue
 			}
 			if err != nil {
-				return nil, fmt.Errorf("discovering %s: %w", gvk, err)
+				return nil, objectErr(o, fmt.Errorf("looking up %s %s in the cluster's API: %w", gvk.GroupVersion(), gvk.Kind, err))
 			}
 			it.mapping, namespaced = m, m.Scope.Name() == meta.RESTScopeNameNamespace
 		}

@@ -141,16 +141,29 @@ func (r *reader) walk(dir, shown string) error {
 // follow resolves a symlink and refuses targets outside the repository: a
 // committed link to /var/run/secrets/... must never be read.
 func (r *reader) follow(path string) (string, error) {
+	link, err := os.Readlink(path)
+	if err != nil {
+		return "", err
+	}
+	escapes := fmt.Errorf("symlink to %q leaves the repository; refused", link)
+	// Judge the link text before touching its target, so that nothing
+	// outside the repository is even looked at.
+	if filepath.IsAbs(link) || !r.inside(filepath.Join(filepath.Dir(path), link)) {
+		return "", escapes
+	}
 	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
-		return "", fmt.Errorf("broken symlink: %w", err)
+		return "", fmt.Errorf("broken symlink to %q", link)
 	}
-	rel, err := filepath.Rel(r.root, target)
-	if err != nil || !filepath.IsLocal(rel) {
-		link, _ := os.Readlink(path)
-		return "", fmt.Errorf("symlink to %q leaves the repository; refused", link)
+	if !r.inside(target) { // through a chain of links
+		return "", escapes
 	}
 	return target, nil
+}
+
+func (r *reader) inside(path string) bool {
+	rel, err := filepath.Rel(r.root, path)
+	return err == nil && filepath.IsLocal(rel)
 }
 
 func pathJoin(dir, name string) string {
@@ -204,7 +217,7 @@ func decode(raw []byte) ([]*unstructured.Unstructured, error) {
 	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		return nil, fmt.Errorf("not a Kubernetes object: the document is a %T, not a mapping", v)
+		return nil, fmt.Errorf("not a Kubernetes object: the document is a %s, not a mapping", jsonType(v))
 	}
 	u := &unstructured.Unstructured{Object: m}
 	if err := checkObject(u); err != nil {
@@ -252,4 +265,18 @@ func checkObject(u *unstructured.Unstructured) error {
 		return fmt.Errorf("%s: metadata.name is missing", u.GetKind())
 	}
 	return nil
+}
+
+func jsonType(v any) string {
+	switch v.(type) {
+	case []any:
+		return "list"
+	case string:
+		return "string"
+	case float64:
+		return "number"
+	case bool:
+		return "boolean"
+	}
+	return fmt.Sprintf("%T", v)
 }

@@ -26,8 +26,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/transport"
 )
 
-// Errors the caller branches on. Each is wrapped with the detail that names
-// the repository, ref or path.
+// Errors the caller branches on, through errors.Is. The messages that carry
+// them name the repository, ref or path and read on their own.
 var (
 	// ErrNotFound: the repository, ref or path does not exist. Retrying the
 	// same configuration cannot succeed.
@@ -39,6 +39,22 @@ var (
 	// such as a symlink that leaves the repository.
 	ErrUnsafe = errors.New("unsafe repository content")
 )
+
+// classed is an error of one of the classes above whose message is written
+// out in full, so the class's own text is not tacked on.
+type classed struct {
+	class error
+	msg   string
+	cause error
+}
+
+func (e *classed) Error() string        { return e.msg }
+func (e *classed) Is(target error) bool { return target == e.class }
+func (e *classed) Unwrap() error        { return e.cause }
+
+func notFound(format string, args ...any) error {
+	return &classed{class: ErrNotFound, msg: fmt.Sprintf(format, args...)}
+}
 
 // Options says what to fetch. The zero value of every field but URL is usable.
 type Options struct {
@@ -76,7 +92,7 @@ var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 // temporary directory.
 func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	if opts.URL == "" {
-		return nil, fmt.Errorf("repository URL is empty: %w", ErrNotFound)
+		return nil, notFound("repository URL is empty")
 	}
 	tmp, err := os.MkdirTemp(opts.WorkDir, "cronsync-")
 	if err != nil {
@@ -94,7 +110,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	if local, ok := localPath(opts.URL); ok {
 		repo, err = git.PlainOpenWithOptions(local, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
 		if errors.Is(err, git.ErrRepositoryNotExists) || errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("repository %s: %w", local, ErrNotFound)
+			return nil, notFound("repository %s not found", local)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("opening repository %s: %w", local, err)
@@ -136,7 +152,7 @@ func isSCPLike(u string) bool {
 func resolveLocal(repo *git.Repository, ref string) (name, sha string, err error) {
 	if fullSHA.MatchString(ref) {
 		if _, err := repo.CommitObject(plumbing.NewHash(ref)); err != nil {
-			return "", "", fmt.Errorf("ref %q: commit %w", ref, ErrNotFound)
+			return "", "", notFound("ref %q: no such commit", ref)
 		}
 		return ref, ref, nil
 	}
@@ -160,7 +176,7 @@ func resolveLocal(repo *git.Repository, ref string) (name, sha string, err error
 		}
 		return c.String(), sha, nil
 	}
-	return "", "", fmt.Errorf("ref %q: %w", displayRef(ref), ErrNotFound)
+	return "", "", notFound("ref %q: no such branch or tag", displayRef(ref))
 }
 
 // refCandidates lists the full names a short ref may stand for, in the order
@@ -245,7 +261,7 @@ func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, stri
 		})
 		if err == nil {
 			if _, cerr := repo.CommitObject(plumbing.NewHash(want)); cerr != nil {
-				return nil, "", "", fmt.Errorf("ref %q: commit not on any branch of %s: %w", want, Redact(opts.URL), ErrNotFound)
+				return nil, "", "", notFound("ref %q: no such commit on any branch of %s", want, Redact(opts.URL))
 			}
 			return repo, want, want, nil
 		}
@@ -278,7 +294,7 @@ func pickRef(refs []*plumbing.Reference, ref string) (name, want string, err err
 	case ref == "":
 		head, ok := byName[plumbing.HEAD]
 		if !ok {
-			return "", "", fmt.Errorf("the remote has no HEAD; set --ref: %w", ErrNotFound)
+			return "", "", notFound("the remote has no HEAD; set --ref")
 		}
 		if head.Type() == plumbing.SymbolicReference {
 			return head.Target().String(), "", nil
@@ -304,18 +320,18 @@ func pickRef(refs []*plumbing.Reference, ref string) (name, want string, err err
 				return c.String(), "", nil
 			}
 		}
-		return "", "", fmt.Errorf("ref %q: no such branch or tag: %w", ref, ErrNotFound)
+		return "", "", notFound("ref %q: no such branch or tag", ref)
 	}
 }
 
 func classifyTransport(u string, err error) error {
 	switch {
 	case errors.Is(err, transport.ErrRepositoryNotFound):
-		return fmt.Errorf("repository %s: %w", Redact(u), ErrNotFound)
+		return notFound("repository %s not found", Redact(u))
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
-		return fmt.Errorf("repository %s is empty: %w", Redact(u), ErrNotFound)
+		return notFound("repository %s is empty", Redact(u))
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
-		return fmt.Errorf("repository %s: %w: %w", Redact(u), ErrAuth, err)
+		return &classed{class: ErrAuth, msg: fmt.Sprintf("repository %s: %v", Redact(u), err), cause: err}
 	}
 	return fmt.Errorf("repository %s: %w", Redact(u), err)
 }
@@ -347,7 +363,7 @@ func writeTree(ctx context.Context, commit *object.Commit, dir string) error {
 		// Tree entry names come from the repository: refuse any that would
 		// write outside dir.
 		if !filepath.IsLocal(name) {
-			return fmt.Errorf("%s: path leaves the repository: %w", name, ErrUnsafe)
+			return &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(name))
 		switch entry.Mode {
@@ -452,7 +468,7 @@ func (r *redacted) Unwrap() error { return r.err }
 func (c *Checkout) Sub(path string) (string, error) {
 	clean := filepath.Clean(filepath.FromSlash(path))
 	if !filepath.IsLocal(clean) {
-		return "", fmt.Errorf("path %q leaves the repository: %w", path, ErrNotFound)
+		return "", notFound("path %q leaves the repository", path)
 	}
 	root, err := filepath.EvalSymlinks(c.Dir)
 	if err != nil {
@@ -460,20 +476,20 @@ func (c *Checkout) Sub(path string) (string, error) {
 	}
 	full, err := filepath.EvalSymlinks(filepath.Join(root, clean))
 	if errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("path %q does not exist in commit %s: %w", path, c.Commit, ErrNotFound)
+		return "", notFound("path %q does not exist in commit %s", path, c.Commit)
 	}
 	if err != nil {
 		return "", fmt.Errorf("path %q: %w", path, err)
 	}
 	if rel, err := filepath.Rel(root, full); err != nil || !filepath.IsLocal(rel) {
-		return "", fmt.Errorf("path %q resolves outside the repository: %w", path, ErrUnsafe)
+		return "", &classed{class: ErrUnsafe, msg: fmt.Sprintf("path %q resolves outside the repository through a symlink", path)}
 	}
 	st, err := os.Stat(full)
 	if err != nil {
 		return "", err
 	}
 	if !st.IsDir() {
-		return "", fmt.Errorf("path %q is not a directory in commit %s: %w", path, c.Commit, ErrNotFound)
+		return "", notFound("path %q is not a directory in commit %s", path, c.Commit)
 	}
 	return full, nil
 }

@@ -1,0 +1,170 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+// Each bad input exits with its documented status, names what is wrong on
+// one line of stderr, and, when it is found before the first write, leaves
+// the cluster exactly as it was.
+func TestBadInput(t *testing.T) {
+	const ns = "badinput"
+	for _, tc := range []struct {
+		name string
+		// files are written to the repository besides a valid ConfigMap,
+		// so that "nothing changed" also means "nothing valid was applied".
+		files    map[string]string
+		symlinks map[string]string
+		args     []string
+		code     int
+		// wantErr are substrings of one stderr line.
+		wantErr []string
+		// writes is true when the fault can only be found by the API
+		// server, after other objects were written.
+		writes bool
+	}{{
+		name:    "broken YAML",
+		files:   map[string]string{"apps/broken.yaml": configMap(ns, "fine", "x") + "---\nkind: ConfigMap\n  metadata: [oops\n"},
+		code:    exitContent,
+		wantErr: []string{"apps/broken.yaml, document 2:", "yaml"},
+	}, {
+		name:    "document that is not an object",
+		files:   map[string]string{"apps/list.yaml": "- just\n- a list\n"},
+		code:    exitContent,
+		wantErr: []string{"apps/list.yaml, document 1: not a Kubernetes object"},
+	}, {
+		name:    "object without kind",
+		files:   map[string]string{"apps/nokind.yaml": "apiVersion: v1\nmetadata: {name: x}\n"},
+		code:    exitContent,
+		wantErr: []string{"apps/nokind.yaml, document 1: not a Kubernetes object: kind missing"},
+	}, {
+		name:    "unknown kind",
+		files:   map[string]string{"apps/frob.yaml": "apiVersion: example.com/v1\nkind: Frobnicator\nmetadata: {name: frob, namespace: badinput}\n"},
+		code:    exitContent,
+		wantErr: []string{"frobnicator.example.com/frob -n badinput (apps/frob.yaml, document 1): unknown kind"},
+	}, {
+		name: "same object twice",
+		files: map[string]string{
+			"apps/one.yaml": configMap(ns, "twice", "1"),
+			"apps/two.yaml": configMap(ns, "twice", "2"),
+		},
+		code:    exitContent,
+		wantErr: []string{"configmap/twice -n badinput (apps/two.yaml, document 1): defined twice: also in apps/one.yaml"},
+	}, {
+		name:     "symlink out of the repository",
+		symlinks: map[string]string{"apps/token.yaml": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
+		code:     exitContent,
+		wantErr:  []string{"apps/token.yaml: symlink to \"/var/run/secrets/kubernetes.io/serviceaccount/token\" leaves the repository"},
+	}, {
+		name:    "path that does not exist",
+		args:    []string{"--path", "nowhere"},
+		code:    exitConfig,
+		wantErr: []string{`path "nowhere" does not exist in commit`},
+	}, {
+		name:    "path that leaves the repository",
+		args:    []string{"--path", "../.."},
+		code:    exitConfig,
+		wantErr: []string{`path "../.." leaves the repository`},
+	}, {
+		name:    "unknown ref",
+		args:    []string{"--ref", "no-such-branch"},
+		code:    exitConfig,
+		wantErr: []string{`ref "no-such-branch": no such branch or tag`},
+	}, {
+		name:    "bad flag value",
+		args:    []string{"--dry-run=maybe"},
+		code:    exitConfig,
+		wantErr: []string{`--dry-run must be "none", "client" or "server", not "maybe"`},
+	}, {
+		name:    "object the server rejects",
+		files:   map[string]string{"apps/svc.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: bad-port, namespace: badinput}\nspec:\n  ports: [{port: 99999}]\n"},
+		code:    exitContent,
+		wantErr: []string{"service/bad-port -n badinput (apps/svc.yaml): ", "Invalid value: 99999"},
+		writes:  true,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := testenv.NewRepo(t)
+			r.Write("apps/ns.yaml", namespace(ns))
+			r.Write("apps/valid.yaml", configMap(ns, "valid-"+strings.ReplaceAll(tc.name, " ", "-"), "v"))
+			for path, content := range tc.files {
+				r.Write(path, content)
+			}
+			for path, target := range tc.symlinks {
+				r.Symlink(path, target)
+			}
+			r.Commit(tc.name)
+
+			before := snapshot(t)
+			out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps"}, tc.args...)...)
+			if out.code != tc.code {
+				t.Errorf("exit %d, want %d", out.code, tc.code)
+			}
+			if !hasLineWith(out.stderr, tc.wantErr...) {
+				t.Errorf("no stderr line contains all of %q", tc.wantErr)
+			}
+			diff := diffSnapshots(before, snapshot(t))
+			if !tc.writes && len(diff) > 0 {
+				t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+			}
+		})
+	}
+}
+
+func hasLineWith(text string, parts ...string) bool {
+	for line := range strings.SplitSeq(text, "\n") {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// Failures outside the commit: no cluster to talk to is worth a retry (1);
+// credentials RBAC does not allow are the Job's configuration (2), and the
+// message says which verb on which resource was refused.
+func TestClusterFailures(t *testing.T) {
+	r := testenv.NewRepo(t)
+	r.Write("config.yaml", configMap("default", "cluster-failures", "v"))
+	r.Commit("one")
+
+	t.Run("unreachable API server", func(t *testing.T) {
+		out := cronsync(t, nil, "--repo", r.Dir, "--server", "https://127.0.0.1:1", "--timeout", "20s")
+		if out.code != exitRetry {
+			t.Errorf("exit %d, want %d", out.code, exitRetry)
+		}
+		if !strings.Contains(out.stderr, "127.0.0.1:1") {
+			t.Errorf("the error does not name the server")
+		}
+	})
+	t.Run("forbidden", func(t *testing.T) {
+		kc, err := cluster.WriteKubeconfig("nobody")
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := snapshot(t)
+		out := cronsync(t, nil, "--repo", r.Dir, "--kubeconfig", kc)
+		if out.code != exitConfig {
+			t.Errorf("exit %d, want %d", out.code, exitConfig)
+		}
+		if !hasLineWith(out.stderr, "configmap/cluster-failures -n default (config.yaml)", `cannot patch resource "configmaps"`) {
+			t.Errorf("the error does not say what was forbidden")
+		}
+		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+			t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+		}
+	})
+	t.Run("missing --repo", func(t *testing.T) {
+		out := cronsync(t, nil)
+		if out.code != exitConfig || !strings.Contains(out.stderr, "--repo (or CRONSYNC_REPO) is required") {
+			t.Errorf("exit %d, stderr %q", out.code, out.stderr)
+		}
+	})
+}
+
