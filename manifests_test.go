@@ -1,0 +1,82 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	batchv1 "k8s.io/api/batch/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+// manifests/ is how users deploy cronsync: it must build with kustomize, be
+// accepted by a real API server (cronsync itself applies it here), pass the
+// restricted Pod Security level, and yield a Job the way
+// `kubectl create job --from=cronjob/cronsync` makes one.
+func TestManifestsDeployCronsync(t *testing.T) {
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "manifests")
+	if err != nil {
+		t.Fatalf("kustomize build manifests: %v", err)
+	}
+	built, err := resMap.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testenv.NewRepo(t)
+	r.Write("cronsync.yaml", string(built))
+	r.Commit("deploy cronsync")
+	out := mustSync(t, "--repo", r.Dir)
+	if strings.Contains(out.stderr, "PodSecurity") || strings.Contains(out.stderr, "Warning") {
+		t.Errorf("the API server warned about the manifests:\n%s", out.stderr)
+	}
+
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	cj, err := cs.BatchV1().CronJobs("cronsync").Get(ctx, "cronsync", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := cj.Spec.JobTemplate
+	annotations := map[string]string{"cronjob.kubernetes.io/instantiate": "manual"}
+	for k, v := range tmpl.Annotations {
+		annotations[k] = v
+	}
+	job := &batchv1.Job{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        "cronsync-manual",
+			Namespace:   "cronsync",
+			Labels:      tmpl.Labels,
+			Annotations: annotations,
+			OwnerReferences: []metav1.OwnerReference{{
+				APIVersion: "batch/v1", Kind: "CronJob", Name: cj.Name, UID: cj.UID, Controller: new(true),
+			}},
+		},
+		Spec: tmpl.Spec,
+	}
+	if _, err := cs.BatchV1().Jobs("cronsync").Create(ctx, job, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("creating a Job from the CronJob's template: %v", err)
+	}
+
+	// The podFailurePolicy must fail the Job on exactly the permanent
+	// statuses, and the container it names must exist.
+	rules := tmpl.Spec.PodFailurePolicy.Rules
+	var failOn []int32
+	for _, rule := range rules {
+		if rule.Action == batchv1.PodFailurePolicyActionFailJob && rule.OnExitCodes != nil {
+			failOn = append(failOn, rule.OnExitCodes.Values...)
+			if c := rule.OnExitCodes.ContainerName; c == nil || *c != tmpl.Spec.Template.Spec.Containers[0].Name {
+				t.Errorf("FailJob rule names container %v, not the cronsync container", c)
+			}
+		}
+	}
+	slices.Sort(failOn)
+	if want := []int32{exitConfig, exitContent}; !slices.Equal(failOn, want) {
+		t.Errorf("podFailurePolicy fails the Job on exit codes %v, want %v", failOn, want)
+	}
+}
