@@ -167,4 +167,3 @@ func TestClusterFailures(t *testing.T) {
 		}
 	})
 }
-
