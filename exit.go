@@ -43,16 +43,21 @@ func exitCode(err error) int {
 		return code
 	}
 
-	var usage *usageError
-	var manifest *apply.ManifestError
-	var status apierrors.APIStatus
-	switch {
-	case errors.As(err, &usage), errors.Is(err, gitsrc.ErrNotFound), errors.Is(err, gitsrc.ErrAuth):
+	// Only this link of the chain is looked at before unwrapping, so that a
+	// joined error further down is judged as a whole, not by its first part.
+	switch e := err.(type) {
+	case *usageError:
 		return exitConfig
-	case errors.As(err, &manifest), errors.Is(err, gitsrc.ErrUnsafe):
+	case *apply.ManifestError:
 		return exitContent
-	case errors.As(err, &status):
-		return apiStatusCode(status)
+	case apierrors.APIStatus:
+		return apiStatusCode(e)
+	}
+	switch {
+	case is(err, gitsrc.ErrNotFound), is(err, gitsrc.ErrAuth):
+		return exitConfig
+	case is(err, gitsrc.ErrUnsafe):
+		return exitContent
 	}
 	if next := errors.Unwrap(err); next != nil {
 		return exitCode(next)
@@ -60,6 +65,15 @@ func exitCode(err error) int {
 	// Network failures, deadlines and cancellation (SIGTERM) land here:
 	// what we cannot recognise as permanent is worth another try.
 	return exitRetry
+}
+
+// is is errors.Is for one link of a chain only.
+func is(err, target error) bool {
+	if err == target {
+		return true
+	}
+	x, ok := err.(interface{ Is(error) bool })
+	return ok && x.Is(target)
 }
 
 func apiStatusCode(status apierrors.APIStatus) int {

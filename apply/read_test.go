@@ -1,0 +1,132 @@
+package apply
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func write(t *testing.T, root string, files map[string]string) {
+	t.Helper()
+	for path, content := range files {
+		full := filepath.Join(root, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func refs(objs []*Object) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, o.Ref()+" @"+o.Source)
+	}
+	return out
+}
+
+func TestReadOrderAndShapes(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"b.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n" +
+			"---\n# only a comment\n---\n" +
+			"apiVersion: v1\nkind: Secret\nmetadata: {name: b2, namespace: x}\n",
+		"a/list.yml": "apiVersion: v1\nkind: List\nitems:\n" +
+			"- {apiVersion: v1, kind: ConfigMap, metadata: {name: l1}}\n" +
+			"- {apiVersion: v1, kind: ConfigMap, metadata: {name: l2}}\n",
+		"a/c.json":        `{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}`,
+		"a/empty.yaml":    "",
+		"notes.md":        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ignored}\n",
+		".hidden.yaml":    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: hidden}\n",
+		".github/ci.yaml": "on: push\n",
+		"C.YAML":          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: upper}\n",
+	})
+	objs, err := Read(root, root, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"configmap/upper @C.YAML",
+		"serviceaccount/sa @a/c.json",
+		"configmap/l1 @a/list.yml",
+		"configmap/l2 @a/list.yml",
+		"configmap/b @b.yaml",
+		"secret/b2 -n x @b.yaml",
+	}
+	// os.ReadDir sorts by byte order: "C.YAML" < "a" < "b.yaml".
+	if got := refs(objs); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if objs[5].Doc != 3 {
+		t.Errorf("secret/b2 is document %d of b.yaml, want 3", objs[5].Doc)
+	}
+}
+
+func TestReadRefusals(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"ok/cm.yaml":   "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok}\n",
+		"big.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: big}\ndata: {x: " + strings.Repeat("a", 200) + "}\n",
+		"gen.yaml":     "apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: x-}\n",
+		"scalar.yaml":  "just a string\n",
+		"badlist.yaml": "apiVersion: v1\nkind: List\nitems:\n- {kind: ConfigMap, metadata: {name: x}}\n",
+	})
+	outside := t.TempDir()
+	write(t, outside, map[string]string{"secret.yaml": "apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n"})
+	for link, target := range map[string]string{
+		"abs.yaml":        filepath.Join(outside, "secret.yaml"),
+		"rel.yaml":        "../" + filepath.Base(outside) + "/secret.yaml",
+		"dirlink":         outside,
+		"inside.yaml":     "ok/cm.yaml",
+		"chain.yaml":      "inside.yaml",
+		"loop/self":       ".",
+		"dangling.yaml":   "nothing-here.yaml",
+		"ok/up/back.yaml": "../../ok/cm.yaml",
+	} {
+		full := filepath.Join(root, link)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(target, full); err != nil {
+			t.Fatal(err)
+		}
+	}
+	objs, err := Read(root, root, 100)
+	var msgs []string
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var me *ManifestError
+		if !errors.As(e, &me) {
+			t.Errorf("%v is not a ManifestError", e)
+		}
+		msgs = append(msgs, e.Error())
+	}
+	all := strings.Join(msgs, "\n")
+	for _, want := range []string{
+		`abs.yaml: symlink to "` + filepath.Join(outside, "secret.yaml") + `" leaves the repository`,
+		`rel.yaml: symlink to "../`,
+		`dirlink: symlink to "` + outside + `" leaves the repository`,
+		`dangling.yaml: broken symlink to "nothing-here.yaml"`,
+		"big.yaml: file is 265 bytes, over the limit of 100",
+		"gen.yaml, document 1: ConfigMap: metadata.generateName cannot be applied",
+		"scalar.yaml, document 1: not a Kubernetes object: the document is a string",
+		"badlist.yaml, document 1: List item 0: not a Kubernetes object: apiVersion missing",
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("errors lack %q; got:\n%s", want, all)
+		}
+	}
+	if strings.Contains(all, "stolen") {
+		t.Errorf("content from outside the repository was read")
+	}
+	// Links inside the repository are followed, and a loop ends.
+	got := strings.Join(refs(objs), "\n")
+	for _, want := range []string{"configmap/ok @chain.yaml", "configmap/ok @inside.yaml", "configmap/ok @ok/cm.yaml"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("objects lack %q; got:\n%s", want, got)
+		}
+	}
+}
