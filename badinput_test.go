@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -158,6 +160,14 @@ func TestClusterFailures(t *testing.T) {
 		}
 		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
 			t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+		}
+	})
+	t.Run("no cluster configured", func(t *testing.T) {
+		cmd := exec.Command(binary, "--repo", r.Dir)
+		cmd.Env = []string{"HOME=" + t.TempDir(), "PATH=" + os.Getenv("PATH")}
+		out, _ := cmd.CombinedOutput()
+		if code := cmd.ProcessState.ExitCode(); code != exitConfig || !strings.Contains(string(out), "no cluster to sync to") {
+			t.Errorf("exit %d, output %q", code, out)
 		}
 	})
 	t.Run("missing --repo", func(t *testing.T) {

@@ -13,7 +13,10 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/go-logr/logr"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/rest"
+	"k8s.io/klog/v2"
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
@@ -38,6 +41,9 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "cronsync", version())
 		return nil
 	}
+	// client-go logs through klog what cronsync reports itself, as errors
+	// that name the object; the duplicates would only bury them.
+	klog.SetLogger(logr.Discard())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("--timeout %s exceeded: %w", cfg.timeout, context.DeadlineExceeded))
@@ -52,12 +58,30 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	return err
 }
 
+// restConfig loads the cluster connection the way kubectl does, except that
+// having none is an error: kubectl would quietly try http://localhost:8080.
+func restConfig(kube *genericclioptions.ConfigFlags) (*rest.Config, error) {
+	raw, err := kube.ToRawKubeConfigLoader().RawConfig()
+	if err != nil {
+		return nil, usageErrorf("loading kubeconfig: %w", err)
+	}
+	inCluster := os.Getenv("KUBERNETES_SERVICE_HOST") != ""
+	if len(raw.Clusters) == 0 && *kube.APIServer == "" && !inCluster {
+		return nil, usageErrorf("no cluster to sync to: not running in a pod, and no kubeconfig (set --kubeconfig or KUBECONFIG)")
+	}
+	restCfg, err := kube.ToRESTConfig()
+	if err != nil {
+		return nil, usageErrorf("loading cluster credentials: %w", err)
+	}
+	return restCfg, nil
+}
+
 // run does one sync: clone, read, apply, summarize.
 func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 	start := time.Now()
-	restCfg, err := cfg.kube.ToRESTConfig()
+	restCfg, err := restConfig(cfg.kube)
 	if err != nil {
-		return usageErrorf("loading cluster credentials: %w", err)
+		return err
 	}
 	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
 
