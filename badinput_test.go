@@ -10,10 +10,18 @@ import (
 )
 
 // Each bad input exits with its documented status, names what is wrong on
-// one line of stderr, and, when it is found before the first write, leaves
-// the cluster exactly as it was.
+// one line of stderr, and leaves the cluster exactly as it was: an object
+// the API server rejects is found by the dry run before anything is written.
 func TestBadInput(t *testing.T) {
 	const ns = "badinput"
+	// The Namespace exists already: objects in a Namespace the commit
+	// creates can only be checked once it exists (see
+	// TestInvalidObjectInNewNamespace).
+	setup := testenv.NewRepo(t)
+	setup.Write("ns.yaml", namespace(ns))
+	setup.Commit("namespace")
+	mustSync(t, "--repo", setup.Dir)
+
 	for _, tc := range []struct {
 		name string
 		// files are written to the repository besides a valid ConfigMap,
@@ -24,9 +32,6 @@ func TestBadInput(t *testing.T) {
 		code     int
 		// wantErr are substrings of one stderr line.
 		wantErr []string
-		// writes is true when the fault can only be found by the API
-		// server, after other objects were written.
-		writes bool
 	}{{
 		name:    "broken YAML",
 		files:   map[string]string{"apps/broken.yaml": configMap(ns, "fine", "x") + "---\nkind: ConfigMap\n  metadata: [oops\n"},
@@ -85,7 +90,6 @@ func TestBadInput(t *testing.T) {
 		files:   map[string]string{"apps/svc.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: bad-port, namespace: badinput}\nspec:\n  ports: [{port: 99999}]\n"},
 		code:    exitContent,
 		wantErr: []string{"service/bad-port -n badinput (apps/svc.yaml): ", "Invalid value: 99999"},
-		writes:  true,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := testenv.NewRepo(t)
@@ -107,11 +111,32 @@ func TestBadInput(t *testing.T) {
 			if !hasLineWith(out.stderr, tc.wantErr...) {
 				t.Errorf("no stderr line contains all of %q", tc.wantErr)
 			}
-			diff := diffSnapshots(before, snapshot(t))
-			if !tc.writes && len(diff) > 0 {
+			if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
 				t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
 			}
 		})
+	}
+}
+
+// The one documented exception to "a bad commit changes nothing": objects in
+// a Namespace the commit creates can only be dry-run once it exists, so the
+// Namespace is written, and nothing else.
+func TestInvalidObjectInNewNamespace(t *testing.T) {
+	const ns = "badinput-new"
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("ok.yaml", configMap(ns, "ok", "v"))
+	r.Write("other.yaml", configMap("default", "untouched-by-bad-commit", "v"))
+	r.Write("svc.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: bad-port, namespace: "+ns+"}\nspec:\n  ports: [{port: 99999}]\n")
+	r.Commit("bad")
+	before := snapshot(t)
+	out := cronsync(t, nil, "--repo", r.Dir)
+	if out.code != exitContent || !hasLineWith(out.stderr, "service/bad-port -n "+ns+" (svc.yaml)", "Invalid value: 99999") {
+		t.Errorf("exit %d; want %d and the Service named", out.code, exitContent)
+	}
+	diff := diffSnapshots(before, snapshot(t))
+	if len(diff) != 1 || !strings.HasPrefix(diff[0], "namespaces//"+ns+":") {
+		t.Errorf("want only the Namespace created, got:\n%s", strings.Join(diff, "\n"))
 	}
 }
 
@@ -155,7 +180,7 @@ func TestClusterFailures(t *testing.T) {
 		if out.code != exitConfig {
 			t.Errorf("exit %d, want %d", out.code, exitConfig)
 		}
-		if !hasLineWith(out.stderr, "configmap/cluster-failures -n default (config.yaml)", `cannot patch resource "configmaps"`) {
+		if !hasLineWith(out.stderr, "configmap/cluster-failures -n default (config.yaml)", `User "nobody" cannot get resource "configmaps"`) {
 			t.Errorf("the error does not say what was forbidden")
 		}
 		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {

@@ -111,11 +111,24 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 	if opts.DryRun != apply.DryRunNone {
 		outcome += fmt.Sprintf(" (dry run: %s)", opts.DryRun)
 	}
-	counts := "no objects applied"
+	counts := "nothing applied"
 	if res != nil {
-		counts = fmt.Sprintf("%d objects: %d applied, %d failed, %d skipped", len(res.Objects), res.Applied, res.Failed, res.Skipped)
+		counts = summarize(res)
 	}
 	fmt.Fprintf(stdout, "cronsync: %s %s@%s path %s: %s in %s\n",
 		outcome, repo, co.Commit[:min(12, len(co.Commit))], cfg.path, counts, time.Since(start).Round(time.Millisecond))
 	return err
+}
+
+// summarize counts a run's objects by action: created, configured, unchanged
+// and failed always (scripts grep for them), the rarer ones when they occur.
+func summarize(res *apply.Result) string {
+	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", len(res.Objects),
+		res.Count(apply.ActionCreated), res.Count(apply.ActionConfigured), res.Count(apply.ActionUnchanged), res.Count(apply.ActionFailed))
+	for _, a := range []string{apply.ActionSkipped, apply.ActionNotValidated} {
+		if n := res.Count(a); n > 0 {
+			c += fmt.Sprintf(", %d %s", n, a)
+		}
+	}
+	return c
 }

@@ -35,11 +35,11 @@ func TestSyncFollowsGit(t *testing.T) {
 		t.Fatalf("after first sync, web replicas = %s, want 2", got)
 	}
 	for _, line := range []string{
-		"namespace/lifecycle serverside-applied\n",
-		"configmap/app-config -n lifecycle serverside-applied\n",
-		"deployment.apps/web -n lifecycle serverside-applied\n",
+		"namespace/lifecycle created\n",
+		"configmap/app-config -n lifecycle created\n",
+		"deployment.apps/web -n lifecycle created\n",
 		"refs/heads/main is commit " + first,
-		"synced " + r.Dir + "@" + first[:12] + " path apps: 3 objects: 3 applied, 0 failed, 0 skipped in ",
+		"synced " + r.Dir + "@" + first[:12] + " path apps: 3 objects: 3 created, 0 configured, 0 unchanged, 0 failed in ",
 	} {
 		if !strings.Contains(out.stdout, line) {
 			t.Errorf("output lacks %q", line)
@@ -52,9 +52,19 @@ func TestSyncFollowsGit(t *testing.T) {
 
 	r.Write("apps/config.yaml", configMap(ns, "app-config", "v2"))
 	r.Commit("second")
-	mustSync(t, "--repo", r.Dir, "--path", "apps")
+	out = mustSync(t, "--repo", r.Dir, "--path", "apps")
 	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v2" {
 		t.Fatalf("after second commit, app-config value = %s, want v2", got)
+	}
+	for _, line := range []string{
+		"namespace/lifecycle unchanged\n",
+		"configmap/app-config -n lifecycle configured\n",
+		"deployment.apps/web -n lifecycle unchanged\n",
+		"3 objects: 0 created, 1 configured, 2 unchanged, 0 failed in ",
+	} {
+		if !strings.Contains(out.stdout, line) {
+			t.Errorf("output lacks %q", line)
+		}
 	}
 
 	// Drift: someone scales by hand with another field manager, and edits
@@ -68,7 +78,10 @@ func TestSyncFollowsGit(t *testing.T) {
 		[]byte(`{"data":{"value":"hand-edited"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
-	mustSync(t, "--repo", r.Dir, "--path", "apps")
+	out = mustSync(t, "--repo", r.Dir, "--path", "apps")
+	if !strings.Contains(out.stdout, "deployment.apps/web -n lifecycle configured\n") {
+		t.Errorf("the drifted Deployment is not reported configured")
+	}
 	if got := get(t, deployments, ns, "web", "spec", "replicas"); got != "2" {
 		t.Errorf("drift: web replicas = %s after sync, want 2", got)
 	}
@@ -81,6 +94,47 @@ func TestSyncFollowsGit(t *testing.T) {
 	mustSync(t, "--repo", r.Dir, "--path", "apps")
 	if got := get(t, configMaps, ns, "app-config", "data", "value"); got != "v1" {
 		t.Errorf("after revert, app-config value = %s, want v1", got)
+	}
+}
+
+// A run over a commit the cluster already matches writes nothing: every
+// object is reported unchanged and the API server's audit log shows reads
+// and dry runs only.
+func TestNoChangeRunSendsNoWrite(t *testing.T) {
+	const ns = "nochange"
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("config.yaml", configMap(ns, "config", "v1"))
+	r.Write("web.yaml", deployment(ns, "web", 1))
+	r.Write("crd.yaml", crdYAML("Sprocket"))
+	r.Write("sprocket.yaml", "apiVersion: example.com/v1\nkind: Sprocket\nmetadata: {name: s, namespace: nochange}\nspec: {size: 1}\n")
+	r.Commit("first")
+	mustSync(t, "--repo", r.Dir)
+
+	mark := cluster.AuditMark()
+	out := mustSync(t, "--repo", r.Dir)
+	if !strings.Contains(out.stdout, "5 objects: 0 created, 0 configured, 5 unchanged, 0 failed") {
+		t.Errorf("not every object was reported unchanged")
+	}
+	events, err := cluster.AuditSince(mark, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes, dryRuns int
+	for _, ev := range events {
+		switch ev.Verb {
+		case "get", "list", "watch":
+			continue
+		}
+		if strings.Contains(ev.RequestURI, "dryRun=All") {
+			dryRuns++
+			continue
+		}
+		writes++
+		t.Errorf("write request sent: %s %s", ev.Verb, ev.RequestURI)
+	}
+	if dryRuns != 5 {
+		t.Errorf("%d dry-run requests, want one per object (5)", dryRuns)
 	}
 }
 
@@ -103,7 +157,7 @@ spec:
 	if got := get(t, widgets, "default", "first", "spec", "size"); got != "3" {
 		t.Fatalf("widget size = %s, want 3", got)
 	}
-	if !strings.Contains(out.stdout, "widget.example.com/first -n default serverside-applied") {
+	if !strings.Contains(out.stdout, "widget.example.com/first -n default created") {
 		t.Errorf("no line for the widget")
 	}
 }
@@ -134,8 +188,13 @@ func TestDryRunChangesNothing(t *testing.T) {
 			if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
 				t.Errorf("dry run changed the cluster:\n%s", strings.Join(diff, "\n"))
 			}
-			if !strings.Contains(out.stdout, "configmap/new -n dryrun serverside-applied "+mode.suffix) {
-				t.Errorf("output does not show the dry run")
+			for _, line := range []string{
+				"configmap/new -n dryrun created " + mode.suffix,
+				"configmap/config -n dryrun configured " + mode.suffix,
+			} {
+				if !strings.Contains(out.stdout, line) {
+					t.Errorf("output lacks %q", line)
+				}
 			}
 			if !strings.Contains(out.stdout, "gadget.example.com/g -n dryrun not validated") {
 				t.Errorf("output does not say the new CRD's resource could not be checked")

@@ -14,9 +14,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -79,30 +81,55 @@ func DefaultOptions() Options {
 	}
 }
 
+// Actions an object can end a run with. The first three are kubectl's words.
+const (
+	ActionCreated    = "created"
+	ActionConfigured = "configured"
+	ActionUnchanged  = "unchanged"
+	// ActionFailed: the object's request failed; ObjectResult.Err says why.
+	ActionFailed = "failed"
+	// ActionSkipped: not sent, because something it depends on failed or
+	// the run was stopped.
+	ActionSkipped = "skipped"
+	// ActionNotValidated: a dry run could not check the object, because its
+	// CRD or Namespace is new in this commit and a dry run creates neither.
+	ActionNotValidated = "not validated"
+)
+
 // ObjectResult is what happened to one object.
 type ObjectResult struct {
 	// Ref names the object as kubectl prints it.
 	Ref string
 	// Source is the file it came from, relative to the repository root.
 	Source string
-	// Action is what was done, in kubectl's words (serverside-applied), or
-	// "failed" or "skipped".
+	// Action is one of the Action constants.
 	Action string
 	// Err is set when Action is failed or skipped.
 	Err error
 }
 
-// Result counts a run's outcome per object.
+// Result is a run's outcome per object.
 type Result struct {
 	// Objects holds one entry per object, in apply order.
 	Objects []ObjectResult
-	// Applied, Failed and Skipped count Objects by outcome.
-	Applied, Failed, Skipped int
 }
 
-// Run reads the manifests under opts.Dir and applies them to the cluster at
-// cfg. The returned error joins one error per failed object (ObjectError) or
-// per manifest fault (ManifestError); Result is valid even when err is not nil.
+// Count returns how many objects ended with action.
+func (r *Result) Count(action string) int {
+	n := 0
+	for _, o := range r.Objects {
+		if o.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// Run reads the manifests under opts.Dir and makes the cluster at cfg match
+// them. Nothing is written unless every object passes a server-side dry run
+// first; see validate for the one exception. The returned error joins one
+// error per failed object (ObjectError) or manifest fault (ManifestError);
+// Result is valid whenever it is not nil.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.FieldManager == "" {
 		return nil, errors.New("field manager must not be empty")
@@ -119,13 +146,42 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-
 	res := &Result{}
-	crdErrs := s.waitCRDs(ctx, p.first, s.stage(ctx, res, p.first))
+	return res, s.run(ctx, p, res)
+}
+
+// run validates and writes in the order that lets one commit hold a CRD and
+// its resources, or a Namespace and its contents:
+//
+//  1. check (live read + server dry run) every object that can be checked
+//     now: CRDs, Namespaces, and whatever does not depend on a new one;
+//  2. write the CRDs and Namespaces, and wait for the CRDs to be Established;
+//  3. check the objects that depend on them;
+//  4. write everything else.
+//
+// A failed check stops the run before the next write, so a bad commit
+// changes nothing (or, when the fault is in a resource of a new CRD or
+// Namespace, nothing but those CRDs and Namespaces).
+func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
+	now, later := s.splitDeferred(ctx, p)
+	if errs := s.checkAll(ctx, append(slices.Clone(p.first), now...)); len(errs) > 0 {
+		return s.report(res, append(p.first, p.rest...), errs)
+	}
+	if s.opts.DryRun != DryRunNone {
+		for _, it := range later {
+			it.action = ActionNotValidated
+		}
+		s.report(res, append(p.first, p.rest...), nil)
+		return nil
+	}
+
+	s.writeAll(ctx, p.first)
+	res.Objects = append(res.Objects, s.results(p.first)...)
+	crdErrs := s.waitCRDs(ctx, p.first)
 	// Discovery changed if any CRD was created: map the commit's custom
 	// resources only now.
 	s.mapper.Reset()
-	for _, it := range p.rest {
+	for _, it := range later {
 		if it.crd == nil {
 			continue
 		}
@@ -135,22 +191,77 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		}
 		gvk := it.Obj.GroupVersionKind()
 		m, err := s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
-		switch {
-		case err == nil:
-			it.mapping = m
-		case s.opts.DryRun == DryRunNone:
-			it.skip = fmt.Errorf("its CustomResourceDefinition %s is not served yet: %w", it.crd.obj.Obj.GetName(), err)
+		if err != nil {
+			it.skip = fmt.Errorf("its CustomResourceDefinition %s is not served: %w", it.crd.obj.Obj.GetName(), err)
+			continue
+		}
+		it.mapping = m
+	}
+	if errs := s.checkAll(ctx, later); len(errs) > 0 {
+		s.report(res, p.rest, errs)
+		return errors.Join(resultErrs(res.Objects)...)
+	}
+	s.writeAll(ctx, p.rest)
+	res.Objects = append(res.Objects, s.results(p.rest)...)
+	return errors.Join(resultErrs(res.Objects)...)
+}
+
+// splitDeferred separates the objects of the second stage that cannot be
+// checked before the first stage is written: resources of a CRD in this
+// commit, and objects in a Namespace this commit creates.
+func (s *syncer) splitDeferred(ctx context.Context, p *plan) (now, later []*item) {
+	newNS := map[string]bool{}
+	for _, it := range p.first {
+		if it.GroupKind() != namespaceGK {
+			continue
+		}
+		if _, err := s.client(it).Get(ctx, it.Obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+			newNS[it.Obj.GetName()] = true
 		}
 	}
-	s.stage(ctx, res, p.rest)
+	for _, it := range p.rest {
+		if it.crd != nil || newNS[it.Obj.GetNamespace()] {
+			later = append(later, it)
+		} else {
+			now = append(now, it)
+		}
+	}
+	return now, later
+}
 
+// report records items as they stand after a check: the ones that failed
+// with their error, the others as what they would have done. When errs is
+// not empty, nothing of items is written, and it says so.
+func (s *syncer) report(res *Result, items []*item, errs []error) error {
+	for _, it := range items {
+		if it.err == nil && len(errs) > 0 && s.opts.DryRun == DryRunNone {
+			it.action = ActionSkipped
+		}
+	}
+	out := s.results(items)
+	for _, r := range out {
+		s.print(r)
+	}
+	res.Objects = append(res.Objects, out...)
+	return errors.Join(errs...)
+}
+
+func (s *syncer) results(items []*item) []ObjectResult {
+	out := make([]ObjectResult, len(items))
+	for i, it := range items {
+		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err}
+	}
+	return out
+}
+
+func resultErrs(rs []ObjectResult) []error {
 	var errs []error
-	for _, r := range res.Objects {
+	for _, r := range rs {
 		if r.Err != nil {
 			errs = append(errs, r.Err)
 		}
 	}
-	return res, errors.Join(errs...)
+	return errs
 }
 
 type syncer struct {
@@ -184,51 +295,39 @@ func newSyncer(cfg *rest.Config, opts Options) (*syncer, error) {
 	return &syncer{opts: opts, dyn: dyn, mapper: mapper}, nil
 }
 
-// stage applies items with up to opts.Workers requests in flight, and prints
-// each object's line in plan order as soon as all lines before it are known.
-func (s *syncer) stage(ctx context.Context, res *Result, items []*item) []ObjectResult {
-	out := make([]ObjectResult, len(items))
-	done := make([]bool, len(items))
-	next := 0
-	var mu sync.Mutex
-	work := make(chan int)
+func (s *syncer) client(it *item) dynamic.ResourceInterface {
+	if ns := it.Obj.GetNamespace(); ns != "" {
+		return s.dyn.Resource(it.mapping.Resource).Namespace(ns)
+	}
+	return s.dyn.Resource(it.mapping.Resource)
+}
+
+// each runs fn on every item with up to opts.Workers in flight. Once ctx is
+// done no new call starts; the item is marked skipped instead.
+func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Context, *item)) {
+	work := make(chan *item)
 	var wg sync.WaitGroup
 	for range min(s.opts.Workers, len(items)) {
 		wg.Go(func() {
-			for i := range work {
-				r := s.one(ctx, items[i])
-				mu.Lock()
-				out[i], done[i] = r, true
-				for next < len(items) && done[next] {
-					s.print(out[next])
-					next++
+			for it := range work {
+				if err := ctx.Err(); err != nil {
+					it.action, it.err = ActionSkipped, objectErr(it.Object, context.Cause(ctx))
+					continue
 				}
-				mu.Unlock()
+				fn(ctx, it)
 			}
 		})
 	}
-	for i := range items {
-		work <- i
+	for _, it := range items {
+		work <- it
 	}
 	close(work)
 	wg.Wait()
-	for _, r := range out {
-		switch r.Action {
-		case "failed":
-			res.Failed++
-		case "skipped":
-			res.Skipped++
-		default:
-			res.Applied++
-		}
-	}
-	res.Objects = append(res.Objects, out...)
-	return out
 }
 
 func (s *syncer) print(r ObjectResult) {
 	switch {
-	case r.Action == "failed" || r.Action == "skipped":
+	case r.Action == ActionFailed || r.Action == ActionSkipped:
 		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
 	case s.opts.DryRun == DryRunServer:
 		fmt.Fprintf(s.opts.Out, "%s %s (server dry run)\n", r.Ref, r.Action)
@@ -237,39 +336,6 @@ func (s *syncer) print(r ObjectResult) {
 	default:
 		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
 	}
-}
-
-// one applies a single object. A context that is already done stops new
-// requests from starting; one in flight is left to finish or time out.
-func (s *syncer) one(ctx context.Context, it *item) ObjectResult {
-	r := ObjectResult{Ref: it.Ref(), Source: it.Source, Action: "serverside-applied"}
-	switch {
-	case it.skip != nil:
-		r.Action, r.Err = "skipped", objectErr(it.Object, it.skip)
-		return r
-	case ctx.Err() != nil:
-		r.Action, r.Err = "skipped", objectErr(it.Object, ctx.Err())
-		return r
-	case it.mapping == nil && s.opts.DryRun != DryRunNone:
-		// A dry run does not create the CRD, so its resources cannot be
-		// checked by the server in the same run.
-		r.Action = "not validated: its CustomResourceDefinition is new in this commit"
-		return r
-	case s.opts.DryRun == DryRunClient:
-		return r
-	}
-	opts := metav1.ApplyOptions{FieldManager: s.opts.FieldManager, Force: s.opts.ForceConflicts}
-	if s.opts.DryRun == DryRunServer {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	var client dynamic.ResourceInterface = s.dyn.Resource(it.mapping.Resource)
-	if ns := it.Obj.GetNamespace(); ns != "" {
-		client = s.dyn.Resource(it.mapping.Resource).Namespace(ns)
-	}
-	if _, err := client.Apply(ctx, it.Obj.GetName(), it.Obj, opts); err != nil {
-		r.Action, r.Err = "failed", objectErr(it.Object, err)
-	}
-	return r
 }
 
 // crdPoll is how often a new CRD's conditions are read while waiting, and
@@ -283,17 +349,14 @@ const (
 // waitCRDs waits until every CRD applied in the first stage is Established,
 // so that its resources can be mapped. It returns, per CRD, why its
 // resources must be skipped (nil for the ones that are ready).
-func (s *syncer) waitCRDs(ctx context.Context, first []*item, results []ObjectResult) map[*Object]error {
+func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error {
 	out := map[*Object]error{}
-	for i, it := range first {
+	for _, it := range first {
 		if it.GroupKind() != crdGK {
 			continue
 		}
-		if results[i].Err != nil {
+		if it.err != nil {
 			out[it.Object] = fmt.Errorf("its CustomResourceDefinition %s failed to apply", it.Obj.GetName())
-			continue
-		}
-		if s.opts.DryRun != DryRunNone {
 			continue
 		}
 		client := s.dyn.Resource(it.mapping.Resource)

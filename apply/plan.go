@@ -27,6 +27,15 @@ type item struct {
 	// skip says why the object must not be sent, found after planning (its
 	// CRD failed, say).
 	skip error
+
+	// live is the object in the cluster before the run; nil if absent.
+	live *unstructured.Unstructured
+	// merged is what the server's dry run says the object would become.
+	merged *unstructured.Unstructured
+	// action is what the run did or would do (an Action constant).
+	action string
+	// err is why the object's check or write failed.
+	err error
 }
 
 // crdInfo is what the plan needs of a CRD that is part of the commit.

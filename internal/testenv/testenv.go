@@ -7,7 +7,9 @@ package testenv
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,16 +66,24 @@ func StartCluster() (*Cluster, error) {
 		ControlPlaneStartTimeout: 2 * time.Minute,
 		ControlPlaneStopTimeout:  time.Minute,
 	}
-	cfg, err := env.Start()
+	dir, err := os.MkdirTemp("", "cronsync-cluster-")
 	if err != nil {
-		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", bin, err)
-	}
-	c := &Cluster{Config: cfg, env: env}
-	c.dir, err = os.MkdirTemp("", "cronsync-cluster-")
-	if err != nil {
-		c.Stop()
 		return nil, err
 	}
+	// Every request is audited, so tests can prove what cronsync sent.
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
+		return nil, err
+	}
+	env.ControlPlane.GetAPIServer().Configure().
+		Set("audit-policy-file", policy).
+		Set("audit-log-path", filepath.Join(dir, "audit.log"))
+	cfg, err := env.Start()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("starting kube-apiserver and etcd from %s: %w", bin, err)
+	}
+	c := &Cluster{Config: cfg, env: env, dir: dir}
 	c.Kubeconfig, err = c.WriteKubeconfig("admin", "system:masters")
 	if err != nil {
 		c.Stop()
@@ -96,6 +106,56 @@ func (c *Cluster) WriteKubeconfig(name string, groups ...string) (string, error)
 	}
 	path := filepath.Join(c.dir, name+".kubeconfig")
 	return path, os.WriteFile(path, kc, 0o600)
+}
+
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+`
+
+// AuditEvent is the part of an audit log entry tests look at.
+type AuditEvent struct {
+	Verb       string `json:"verb"`
+	RequestURI string `json:"requestURI"`
+	User       struct {
+		Username string `json:"username"`
+	} `json:"user"`
+}
+
+// AuditMark returns a position in the audit log; AuditSince reads from it.
+func (c *Cluster) AuditMark() int64 {
+	st, err := os.Stat(filepath.Join(c.dir, "audit.log"))
+	if err != nil {
+		return 0
+	}
+	return st.Size()
+}
+
+// AuditSince returns the requests user made since mark.
+func (c *Cluster) AuditSince(mark int64, user string) ([]AuditEvent, error) {
+	f, err := os.Open(filepath.Join(c.dir, "audit.log"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(mark, io.SeekStart); err != nil {
+		return nil, err
+	}
+	var out []AuditEvent
+	dec := json.NewDecoder(f)
+	for {
+		var ev AuditEvent
+		if err := dec.Decode(&ev); err == io.EOF {
+			return out, nil
+		} else if err != nil {
+			return nil, err
+		}
+		if ev.User.Username == user {
+			out = append(out, ev)
+		}
+	}
 }
 
 // Stop stops the control plane and removes its files.
