@@ -22,6 +22,7 @@ const envPrefix = "CRONSYNC_"
 // config is everything the command line and environment decided.
 type config struct {
 	repo, ref, path, workDir string
+	applySet                 string
 	timeout                  time.Duration
 	version                  bool
 	apply                    apply.Options
@@ -50,6 +51,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "deadline for the whole run, clone included")
 	fs.IntVar(&cfg.apply.Workers, "workers", cfg.apply.Workers, "requests in flight at once within an apply stage")
 	fs.Int64Var(&cfg.apply.MaxFileBytes, "max-manifest-bytes", cfg.apply.MaxFileBytes, "refuse manifest files larger than this")
+	fs.StringVar(&cfg.applySet, "applyset", "cronsync", "[NAMESPACE/]NAME of the Secret that records what cronsync applied (ApplySet parent); the namespace defaults to the one cronsync runs in; \"\" turns membership off")
+	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
+	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
+	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
@@ -106,15 +111,36 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--field-manager must not be empty")
 	case cfg.apply.Namespace == "":
 		return nil, usageErrorf("--namespace must not be empty")
+	case cfg.apply.Prune && cfg.applySet == "":
+		return nil, usageErrorf("--prune needs --applyset: only objects recorded as applied by cronsync are ever pruned")
+	case strings.Count(cfg.applySet, "/") > 1:
+		return nil, usageErrorf("--applyset must be NAME or NAMESPACE/NAME, not %q", cfg.applySet)
 	}
+	cfg.apply.Version = version()
 	return cfg, nil
 }
 
+// applySetParent resolves --applyset. Without a namespace it is the one
+// cronsync runs in: the pod's in a cluster, the kubeconfig context's outside.
+func applySetParent(flag string, kube *genericclioptions.ConfigFlags) (apply.ApplySet, error) {
+	if flag == "" {
+		return apply.ApplySet{}, nil
+	}
+	if ns, name, ok := strings.Cut(flag, "/"); ok {
+		return apply.ApplySet{Namespace: ns, Name: name}, nil
+	}
+	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
+	if err != nil {
+		return apply.ApplySet{}, usageErrorf("finding the namespace for --applyset: %w", err)
+	}
+	return apply.ApplySet{Namespace: ns, Name: flag}, nil
+}
+
 func version() string {
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
-	return "unknown"
+	return "devel"
 }
 
 // usageError is a fault in how cronsync was started: flags, environment or

@@ -54,7 +54,7 @@ func exitCode(err error) int {
 		return apiStatusCode(e)
 	}
 	switch {
-	case is(err, gitsrc.ErrNotFound), is(err, gitsrc.ErrAuth):
+	case is(err, gitsrc.ErrNotFound), is(err, gitsrc.ErrAuth), is(err, apply.ErrRefused):
 		return exitConfig
 	case is(err, gitsrc.ErrUnsafe):
 		return exitContent

@@ -99,6 +99,9 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	opts := cfg.apply
 	opts.Root, opts.Dir, opts.Out = co.Dir, dir, stdout
+	if opts.ApplySet, err = applySetParent(cfg.applySet, cfg.kube); err != nil {
+		return err
+	}
 	res, err := apply.Run(ctx, restCfg, opts)
 	if cause := context.Cause(ctx); err != nil && cause != nil {
 		err = fmt.Errorf("%w\n%w", cause, err)

@@ -25,6 +25,7 @@ import (
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 )
@@ -65,6 +66,21 @@ type Options struct {
 	Workers int
 	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
 	MaxFileBytes int64
+	// ApplySet is the parent that records which objects cronsync applied;
+	// every object applied is labelled as its member. The zero value turns
+	// membership (and so pruning) off.
+	ApplySet ApplySet
+	// Prune deletes members of the ApplySet that the commit no longer has,
+	// after every object applied without error.
+	Prune bool
+	// PruneAllowEmpty lets a commit with no objects prune the whole set. A
+	// wrong path must not empty a cluster, so this is off by default.
+	PruneAllowEmpty bool
+	// PruneNamespacesAndCRDs lets prune delete Namespaces and CRDs, whose
+	// deletion takes everything inside them along.
+	PruneNamespacesAndCRDs bool
+	// Version is cronsync's version, recorded on the ApplySet parent.
+	Version string
 	// Out receives one line per object.
 	Out io.Writer
 }
@@ -142,6 +158,19 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	if opts.Prune && opts.ApplySet == (ApplySet{}) {
+		return nil, fmt.Errorf("pruning needs an ApplySet to know what cronsync applied: %w", ErrRefused)
+	}
+	if opts.ApplySet != (ApplySet{}) {
+		for _, o := range objs {
+			labels := o.Obj.GetLabels()
+			if labels == nil {
+				labels = map[string]string{}
+			}
+			labels[applySetPartOfLabel] = opts.ApplySet.id()
+			o.Obj.SetLabels(labels)
+		}
+	}
 	p, err := makePlan(ctx, s.mapper, objs, opts.Namespace)
 	if err != nil {
 		return nil, err
@@ -163,6 +192,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 // changes nothing (or, when the fault is in a resource of a new CRD or
 // Namespace, nothing but those CRDs and Namespaces).
 func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
+	recorded := newMembers()
+	if s.applySet() {
+		var err error
+		if recorded, err = s.readParent(ctx); err != nil {
+			return err
+		}
+	}
 	now, later := s.splitDeferred(ctx, p)
 	if errs := s.checkAll(ctx, append(slices.Clone(p.first), now...)); len(errs) > 0 {
 		return s.report(res, append(p.first, p.rest...), errs)
@@ -172,7 +208,19 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 			it.action = ActionNotValidated
 		}
 		s.report(res, append(p.first, p.rest...), nil)
+		if s.opts.Prune {
+			_, err := s.prune(ctx, p, recorded, res)
+			return err
+		}
 		return nil
+	}
+	if s.applySet() {
+		// Record the new members before writing them, so that a run that
+		// dies halfway leaves nothing the next run cannot find.
+		recorded = recorded.union(commitMembers(p))
+		if err := s.writeParent(ctx, recorded, s.opts.Version); err != nil {
+			return err
+		}
 	}
 
 	s.writeAll(ctx, p.first)
@@ -203,8 +251,17 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	}
 	s.writeAll(ctx, p.rest)
 	res.Objects = append(res.Objects, s.results(p.rest)...)
-	return errors.Join(resultErrs(res.Objects)...)
+	if errs := resultErrs(res.Objects); len(errs) > 0 || !s.opts.Prune {
+		return errors.Join(errs...)
+	}
+	keep, pruneErr := s.prune(ctx, p, recorded, res)
+	if err := s.writeParent(ctx, keep, s.opts.Version); err != nil {
+		return errors.Join(pruneErr, err)
+	}
+	return pruneErr
 }
+
+func (s *syncer) applySet() bool { return s.opts.ApplySet != ApplySet{} }
 
 // splitDeferred separates the objects of the second stage that cannot be
 // checked before the first stage is written: resources of a CRD in this
@@ -267,7 +324,11 @@ func resultErrs(rs []ObjectResult) []error {
 type syncer struct {
 	opts   Options
 	dyn    dynamic.Interface
+	meta   metadata.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	// parentAnnotations are the ApplySet parent's as last read or written;
+	// nil while there is no parent.
+	parentAnnotations map[string]string
 }
 
 func newSyncer(cfg *rest.Config, opts Options) (*syncer, error) {
@@ -284,6 +345,10 @@ func newSyncer(cfg *rest.Config, opts Options) (*syncer, error) {
 	if err != nil {
 		return nil, err
 	}
+	md, err := metadata.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
 	dc, err := discovery.NewDiscoveryClientForConfigAndClient(cfg, hc)
 	if err != nil {
 		return nil, err
@@ -292,7 +357,7 @@ func newSyncer(cfg *rest.Config, opts Options) (*syncer, error) {
 	if opts.Workers < 1 {
 		opts.Workers = 1
 	}
-	return &syncer{opts: opts, dyn: dyn, mapper: mapper}, nil
+	return &syncer{opts: opts, dyn: dyn, meta: md, mapper: mapper}, nil
 }
 
 func (s *syncer) client(it *item) dynamic.ResourceInterface {

@@ -96,7 +96,7 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 		}
 		setNamespace(o.Obj, namespaced, defaultNS)
 
-		key := gvk.GroupKind().String() + "/" + o.Obj.GetNamespace() + "/" + o.Obj.GetName()
+		key := memberKey(gvk.GroupKind(), o.Obj.GetNamespace(), o.Obj.GetName())
 		if first, dup := seen[key]; dup {
 			errs = append(errs, manifestErr(o, fmt.Errorf("defined twice: also in %s, document %d", first.Source, first.Doc)))
 			continue

@@ -35,17 +35,18 @@ func (o *Object) GroupKind() schema.GroupKind { return o.Obj.GroupVersionKind().
 
 // Ref names the object the way kubectl prints it, with the namespace as a
 // flag so that the line can be pasted after "kubectl get".
-func (o *Object) Ref() string {
-	gk := o.GroupKind()
-	ref := strings.ToLower(gk.Kind)
+func (o *Object) Ref() string { return ref(o.GroupKind(), o.Obj.GetName(), o.Obj.GetNamespace()) }
+
+func ref(gk schema.GroupKind, name, namespace string) string {
+	r := strings.ToLower(gk.Kind)
 	if gk.Group != "" {
-		ref += "." + gk.Group
+		r += "." + gk.Group
 	}
-	ref += "/" + o.Obj.GetName()
-	if ns := o.Obj.GetNamespace(); ns != "" {
-		ref += " -n " + ns
+	r += "/" + name
+	if namespace != "" {
+		r += " -n " + namespace
 	}
-	return ref
+	return r
 }
 
 var manifestExts = []string{".yaml", ".yml", ".json"}

@@ -1,0 +1,192 @@
+package apply
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// ApplySet membership follows the specification kubectl implements
+// (KEP-3659), so `kubectl` sees the same set: a parent object labelled with
+// the set's ID and annotated with the group-kinds and namespaces its members
+// live in, and a part-of label on every member.
+const (
+	applySetIDLabel       = "applyset.kubernetes.io/id"
+	applySetPartOfLabel   = "applyset.kubernetes.io/part-of"
+	applySetToolingAnn    = "applyset.kubernetes.io/tooling"
+	applySetGKsAnn        = "applyset.kubernetes.io/contains-group-kinds"
+	applySetNamespacesAnn = "applyset.kubernetes.io/additional-namespaces"
+	toolingName           = "cronsync"
+)
+
+// ErrRefused marks what cronsync will not do without being told to: prune
+// to an empty set, delete a Namespace or CRD, or take over an ApplySet that
+// another tool manages. The fix is in the Job's configuration.
+var ErrRefused = errors.New("refused")
+
+var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+
+// ApplySet names the Secret that records which objects cronsync applied.
+type ApplySet struct {
+	Namespace, Name string
+}
+
+// id is the set's ID as the specification defines it:
+// base64url(sha256(<name>.<namespace>.<kind>.<group>)).
+func (a ApplySet) id() string {
+	sum := sha256.Sum256([]byte(strings.Join([]string{a.Name, a.Namespace, "Secret", ""}, ".")))
+	return "applyset-" + base64.RawURLEncoding.EncodeToString(sum[:]) + "-v1"
+}
+
+func (a ApplySet) String() string { return "secret/" + a.Name + " -n " + a.Namespace }
+
+// members is what a parent says its set holds.
+type members struct {
+	gks        map[schema.GroupKind]bool
+	namespaces map[string]bool
+}
+
+func newMembers() members {
+	return members{gks: map[schema.GroupKind]bool{}, namespaces: map[string]bool{}}
+}
+
+func (m members) add(gk schema.GroupKind, ns string) {
+	m.gks[gk] = true
+	if ns != "" {
+		m.namespaces[ns] = true
+	}
+}
+
+func (m members) union(o members) members {
+	u := newMembers()
+	for gk := range m.gks {
+		u.gks[gk] = true
+	}
+	for gk := range o.gks {
+		u.gks[gk] = true
+	}
+	for ns := range m.namespaces {
+		u.namespaces[ns] = true
+	}
+	for ns := range o.namespaces {
+		u.namespaces[ns] = true
+	}
+	return u
+}
+
+// readParent returns the members the parent records, or an empty set when
+// there is no parent yet. A parent that exists but belongs to another tool,
+// or to another set, is refused: writing it would orphan that tool's objects.
+func (s *syncer) readParent(ctx context.Context) (members, error) {
+	m := newMembers()
+	a := s.opts.ApplySet
+	parent, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+	if apierrors.IsNotFound(err) {
+		return m, nil
+	}
+	if err != nil {
+		return m, fmt.Errorf("ApplySet parent %s: %w", a, err)
+	}
+	s.parentAnnotations = parent.GetAnnotations()
+	tooling := parent.GetAnnotations()[applySetToolingAnn]
+	if name, _, _ := strings.Cut(tooling, "/"); name != toolingName {
+		return m, fmt.Errorf("ApplySet parent %s exists and is managed by %q, not %s: %w", a, tooling, toolingName, ErrRefused)
+	}
+	if got := parent.GetLabels()[applySetIDLabel]; got != a.id() {
+		return m, fmt.Errorf("ApplySet parent %s has label %s=%q, want %q: %w", a, applySetIDLabel, got, a.id(), ErrRefused)
+	}
+	for _, gk := range splitList(parent.GetAnnotations()[applySetGKsAnn]) {
+		m.gks[schema.ParseGroupKind(gk)] = true
+	}
+	for _, ns := range splitList(parent.GetAnnotations()[applySetNamespacesAnn]) {
+		m.namespaces[ns] = true
+	}
+	m.namespaces[a.Namespace] = true
+	return m, nil
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// writeParent records m on the parent with server-side apply, creating it if
+// needed.
+func (s *syncer) writeParent(ctx context.Context, m members, version string) error {
+	a := s.opts.ApplySet
+	var gks, nss []string
+	for gk := range m.gks {
+		gks = append(gks, gk.String())
+	}
+	for ns := range m.namespaces {
+		if ns != a.Namespace {
+			nss = append(nss, ns)
+		}
+	}
+	sort.Strings(gks)
+	sort.Strings(nss)
+	annotations := map[string]string{
+		applySetToolingAnn:    toolingName + "/" + version,
+		applySetGKsAnn:        strings.Join(gks, ","),
+		applySetNamespacesAnn: strings.Join(nss, ","),
+	}
+	if s.parentAnnotations != nil && subset(annotations, s.parentAnnotations) {
+		return nil // a run that changes nothing writes nothing
+	}
+	patch, err := json.Marshal(map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Secret",
+		"type":       "Opaque",
+		"metadata": map[string]any{
+			"name":        a.Name,
+			"namespace":   a.Namespace,
+			"labels":      map[string]string{applySetIDLabel: a.id()},
+			"annotations": annotations,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	opts := metav1.PatchOptions{FieldManager: s.opts.FieldManager, Force: new(true)}
+	if s.opts.DryRun == DryRunServer {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	if _, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch, opts); err != nil {
+		return fmt.Errorf("updating ApplySet parent %s: %w", a, err)
+	}
+	if s.opts.DryRun == DryRunNone {
+		s.parentAnnotations = annotations
+	}
+	return nil
+}
+
+func subset(want, have map[string]string) bool {
+	for k, v := range want {
+		if got, ok := have[k]; !ok || got != v {
+			return false
+		}
+	}
+	return true
+}
+
+// commitMembers is the set the commit's objects make.
+func commitMembers(p *plan) members {
+	m := newMembers()
+	for _, it := range slices.Concat(p.first, p.rest) {
+		m.add(it.GroupKind(), it.Obj.GetNamespace())
+	}
+	return m
+}

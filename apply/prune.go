@@ -1,0 +1,164 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// ActionPruned: the object was in the set, is no longer in Git, and was
+// deleted (or, in a dry run, would be).
+const ActionPruned = "pruned"
+
+// pruneTarget is a live member of the set that the commit no longer has.
+type pruneTarget struct {
+	ref     string
+	mapping *meta.RESTMapping
+	obj     metav1.PartialObjectMetadata
+	// last is true for Namespaces and CRDs, which go after everything else
+	// (the reverse of apply order) and only with PruneNamespacesAndCRDs.
+	last bool
+}
+
+// prune deletes the set's members that the commit no longer contains. It
+// returns the members the parent must keep recording: the commit's, plus any
+// whose deletion failed or was refused, so that the next run tries again.
+func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Result) (members, error) {
+	keep := commitMembers(p)
+	targets, err := s.pruneTargets(ctx, p, recorded.union(keep))
+	if err != nil {
+		return recorded.union(keep), err
+	}
+	if len(targets) > 0 && len(p.first)+len(p.rest) == 0 && !s.opts.PruneAllowEmpty {
+		return recorded.union(keep), fmt.Errorf("the commit has no objects under its path, so pruning would delete all %d objects of ApplySet %s; "+
+			"if that is what you want, pass --prune-allow-empty: %w", len(targets), s.opts.ApplySet, ErrRefused)
+	}
+
+	results := make([]ObjectResult, len(targets))
+	// Namespaces and CRDs go last: deleting one deletes what is inside it.
+	for _, last := range []bool{false, true} {
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, s.opts.Workers)
+		for i, t := range targets {
+			if t.last != last {
+				continue
+			}
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				results[i] = s.pruneOne(ctx, t)
+			})
+		}
+		wg.Wait()
+	}
+
+	var errs []error
+	for i, r := range results {
+		s.print(r)
+		if r.Err != nil {
+			errs = append(errs, r.Err)
+			t := targets[i]
+			keep.add(t.mapping.GroupVersionKind.GroupKind(), t.obj.Namespace)
+		}
+	}
+	res.Objects = append(res.Objects, results...)
+	return keep, errors.Join(errs...)
+}
+
+func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
+	r := ObjectResult{Ref: t.ref, Source: "not in the commit", Action: ActionPruned}
+	if t.last && !s.opts.PruneNamespacesAndCRDs {
+		r.Action = ActionFailed
+		r.Err = &ObjectError{Ref: t.ref, Source: r.Source, Err: fmt.Errorf("not pruned: deleting a %s deletes everything in it; pass --prune-namespaces-and-crds to allow it: %w",
+			t.mapping.GroupVersionKind.Kind, ErrRefused)}
+		return r
+	}
+	if err := ctx.Err(); err != nil {
+		r.Action, r.Err = ActionSkipped, &ObjectError{Ref: t.ref, Source: r.Source, Err: context.Cause(ctx)}
+		return r
+	}
+	if s.opts.DryRun == DryRunClient {
+		return r
+	}
+	// The UID precondition makes sure the object deleted is the one listed
+	// as a member, not one recreated under the same name since.
+	opts := metav1.DeleteOptions{
+		Preconditions:     &metav1.Preconditions{UID: &t.obj.UID},
+		PropagationPolicy: new(metav1.DeletePropagationBackground),
+	}
+	if s.opts.DryRun == DryRunServer {
+		opts.DryRun = []string{metav1.DryRunAll}
+	}
+	client := s.dyn.Resource(t.mapping.Resource).Namespace(t.obj.Namespace)
+	if err := client.Delete(ctx, t.obj.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+		r.Action, r.Err = ActionFailed, &ObjectError{Ref: t.ref, Source: r.Source, Err: fmt.Errorf("pruning: %w", err)}
+	}
+	return r
+}
+
+// pruneTargets lists, for every group-kind and namespace the set may cover,
+// the objects labelled as members, and keeps the ones not in the commit.
+// Only labelled objects are ever candidates: an object with the same name or
+// labels but not in the set is never touched.
+func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pruneTarget, error) {
+	inCommit := map[string]bool{}
+	for _, it := range slices.Concat(p.first, p.rest) {
+		inCommit[memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())] = true
+	}
+	gks := make([]schema.GroupKind, 0, len(scope.gks))
+	for gk := range scope.gks {
+		gks = append(gks, gk)
+	}
+	sort.Slice(gks, func(i, j int) bool { return gks[i].String() < gks[j].String() })
+	namespaces := make([]string, 0, len(scope.namespaces))
+	for ns := range scope.namespaces {
+		namespaces = append(namespaces, ns)
+	}
+	sort.Strings(namespaces)
+
+	selector := metav1.ListOptions{LabelSelector: applySetPartOfLabel + "=" + s.opts.ApplySet.id()}
+	var targets []pruneTarget
+	for _, gk := range gks {
+		m, err := s.mapper.RESTMappingWithContext(ctx, gk)
+		if meta.IsNoMatchError(err) {
+			continue // the kind is gone (its CRD was deleted), and so are its objects
+		}
+		if err != nil {
+			return nil, fmt.Errorf("finding members of ApplySet %s: %w", s.opts.ApplySet, err)
+		}
+		scopes := []string{""}
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			scopes = namespaces
+		}
+		for _, ns := range scopes {
+			list, err := s.meta.Resource(m.Resource).Namespace(ns).List(ctx, selector)
+			if err != nil {
+				return nil, fmt.Errorf("listing %s members of ApplySet %s: %w", m.Resource.GroupResource(), s.opts.ApplySet, err)
+			}
+			for _, obj := range list.Items {
+				if inCommit[memberKey(gk, obj.Namespace, obj.Name)] {
+					continue
+				}
+				targets = append(targets, pruneTarget{
+					ref:     ref(gk, obj.Name, obj.Namespace),
+					mapping: m,
+					obj:     obj,
+					last:    gk == namespaceGK || gk == crdGK,
+				})
+			}
+		}
+	}
+	return targets, nil
+}
+
+func memberKey(gk schema.GroupKind, ns, name string) string {
+	return gk.String() + "/" + ns + "/" + name
+}
