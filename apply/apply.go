@@ -159,7 +159,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	if opts.Prune && opts.ApplySet == (ApplySet{}) {
-		return nil, fmt.Errorf("pruning needs an ApplySet to know what cronsync applied: %w", ErrRefused)
+		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
 	}
 	if opts.ApplySet != (ApplySet{}) {
 		for _, o := range objs {

@@ -35,6 +35,16 @@ const (
 // another tool manages. The fix is in the Job's configuration.
 var ErrRefused = errors.New("refused")
 
+// refusal is an ErrRefused whose message is written out in full.
+type refusal struct{ msg string }
+
+func (r *refusal) Error() string        { return r.msg }
+func (r *refusal) Is(target error) bool { return target == ErrRefused }
+
+func refused(format string, args ...any) error {
+	return &refusal{fmt.Sprintf(format, args...)}
+}
+
 var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 
 // ApplySet names the Secret that records which objects cronsync applied.
@@ -101,10 +111,10 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	s.parentAnnotations = parent.GetAnnotations()
 	tooling := parent.GetAnnotations()[applySetToolingAnn]
 	if name, _, _ := strings.Cut(tooling, "/"); name != toolingName {
-		return m, fmt.Errorf("ApplySet parent %s exists and is managed by %q, not %s: %w", a, tooling, toolingName, ErrRefused)
+		return m, refused("ApplySet parent %s exists and is managed by %q, not %s", a, tooling, toolingName)
 	}
 	if got := parent.GetLabels()[applySetIDLabel]; got != a.id() {
-		return m, fmt.Errorf("ApplySet parent %s has label %s=%q, want %q: %w", a, applySetIDLabel, got, a.id(), ErrRefused)
+		return m, refused("ApplySet parent %s has label %s=%q, want %q", a, applySetIDLabel, got, a.id())
 	}
 	for _, gk := range splitList(parent.GetAnnotations()[applySetGKsAnn]) {
 		m.gks[schema.ParseGroupKind(gk)] = true

@@ -38,8 +38,8 @@ func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Resu
 		return recorded.union(keep), err
 	}
 	if len(targets) > 0 && len(p.first)+len(p.rest) == 0 && !s.opts.PruneAllowEmpty {
-		return recorded.union(keep), fmt.Errorf("the commit has no objects under its path, so pruning would delete all %d objects of ApplySet %s; "+
-			"if that is what you want, pass --prune-allow-empty: %w", len(targets), s.opts.ApplySet, ErrRefused)
+		return recorded.union(keep), refused("the commit has no objects under its path, so pruning would delete all %d objects of ApplySet %s; "+
+			"if that is what you want, pass --prune-allow-empty", len(targets), s.opts.ApplySet)
 	}
 
 	results := make([]ObjectResult, len(targets))
@@ -77,8 +77,8 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 	r := ObjectResult{Ref: t.ref, Source: "not in the commit", Action: ActionPruned}
 	if t.last && !s.opts.PruneNamespacesAndCRDs {
 		r.Action = ActionFailed
-		r.Err = &ObjectError{Ref: t.ref, Source: r.Source, Err: fmt.Errorf("not pruned: deleting a %s deletes everything in it; pass --prune-namespaces-and-crds to allow it: %w",
-			t.mapping.GroupVersionKind.Kind, ErrRefused)}
+		r.Err = &ObjectError{Ref: t.ref, Source: r.Source, Err: refused("not pruned: deleting a %s deletes everything in it; pass --prune-namespaces-and-crds to allow it",
+			t.mapping.GroupVersionKind.Kind)}
 		return r
 	}
 	if err := ctx.Err(); err != nil {

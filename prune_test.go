@@ -1,0 +1,197 @@
+package main
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/kubernetes"
+	kubectlapply "k8s.io/kubectl/pkg/cmd/apply"
+	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+func TestPrune(t *testing.T) {
+	const ns = "prune"
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	set := []string{"--applyset", "cronsync-system/prune-test", "--prune"}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cronsync-system"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	r := testenv.NewRepo(t)
+	r.Write("apps/ns.yaml", namespace(ns))
+	r.Write("apps/keep.yaml", configMap(ns, "keep", "v"))
+	r.Write("apps/gone.yaml", configMap(ns, "gone", "v")+"---\n"+deployment(ns, "gone", 1))
+	r.Write("apps/other-ns.yaml", namespace("prune-other")+"---\n"+configMap("prune-other", "gone-too", "v"))
+	r.Commit("first")
+	mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...)
+
+	// Objects that look like members but are not: same name pattern and
+	// labels without part-of, and part-of another set.
+	for name, labels := range map[string]map[string]string{
+		"lookalike":      {"app": "gone"},
+		"other-set":      {"applyset.kubernetes.io/part-of": "applyset-someone-else-v1"},
+		"hand-made-gone": nil,
+	} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("readable by kubectl", func(t *testing.T) {
+		got := kubectlMembers(t, "cronsync-system", "prune-test")
+		want := []string{"ConfigMap/prune-other/gone-too", "ConfigMap/prune/gone", "ConfigMap/prune/keep",
+			"Deployment/prune/gone", "Namespace//prune", "Namespace//prune-other"}
+		if !slices.Equal(got, want) {
+			t.Errorf("kubectl finds members\n%v\nwant\n%v", got, want)
+		}
+	})
+
+	t.Run("empty commit refused", func(t *testing.T) {
+		r.Write("empty/README.md", "nothing here\n")
+		r.Commit("empty path")
+		before := snapshot(t)
+		out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "empty"}, set...)...)
+		if out.code != exitConfig || !hasLineWith(out.stderr, "pruning would delete all 6 objects", "--prune-allow-empty") {
+			t.Errorf("exit %d; want %d and the refusal explained", out.code, exitConfig)
+		}
+		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+			t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+		}
+	})
+
+	r.Remove("apps/gone.yaml")
+	r.Remove("apps/other-ns.yaml")
+	r.Commit("remove gone.yaml and the other namespace")
+
+	t.Run("failed apply skips prune", func(t *testing.T) {
+		r.Write("apps/bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: prune}\nspec: {ports: [{port: 0}]}\n")
+		r.Commit("bad")
+		before := snapshot(t)
+		if out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...); out.code != exitContent {
+			t.Errorf("exit %d, want %d", out.code, exitContent)
+		}
+		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+			t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+		}
+		r.Remove("apps/bad.yaml")
+		r.Commit("fix")
+	})
+
+	t.Run("dry run shows what would be pruned", func(t *testing.T) {
+		before := snapshot(t)
+		out := mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps", "--dry-run", "--prune-namespaces-and-crds"}, set...)...)
+		for _, line := range []string{
+			"configmap/gone -n prune pruned (server dry run)",
+			"deployment.apps/gone -n prune pruned (server dry run)",
+			"namespace/prune-other pruned (server dry run)",
+		} {
+			if !strings.Contains(out.stdout, line) {
+				t.Errorf("output lacks %q", line)
+			}
+		}
+		if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+			t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+		}
+	})
+
+	t.Run("removing a file prunes exactly its objects", func(t *testing.T) {
+		out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...)
+		// Without the flag the Namespace stays, and says why: exit 2.
+		if out.code != exitConfig || !hasLineWith(out.stderr, "namespace/prune-other (not in the commit): not pruned: deleting a Namespace deletes everything in it") {
+			t.Errorf("exit %d; want %d and the Namespace refusal", out.code, exitConfig)
+		}
+		for _, gone := range [][2]string{{"configmaps", "gone"}, {"deployments", "gone"}} {
+			gvr := configMaps
+			if gone[0] == "deployments" {
+				gvr = deployments
+			}
+			if got := get(t, gvr, ns, gone[1], "metadata", "name"); got != "<absent>" {
+				t.Errorf("%s/%s was not pruned", gone[0], gone[1])
+			}
+		}
+		if got := get(t, configMaps, "prune-other", "gone-too", "metadata", "name"); got != "<absent>" {
+			t.Errorf("configmap gone-too in another namespace of the set was not pruned")
+		}
+		for _, name := range []string{"keep", "lookalike", "other-set", "hand-made-gone"} {
+			if got := get(t, configMaps, ns, name, "metadata", "name"); got != name {
+				t.Errorf("configmap %s was deleted; it is not a member that left Git", name)
+			}
+		}
+		if got := get(t, namespaces, "", "prune-other", "metadata", "name"); got != "prune-other" {
+			t.Errorf("the Namespace was deleted without --prune-namespaces-and-crds")
+		}
+		// The refused Namespace stays a member, so the next run sees it.
+		if got := kubectlMembers(t, "cronsync-system", "prune-test"); !slices.Contains(got, "Namespace//prune-other") {
+			t.Errorf("the Namespace left the set: %v", got)
+		}
+
+		out = mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps", "--prune-namespaces-and-crds"}, set...)...)
+		if !strings.Contains(out.stdout, "namespace/prune-other pruned\n") {
+			t.Errorf("the Namespace was not pruned with --prune-namespaces-and-crds")
+		}
+		if ts := get(t, namespaces, "", "prune-other", "metadata", "deletionTimestamp"); ts == "<unset>" {
+			t.Errorf("namespace prune-other is not being deleted")
+		}
+		want := []string{"ConfigMap/prune/keep", "Namespace//prune"}
+		if got := kubectlMembers(t, "cronsync-system", "prune-test"); !slices.Equal(got, want) {
+			t.Errorf("members after prune: %v, want %v", got, want)
+		}
+	})
+}
+
+// kubectlMembers lists the members of an ApplySet the way `kubectl apply
+// --prune --applyset` finds them, as Kind/namespace/name, sorted. Objects
+// already being deleted are left out: without kube-controller-manager here,
+// a deleted Namespace stays Terminating.
+func kubectlMembers(t *testing.T, ns, name string) []string {
+	t.Helper()
+	flags := genericclioptions.NewConfigFlags(false)
+	flags.KubeConfig = &cluster.Kubeconfig
+	f := cmdutil.NewFactory(flags)
+	mapper, err := f.ToRESTMapper()
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent, err := kubectlapply.ParseApplySetParentRef("secrets/"+name, mapper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	parent.Namespace = ns
+	client, err := f.UnstructuredClientForMapping(parent.RESTMapping)
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := kubectlapply.NewApplySet(parent, kubectlapply.ApplySetTooling{Name: "cronsync", Version: "devel"}, mapper, client)
+	if err := set.BeforeApply(nil, cmdutil.DryRunServer, metav1.FieldValidationStrict); err != nil {
+		t.Fatalf("kubectl reading the ApplySet parent: %v", err)
+	}
+	dyn, err := f.DynamicClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := set.FindAllObjectsToPrune(context.Background(), dyn, sets.New[types.UID]())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, o := range objs {
+		if m, err := meta.Accessor(o.Object); err == nil && m.GetDeletionTimestamp() != nil {
+			continue
+		}
+		out = append(out, o.Mapping.GroupVersionKind.Kind+"/"+o.Namespace+"/"+o.Name)
+	}
+	slices.Sort(out)
+	return out
+}
