@@ -23,6 +23,7 @@ const envPrefix = "CRONSYNC_"
 type config struct {
 	repo, ref, path, workDir string
 	applySet                 string
+	detailedExitCode         bool
 	timeout                  time.Duration
 	version                  bool
 	apply                    apply.Options
@@ -55,6 +56,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
 	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")
+	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
@@ -111,6 +113,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--field-manager must not be empty")
 	case cfg.apply.Namespace == "":
 		return nil, usageErrorf("--namespace must not be empty")
+	case cfg.detailedExitCode && cfg.apply.DryRun == apply.DryRunNone:
+		return nil, usageErrorf("--detailed-exit-code only means something with --dry-run")
 	case cfg.apply.Prune && cfg.applySet == "":
 		return nil, usageErrorf("--prune needs --applyset: only objects recorded as applied by cronsync are ever pruned")
 	case strings.Count(cfg.applySet, "/") > 1:

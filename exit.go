@@ -25,6 +25,9 @@ const (
 	// exitContent: the commit is wrong (unparseable, unknown kind, rejected
 	// as invalid). Fix the commit.
 	exitContent = 3
+	// exitChanges: a dry run with --detailed-exit-code found changes to
+	// make. Only for pipelines; a real run never exits with it.
+	exitChanges = 5
 )
 
 // exitCode is the one place errors become exit statuses. When a run fails
@@ -34,6 +37,9 @@ const (
 func exitCode(err error) int {
 	if err == nil {
 		return exitOK
+	}
+	if err == errChangesPending {
+		return exitChanges
 	}
 	if joined, ok := err.(interface{ Unwrap() []error }); ok {
 		code := exitOK

@@ -50,6 +50,9 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	defer cancel()
 
 	err = run(ctx, cfg, stdout)
+	if errors.Is(err, errChangesPending) {
+		return err // not a failure: run has said what would change
+	}
 	if err != nil {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
 			fmt.Fprintf(stderr, "error: %s\n", line)
@@ -120,15 +123,22 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "cronsync: %s %s@%s path %s: %s in %s\n",
 		outcome, repo, co.Commit[:min(12, len(co.Commit))], cfg.path, counts, time.Since(start).Round(time.Millisecond))
+	if err == nil && cfg.detailedExitCode && res.Count(apply.ActionCreated)+res.Count(apply.ActionConfigured)+res.Count(apply.ActionPruned) > 0 {
+		return errChangesPending
+	}
 	return err
 }
+
+// errChangesPending ends a dry run with --detailed-exit-code that found
+// something to change.
+var errChangesPending = errors.New("changes pending")
 
 // summarize counts a run's objects by action: created, configured, unchanged
 // and failed always (scripts grep for them), the rarer ones when they occur.
 func summarize(res *apply.Result) string {
 	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", len(res.Objects),
 		res.Count(apply.ActionCreated), res.Count(apply.ActionConfigured), res.Count(apply.ActionUnchanged), res.Count(apply.ActionFailed))
-	for _, a := range []string{apply.ActionSkipped, apply.ActionNotValidated} {
+	for _, a := range []string{apply.ActionPruned, apply.ActionSkipped, apply.ActionNotValidated} {
 		if n := res.Count(a); n > 0 {
 			c += fmt.Sprintf(", %d %s", n, a)
 		}

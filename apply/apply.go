@@ -296,8 +296,16 @@ func (s *syncer) report(res *Result, items []*item, errs []error) error {
 		}
 	}
 	out := s.results(items)
-	for _, r := range out {
+	for i, r := range out {
 		s.print(r)
+		it := items[i]
+		if s.opts.DryRun == DryRunServer && (it.action == ActionCreated || it.action == ActionConfigured) {
+			d, err := it.diff()
+			if err != nil {
+				d = fmt.Sprintf("(no diff: %v)\n", err)
+			}
+			fmt.Fprint(s.opts.Out, d)
+		}
 	}
 	res.Objects = append(res.Objects, out...)
 	return errors.Join(errs...)

@@ -14,6 +14,7 @@ import (
 var (
 	crdGK       = schema.GroupKind{Group: "apiextensions.k8s.io", Kind: "CustomResourceDefinition"}
 	namespaceGK = schema.GroupKind{Kind: "Namespace"}
+	secretGK    = schema.GroupKind{Kind: "Secret"}
 )
 
 // item is an object with what the plan decided about it.
