@@ -66,6 +66,9 @@ type Options struct {
 	Workers int
 	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
 	MaxFileBytes int64
+	// KustomizeAllowRemote lets kustomizations load resources over
+	// HTTP(S); Git bases are refused either way.
+	KustomizeAllowRemote bool
 	// ApplySet is the parent that records which objects cronsync applied;
 	// every object applied is labelled as its member. The zero value turns
 	// membership (and so pruning) off.
@@ -150,7 +153,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.FieldManager == "" {
 		return nil, errors.New("field manager must not be empty")
 	}
-	objs, err := Read(opts.Root, opts.Dir, opts.MaxFileBytes)
+	objs, err := Read(opts.Root, opts.Dir, ReadOptions{MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote})
 	if err != nil {
 		return nil, err
 	}

@@ -51,16 +51,25 @@ func ref(gk schema.GroupKind, name, namespace string) string {
 
 var manifestExts = []string{".yaml", ".yml", ".json"}
 
+// ReadOptions limits what Read accepts.
+type ReadOptions struct {
+	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
+	MaxFileBytes int64
+	// KustomizeAllowRemote lets kustomizations load files over HTTP(S).
+	KustomizeAllowRemote bool
+}
+
 // Read returns the objects of every manifest file under dir, a directory
 // inside root, in a deterministic order (lexical by path, then document).
-// Files and directories whose names start with "." are skipped. Symlinks are
-// followed only while they stay inside root.
-func Read(root, dir string, maxFileBytes int64) ([]*Object, error) {
+// A directory holding a kustomization is built with kustomize as one unit
+// instead. Files and directories whose names start with "." are skipped.
+// Symlinks are followed only while they stay inside root.
+func Read(root, dir string, opts ReadOptions) ([]*Object, error) {
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{root: root, maxFileBytes: maxFileBytes, seen: map[string]bool{}}
+	r := &reader{root: root, maxFileBytes: opts.MaxFileBytes, allowRemote: opts.KustomizeAllowRemote, seen: map[string]bool{}}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil, err
@@ -74,6 +83,7 @@ func Read(root, dir string, maxFileBytes int64) ([]*Object, error) {
 type reader struct {
 	root         string
 	maxFileBytes int64
+	allowRemote  bool
 	// seen holds the real paths of directories already walked, so that a
 	// symlink loop inside the repository ends.
 	seen map[string]bool
@@ -93,6 +103,10 @@ func (r *reader) walk(dir, shown string) error {
 		return nil
 	}
 	r.seen[dir] = true
+	if name := kustomizationIn(dir); name != "" {
+		r.kustomize(dir, shown, name)
+		return nil
+	}
 	entries, err := os.ReadDir(dir) // sorted by name
 	if err != nil {
 		return err

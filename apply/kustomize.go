@@ -1,0 +1,193 @@
+package apply
+
+import (
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/types"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+)
+
+// kustomizationNames are the file names that make a directory a kustomize
+// unit, in the order kustomize itself looks for them.
+var kustomizationNames = []string{"kustomization.yaml", "kustomization.yml", "Kustomization"}
+
+func kustomizationIn(dir string) string {
+	for _, n := range kustomizationNames {
+		if st, err := os.Stat(filepath.Join(dir, n)); err == nil && st.Mode().IsRegular() {
+			return n
+		}
+	}
+	return ""
+}
+
+// kustomize builds the kustomization in dir (a real path inside the
+// repository) as `kubectl apply -k` would, but confined to the repository:
+// every file it reads must be inside root, exec and container plugins are
+// off, and remote resources are refused unless allowRemote, which still
+// never lets kustomize run git.
+func (r *reader) kustomize(dir, shown, file string) {
+	source := pathJoin(shown, file)
+	if err := r.checkKustomization(dir, dir, map[string]bool{}); err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+		return
+	}
+	opts := krusty.MakeDefaultOptions()
+	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
+	opts.PluginConfig = types.DisabledPluginConfig()
+	resMap, err := krusty.MakeKustomizer(opts).Run(&confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: r.root}, dir)
+	if err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("kustomize: %w", err)})
+		return
+	}
+	for i, res := range resMap.Resources() {
+		m, err := res.Map()
+		if err != nil {
+			r.errs = append(r.errs, &ManifestError{Source: source, Doc: i + 1, Err: err})
+			continue
+		}
+		u := &unstructured.Unstructured{Object: m}
+		if err := checkObject(u); err != nil {
+			r.errs = append(r.errs, &ManifestError{Source: source, Doc: i + 1, Err: err})
+			continue
+		}
+		r.objs = append(r.objs, &Object{Source: source, Doc: i + 1, Obj: u})
+	}
+}
+
+// checkKustomization walks the kustomizations dir refers to and refuses
+// references that leave the repository or reach the network, before
+// kustomize gets to follow them.
+func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err error) {
+	if seen[dir] {
+		return nil
+	}
+	seen[dir] = true
+	name := kustomizationIn(dir)
+	if name == "" {
+		return nil
+	}
+	// The error names the kustomization at fault when it is a base of the
+	// one being built; the caller names the one being built.
+	if dir != top {
+		defer func() {
+			if err != nil {
+				err = fmt.Errorf("%s: %w", r.rel(filepath.Join(dir, name)), err)
+			}
+		}()
+	}
+	data, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return err
+	}
+	var k types.Kustomization
+	if err := yaml.Unmarshal(data, &k); err != nil {
+		return err
+	}
+	for _, ref := range slices.Concat(k.Resources, k.Components, k.Bases) {
+		if isRemote(ref) {
+			if !r.allowRemote {
+				return fmt.Errorf("remote resource %q: pass --kustomize-allow-remote to load resources from the network", ref)
+			}
+			if looksLikeGit(ref) {
+				return fmt.Errorf("remote resource %q is a Git repository: cronsync never runs git; vendor it into this repository", ref)
+			}
+			continue
+		}
+		target := filepath.Join(dir, filepath.FromSlash(ref))
+		if filepath.IsAbs(ref) || !r.inside(target) {
+			return fmt.Errorf("resource %q leaves the repository", ref)
+		}
+		real, err := filepath.EvalSymlinks(target)
+		if err != nil {
+			continue // kustomize reports the missing file with its own words
+		}
+		if !r.inside(real) {
+			return fmt.Errorf("resource %q leaves the repository through a symlink", ref)
+		}
+		if st, err := os.Stat(real); err == nil && st.IsDir() {
+			if err := r.checkKustomization(top, real, seen); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// isRemote reports whether kustomize would fetch ref from the network:
+// a URL, or git's host:path shorthand.
+func isRemote(ref string) bool {
+	return strings.Contains(ref, "://") || strings.HasPrefix(ref, "git@") ||
+		strings.HasPrefix(ref, "github.com/") || strings.HasPrefix(ref, "gitlab.com/") || strings.HasPrefix(ref, "bitbucket.org/")
+}
+
+// looksLikeGit reports whether kustomize would clone ref with git rather
+// than fetch one file over HTTP.
+func looksLikeGit(ref string) bool {
+	u, err := url.Parse(ref)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") {
+		return true
+	}
+	switch {
+	case u.Query().Has("ref"), u.Query().Has("version"),
+		strings.Contains(u.Path, "//"), strings.Contains(u.Path, ".git"), strings.Contains(u.Path, "/_git/"):
+		return true
+	}
+	ext := strings.ToLower(filepath.Ext(u.Path))
+	return ext != ".yaml" && ext != ".yml" && ext != ".json"
+}
+
+// confinedFS is the disk, minus everything outside root: kustomize's own
+// load restrictions stop at the kustomization's directory, but follow
+// symlinks and allow bases anywhere.
+type confinedFS struct {
+	filesys.FileSystem
+	root string
+}
+
+func (f *confinedFS) check(path string) error {
+	real, err := filepath.EvalSymlinks(path)
+	if err != nil {
+		return nil // the wrapped call reports it
+	}
+	rel, err := filepath.Rel(f.root, real)
+	if err != nil || !filepath.IsLocal(rel) && rel != "." {
+		return fmt.Errorf("%s is outside the repository", path)
+	}
+	return nil
+}
+
+func (f *confinedFS) ReadFile(path string) ([]byte, error) {
+	if err := f.check(path); err != nil {
+		return nil, err
+	}
+	return f.FileSystem.ReadFile(path)
+}
+
+func (f *confinedFS) Open(path string) (filesys.File, error) {
+	if err := f.check(path); err != nil {
+		return nil, err
+	}
+	return f.FileSystem.Open(path)
+}
+
+func (f *confinedFS) ReadDir(path string) ([]string, error) {
+	if err := f.check(path); err != nil {
+		return nil, err
+	}
+	return f.FileSystem.ReadDir(path)
+}
+
+func (f *confinedFS) CleanedAbs(path string) (filesys.ConfirmedDir, string, error) {
+	if err := f.check(path); err != nil {
+		return "", "", err
+	}
+	return f.FileSystem.CleanedAbs(path)
+}
