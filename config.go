@@ -12,6 +12,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
 	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/gitsrc"
 )
 
 // envPrefix is put before a flag's name, upper-cased with - turned into _, to
@@ -24,6 +25,9 @@ type config struct {
 	repo, ref, path, workDir string
 	applySet                 string
 	detailedExitCode         bool
+	git                      gitsrc.Credentials
+	verifyKeysFile           string
+	gitTimeout               time.Duration
 	timeout                  time.Duration
 	version                  bool
 	apply                    apply.Options
@@ -43,6 +47,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 
 	fs.StringVar(&cfg.repo, "repo", "", "Git repository: https:// URL, file:// URL or local path (required)")
 	fs.StringVar(&cfg.ref, "ref", "", "branch, tag or full commit SHA to sync (default: the remote's HEAD)")
+	fs.StringVar(&cfg.git.Username, "git-username", "", "HTTPS username (default \"git\" when --git-password-file is set)")
+	fs.StringVar(&cfg.git.PasswordFile, "git-password-file", "", "file holding the HTTPS password or token, read on every run")
+	fs.StringVar(&cfg.git.CAFile, "git-ca-file", "", "PEM file of CAs to trust for the Git server, besides the system's")
+	fs.StringVar(&cfg.git.SSHKeyFile, "ssh-key-file", "", "private key for SSH repository URLs")
+	fs.StringVar(&cfg.git.SSHKeyPassphraseFile, "ssh-key-passphrase-file", "", "file holding the SSH key's passphrase")
+	fs.StringVar(&cfg.git.SSHKnownHostsFile, "ssh-known-hosts-file", "", "known_hosts file with the Git server's host keys (required for SSH)")
+	fs.StringVar(&cfg.verifyKeysFile, "verify-keys-file", "", "armored PGP public keyring or SSH allowed_signers file: the commit (or signed tag) must be signed by one of its keys, else exit 4")
+	fs.DurationVar(&cfg.gitTimeout, "git-timeout", 2*time.Minute, "deadline for the clone alone")
 	fs.StringVar(&cfg.path, "path", ".", "directory inside the repository whose manifests are applied, recursively")
 	fs.StringVarP(&cfg.apply.Namespace, "namespace", "n", cfg.apply.Namespace, "namespace for namespaced objects that set none")
 	dryRun := fs.String("dry-run", "none", `"server" sends every write with dryRun=All; "client" sends no write at all; "none" applies`)
@@ -108,6 +120,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--repo (or %sREPO) is required", envPrefix)
 	case cfg.timeout <= 0:
 		return nil, usageErrorf("--timeout must be positive")
+	case cfg.gitTimeout <= 0:
+		return nil, usageErrorf("--git-timeout must be positive")
 	case cfg.apply.Workers < 1:
 		return nil, usageErrorf("--workers must be at least 1")
 	case cfg.apply.FieldManager == "":

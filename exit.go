@@ -25,6 +25,9 @@ const (
 	// exitContent: the commit is wrong (unparseable, unknown kind, rejected
 	// as invalid). Fix the commit.
 	exitContent = 3
+	// exitUnverified: --verify-keys-file is set and the commit is not
+	// signed by one of its keys. Nothing was applied.
+	exitUnverified = 4
 	// exitChanges: a dry run with --detailed-exit-code found changes to
 	// make. Only for pipelines; a real run never exits with it.
 	exitChanges = 5
@@ -60,6 +63,8 @@ func exitCode(err error) int {
 		return apiStatusCode(e)
 	}
 	switch {
+	case is(err, gitsrc.ErrUnverified):
+		return exitUnverified
 	case is(err, gitsrc.ErrNotFound), is(err, gitsrc.ErrAuth), is(err, apply.ErrRefused):
 		return exitConfig
 	case is(err, gitsrc.ErrUnsafe):
@@ -100,10 +105,13 @@ func apiStatusCode(status apierrors.APIStatus) int {
 	return exitRetry
 }
 
-// worse orders statuses by how permanent they are: 2 over 3 over 1 over 0.
+// worse orders statuses by how permanent they are: 4 over 2 over 3 over 1
+// over 0.
 func worse(a, b int) int {
 	rank := func(c int) int {
 		switch c {
+		case exitUnverified:
+			return 4
 		case exitConfig:
 			return 3
 		case exitContent:

@@ -88,7 +88,12 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 	}
 	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
 
-	co, err := gitsrc.Clone(ctx, gitsrc.Options{URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir})
+	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+	co, err := gitsrc.Clone(cloneCtx, gitsrc.Options{
+		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
+		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile,
+	})
+	cancelClone()
 	if err != nil {
 		return err
 	}

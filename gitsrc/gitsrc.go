@@ -9,6 +9,7 @@ package gitsrc
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +25,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
+	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 // Errors the caller branches on, through errors.Is. The messages that carry
@@ -68,6 +70,13 @@ type Options struct {
 	// to; empty means os.TempDir(). In a pod it is an emptyDir because the
 	// root filesystem is read-only.
 	WorkDir string
+	// Credentials for the remote; the zero value means none.
+	Credentials Credentials
+	// VerifyKeysFile, when set, is an armored PGP public keyring or an SSH
+	// allowed_signers file; the commit (or the signed tag) must carry a
+	// valid signature by one of its keys, else Clone fails with
+	// ErrUnverified and writes nothing.
+	VerifyKeysFile string
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
@@ -107,6 +116,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	}()
 
 	var repo *git.Repository
+	var target plumbing.Hash // what the ref points at: a commit or a tag
 	if local, ok := localPath(opts.URL); ok {
 		repo, err = git.PlainOpenWithOptions(local, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
 		if errors.Is(err, git.ErrRepositoryNotExists) || errors.Is(err, os.ErrNotExist) {
@@ -115,9 +125,12 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening repository %s: %w", local, err)
 		}
-		co.Ref, co.Commit, err = resolveLocal(repo, opts.Ref)
+		co.Ref, target, err = resolveLocal(repo, opts.Ref)
 	} else {
-		repo, co.Ref, co.Commit, err = fetch(ctx, filepath.Join(tmp, "objects"), opts)
+		repo, co.Ref, target, err = fetch(ctx, filepath.Join(tmp, "objects"), opts)
+	}
+	if err == nil {
+		co.Commit, err = peel(repo, target)
 	}
 	if err != nil {
 		return nil, err
@@ -125,6 +138,11 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	commit, err := repo.CommitObject(plumbing.NewHash(co.Commit))
 	if err != nil {
 		return nil, fmt.Errorf("reading commit %s: %w", co.Commit, err)
+	}
+	if opts.VerifyKeysFile != "" {
+		if err := verify(repo, target, commit, opts.VerifyKeysFile); err != nil {
+			return nil, err
+		}
 	}
 	if err := writeTree(ctx, commit, co.Dir); err != nil {
 		return nil, fmt.Errorf("writing commit %s: %w", co.Commit, err)
@@ -149,12 +167,12 @@ func isSCPLike(u string) bool {
 	return at > 0 && colon > at && (slash < 0 || colon < slash)
 }
 
-func resolveLocal(repo *git.Repository, ref string) (name, sha string, err error) {
+func resolveLocal(repo *git.Repository, ref string) (name string, target plumbing.Hash, err error) {
 	if fullSHA.MatchString(ref) {
 		if _, err := repo.CommitObject(plumbing.NewHash(ref)); err != nil {
-			return "", "", notFound("ref %q: no such commit", ref)
+			return "", target, notFound("ref %q: no such commit", ref)
 		}
-		return ref, ref, nil
+		return ref, plumbing.NewHash(ref), nil
 	}
 	candidates := []plumbing.ReferenceName{plumbing.HEAD}
 	if ref != "" {
@@ -165,18 +183,14 @@ func resolveLocal(repo *git.Repository, ref string) (name, sha string, err error
 		if err != nil {
 			continue
 		}
-		sha, err := peel(repo, r.Hash())
-		if err != nil {
-			return "", "", fmt.Errorf("ref %q: %w", ref, err)
-		}
 		if c == plumbing.HEAD {
 			if head, err := repo.Reference(plumbing.HEAD, false); err == nil && head.Type() == plumbing.SymbolicReference {
 				c = head.Target()
 			}
 		}
-		return c.String(), sha, nil
+		return c.String(), r.Hash(), nil
 	}
-	return "", "", notFound("ref %q: no such branch or tag", displayRef(ref))
+	return "", target, notFound("ref %q: no such branch or tag", displayRef(ref))
 }
 
 // refCandidates lists the full names a short ref may stand for, in the order
@@ -223,23 +237,28 @@ func peel(repo *git.Repository, h plumbing.Hash) (string, error) {
 
 // fetch resolves the ref against the remote's advertised refs and fetches only
 // that ref at depth 1 into an on-disk store under dir.
-func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, string, string, error) {
+func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, string, plumbing.Hash, error) {
+	var none plumbing.Hash
+	auth, ca, err := opts.Credentials.auth(opts.URL)
+	if err != nil {
+		return nil, "", none, err
+	}
 	repo, err := git.PlainInit(dir, true)
 	if err != nil {
-		return nil, "", "", fmt.Errorf("creating object store: %w", err)
+		return nil, "", none, fmt.Errorf("creating object store: %w", err)
 	}
 	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
 	if err != nil {
-		return nil, "", "", fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
+		return nil, "", none, fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
 	}
-	refs, err := remote.ListContext(ctx, &git.ListOptions{})
+	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: ca})
 	if err != nil {
-		return nil, "", "", classifyTransport(opts.URL, err)
+		return nil, "", none, classifyTransport(opts.URL, err)
 	}
 
 	name, want, err := pickRef(refs, opts.Ref)
 	if err != nil {
-		return nil, "", "", err
+		return nil, "", none, err
 	}
 	local := plumbing.ReferenceName("refs/cronsync/want")
 	spec := config.RefSpec("+" + want + ":" + local.String())
@@ -250,6 +269,8 @@ func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, stri
 		RefSpecs: []config.RefSpec{spec},
 		Depth:    1,
 		Tags:     git.NoTags,
+		Auth:     auth,
+		CABundle: ca,
 	})
 	if errors.Is(err, git.ErrExactSHA1NotSupported) {
 		// The server only hands out advertised refs. Fetch every branch in
@@ -258,29 +279,27 @@ func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, stri
 		err = remote.FetchContext(ctx, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/cronsync/heads/*"},
 			Tags:     git.NoTags,
+			Auth:     auth,
+			CABundle: ca,
 		})
 		if err == nil {
 			if _, cerr := repo.CommitObject(plumbing.NewHash(want)); cerr != nil {
-				return nil, "", "", notFound("ref %q: no such commit on any branch of %s", want, Redact(opts.URL))
+				return nil, "", none, notFound("ref %q: no such commit on any branch of %s", want, Redact(opts.URL))
 			}
-			return repo, want, want, nil
+			return repo, want, plumbing.NewHash(want), nil
 		}
 	}
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
-		return nil, "", "", classifyTransport(opts.URL, err)
+		return nil, "", none, classifyTransport(opts.URL, err)
 	}
 	ref, err := repo.Reference(local, true)
 	if err != nil {
-		return nil, "", "", fmt.Errorf("ref %q: fetched nothing: %w", displayRef(opts.Ref), err)
-	}
-	sha, err := peel(repo, ref.Hash())
-	if err != nil {
-		return nil, "", "", fmt.Errorf("ref %q: %w", displayRef(opts.Ref), err)
+		return nil, "", none, fmt.Errorf("ref %q: fetched nothing: %w", displayRef(opts.Ref), err)
 	}
 	if name == "" {
-		name = sha
+		name = ref.Hash().String()
 	}
-	return repo, name, sha, nil
+	return repo, name, ref.Hash(), nil
 }
 
 // pickRef finds ref among the advertised refs. It returns the full name to
@@ -325,7 +344,19 @@ func pickRef(refs []*plumbing.Reference, ref string) (name, want string, err err
 }
 
 func classifyTransport(u string, err error) error {
+	var keyErr *knownhosts.KeyError
+	var unknownCA x509.UnknownAuthorityError
+	var badHost x509.HostnameError
+	var badCert x509.CertificateInvalidError
 	switch {
+	case errors.As(err, &unknownCA), errors.As(err, &badHost), errors.As(err, &badCert):
+		return authErr("repository %s: the server's TLS certificate is not trusted (see --git-ca-file): %v", Redact(u), err)
+	case errors.As(err, &keyErr) && len(keyErr.Want) > 0:
+		return authErr("repository %s: the server's host key does not match --ssh-known-hosts-file; refused", Redact(u))
+	case errors.As(err, &keyErr):
+		return authErr("repository %s: the server's host key is not in --ssh-known-hosts-file; refused", Redact(u))
+	case strings.Contains(err.Error(), "ssh: unable to authenticate"):
+		return authErr("repository %s: the server refused the SSH key: %v", Redact(u), err)
 	case errors.Is(err, transport.ErrRepositoryNotFound):
 		return notFound("repository %s not found", Redact(u))
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
@@ -418,31 +449,46 @@ func writeBlob(tree *object.Tree, name, dst string) error {
 	return out.Close()
 }
 
-// Redact removes the user info (a token, usually) from a URL so that it can
-// be printed. Anything that does not parse as a URL is returned unchanged:
-// local paths and scp-like addresses carry no secrets.
+// Redact removes credentials from a URL so that it can be printed: the
+// password, or, for HTTP(S) URLs with a user and no password, the user,
+// because a token is often given that way. Local paths, scp-like addresses
+// and SSH users carry no secrets and are returned unchanged.
 func Redact(u string) string {
 	p, err := url.Parse(u)
 	if err != nil || p.User == nil {
 		return u
 	}
-	return p.Redacted()
+	if _, ok := p.User.Password(); ok {
+		return p.Redacted()
+	}
+	if p.Scheme == "http" || p.Scheme == "https" {
+		p.User = url.User("xxxxx")
+		return p.String()
+	}
+	return u
+}
+
+// secrets lists the parts of u that must never be printed.
+func secrets(u string) []string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		return nil
+	}
+	if pw, ok := p.User.Password(); ok {
+		return []string{pw, url.QueryEscape(pw), url.PathEscape(pw)}
+	}
+	if p.Scheme == "http" || p.Scheme == "https" {
+		return []string{p.User.Username()}
+	}
+	return nil
 }
 
 // redactErr makes sure no credential from u survives in err's text, even in
 // messages that come back from the transport with the URL embedded.
 func redactErr(u string, err error) error {
-	p, perr := url.Parse(u)
-	if perr != nil || p.User == nil {
-		return err
-	}
-	secrets := []string{p.User.String()}
-	if pw, ok := p.User.Password(); ok {
-		secrets = append(secrets, pw, url.QueryEscape(pw))
-	}
 	msg := err.Error()
 	clean := msg
-	for _, s := range secrets {
+	for _, s := range secrets(u) {
 		if s != "" {
 			clean = strings.ReplaceAll(clean, s, "xxxxx")
 		}
