@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -57,6 +58,8 @@ func testMain(m *testing.M) int {
 type result struct {
 	code           int
 	stdout, stderr string
+	// maxRSS is the process's peak resident memory in bytes.
+	maxRSS int64
 }
 
 // cronsync runs the binary as cluster-admin with args and the environment
@@ -73,6 +76,9 @@ func cronsync(t *testing.T, env []string, args ...string) result {
 		t.Fatalf("running cronsync: %v", err)
 	}
 	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		r.maxRSS = ru.Maxrss << 10 // Linux reports KiB
+	}
 	t.Logf("cronsync %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	return r
 }
