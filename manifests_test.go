@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -79,4 +81,36 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	if want := []int32{exitConfig, exitContent, exitUnverified}; !slices.Equal(failOn, want) {
 		t.Errorf("podFailurePolicy fails the Job on exit codes %v, want %v", failOn, want)
 	}
+}
+
+// The credential patches in manifests/git-auth build on top of manifests/
+// and are accepted by the API server.
+func TestManifestsGitAuthPatches(t *testing.T) {
+	overlay := t.TempDir()
+	abs, err := filepath.Abs("manifests")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.CopyFS(filepath.Join(overlay, "base"), os.DirFS(abs)); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(
+		"resources: [base]\npatches:\n- path: base/git-auth/https-token.yaml\n- path: base/git-auth/ssh-key.yaml\n"), 0o644)
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), overlay)
+	if err != nil {
+		t.Fatalf("kustomize build with the git-auth patches: %v", err)
+	}
+	built, err := resMap.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"CRONSYNC_GIT_PASSWORD_FILE", "CRONSYNC_SSH_KNOWN_HOSTS_FILE", "secretName: cronsync-ssh", "secretName: cronsync-git"} {
+		if !strings.Contains(string(built), want) {
+			t.Errorf("built manifests lack %q", want)
+		}
+	}
+	r := testenv.NewRepo(t)
+	r.Write("cronsync.yaml", string(built))
+	r.Commit("with credentials")
+	mustSync(t, "--repo", r.Dir, "--dry-run")
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -144,7 +145,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 			return nil, err
 		}
 	}
-	if err := writeTree(ctx, commit, co.Dir); err != nil {
+	if err := writeTree(ctx, repo.Storer, commit, co.Dir); err != nil {
 		return nil, fmt.Errorf("writing commit %s: %w", co.Commit, err)
 	}
 	return co, nil
@@ -370,7 +371,7 @@ func classifyTransport(u string, err error) error {
 // writeTree writes the files of commit under dir. Symlinks are written as
 // symlinks so that the reader, which knows the repository root, decides
 // whether following one is allowed; submodules are skipped.
-func writeTree(ctx context.Context, commit *object.Commit, dir string) error {
+func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, commit *object.Commit, dir string) error {
 	tree, err := commit.Tree()
 	if err != nil {
 		return err
@@ -405,48 +406,43 @@ func writeTree(ctx context.Context, commit *object.Commit, dir string) error {
 		case filemode.Submodule:
 			continue
 		case filemode.Symlink:
-			target, err := blobString(tree, name)
-			if err != nil {
+			var target strings.Builder
+			if err := copyBlob(objects, entry.Hash, &target); err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
-			if err := os.Symlink(target, dst); err != nil {
+			if err := os.Symlink(target.String(), dst); err != nil {
 				return err
 			}
 		default:
-			if err := writeBlob(tree, name, dst); err != nil {
+			out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err != nil {
+				return err
+			}
+			err = copyBlob(objects, entry.Hash, out)
+			if cerr := out.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 		}
 	}
 }
 
-func blobString(tree *object.Tree, name string) (string, error) {
-	f, err := tree.File(name)
-	if err != nil {
-		return "", err
-	}
-	return f.Contents()
-}
-
-func writeBlob(tree *object.Tree, name, dst string) error {
-	f, err := tree.File(name)
+// copyBlob streams a blob by hash; looking it up by path again would walk the
+// tree from the root for every file.
+func copyBlob(objects storer.EncodedObjectStorer, h plumbing.Hash, w io.Writer) error {
+	blob, err := object.GetBlob(objects, h)
 	if err != nil {
 		return err
 	}
-	r, err := f.Reader()
+	r, err := blob.Reader()
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, r); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
+	_, err = io.Copy(w, r)
+	return err
 }
 
 // Redact removes credentials from a URL so that it can be printed: the
