@@ -60,3 +60,14 @@ func TestTimeoutExitsRetryable(t *testing.T) {
 		t.Errorf("stderr does not say the timeout was reached")
 	}
 }
+
+func TestGitTimeoutBoundsTheClone(t *testing.T) {
+	start := time.Now()
+	out := cronsync(t, nil, "--repo", hangingGit(t), "--git-timeout", "1s", "--timeout", "1m")
+	if out.code != exitRetry || !strings.Contains(out.stderr, "--git-timeout 1s exceeded") {
+		t.Errorf("exit %d; want %d and the clone deadline named", out.code, exitRetry)
+	}
+	if elapsed := time.Since(start); elapsed > 10*time.Second {
+		t.Errorf("took %s with --git-timeout 1s", elapsed)
+	}
+}
