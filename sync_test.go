@@ -108,22 +108,32 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 	r.Write("web.yaml", deployment(ns, "web", 1))
 	r.Write("crd.yaml", crdYAML("Sprocket"))
 	r.Write("sprocket.yaml", "apiVersion: example.com/v1\nkind: Sprocket\nmetadata: {name: s, namespace: nochange}\nspec: {size: 1}\n")
+	// Enough ConfigMaps in one namespace to be read with one LIST.
+	for i := range 5 {
+		r.Write(fmt.Sprintf("many/cm-%d.yaml", i), configMap(ns, fmt.Sprintf("many-%d", i), "v"))
+	}
 	r.Commit("first")
 	mustSync(t, "--repo", r.Dir)
 
 	mark := cluster.AuditMark()
 	out := mustSync(t, "--repo", r.Dir)
-	if !strings.Contains(out.stdout, "5 objects: 0 created, 0 configured, 5 unchanged, 0 failed") {
+	if !strings.Contains(out.stdout, "10 objects: 0 created, 0 configured, 10 unchanged, 0 failed") {
 		t.Errorf("not every object was reported unchanged")
 	}
 	events, err := cluster.AuditSince(mark, "admin")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes, dryRuns int
+	var writes, dryRuns, cmLists int
 	for _, ev := range events {
-		switch ev.Verb {
-		case "get", "list", "watch":
+		switch {
+		case ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/nochange/configmaps?"):
+			cmLists++
+			continue
+		case ev.Verb == "get" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/nochange/configmaps/"):
+			t.Errorf("ConfigMap read one by one: %s", ev.RequestURI)
+			continue
+		case ev.Verb == "get", ev.Verb == "list", ev.Verb == "watch":
 			continue
 		}
 		if strings.Contains(ev.RequestURI, "dryRun=All") {
@@ -133,8 +143,24 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 		writes++
 		t.Errorf("write request sent: %s %s", ev.Verb, ev.RequestURI)
 	}
-	if dryRuns != 5 {
-		t.Errorf("%d dry-run requests, want one per object (5)", dryRuns)
+	if dryRuns != 10 {
+		t.Errorf("%d dry-run requests, want one per object (10)", dryRuns)
+	}
+	if cmLists != 1 {
+		t.Errorf("%d LISTs of the namespace's ConfigMaps, want 1", cmLists)
+	}
+
+	// A hand edit to one listed object is still seen.
+	if _, err := kube.Resource(configMaps).Namespace(ns).Patch(context.Background(), "many-3", types.MergePatchType,
+		[]byte(`{"data":{"value":"drifted"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+		t.Fatal(err)
+	}
+	out = mustSync(t, "--repo", r.Dir)
+	if !strings.Contains(out.stdout, "configmap/many-3 -n nochange configured\n") || !strings.Contains(out.stdout, "1 configured, 9 unchanged") {
+		t.Errorf("the drifted ConfigMap is not reported configured")
+	}
+	if got := get(t, configMaps, ns, "many-3", "data", "value"); got != "v" {
+		t.Errorf("many-3 value = %s after sync, want v", got)
 	}
 }
 

@@ -31,6 +31,8 @@ type item struct {
 
 	// live is the object in the cluster before the run; nil if absent.
 	live *unstructured.Unstructured
+	// liveRead says live was already read (by a LIST).
+	liveRead bool
 	// merged is what the server's dry run says the object would become.
 	merged *unstructured.Unstructured
 	// action is what the run did or would do (an Action constant).
