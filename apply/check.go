@@ -64,7 +64,12 @@ func (s *syncer) check(ctx context.Context, it *item) {
 	default:
 		it.action = ActionConfigured
 	}
-	it.live, it.merged = live, merged
+	// Only a server dry run prints diffs; a real run lets both copies go,
+	// which is most of its memory at ten thousand objects.
+	it.live, it.merged = nil, nil
+	if s.opts.DryRun == DryRunServer {
+		it.live, it.merged = live, merged
+	}
 }
 
 func (s *syncer) applyOptions(dryRun bool) metav1.ApplyOptions {
@@ -75,19 +80,43 @@ func (s *syncer) applyOptions(dryRun bool) metav1.ApplyOptions {
 	return opts
 }
 
-// sameContent reports whether applying would leave the object as it is.
-// Fields the server maintains on every write are left out: they differ in a
-// dry-run answer without anything having changed.
-func sameContent(live, merged *unstructured.Unstructured) bool {
-	return reflect.DeepEqual(withoutServerFields(live), withoutServerFields(merged))
-}
+// serverFields are metadata the server maintains on every write: they differ
+// in a dry-run answer without anything having changed.
+var serverFields = map[string]bool{"managedFields": true, "resourceVersion": true, "generation": true}
 
-func withoutServerFields(u *unstructured.Unstructured) map[string]any {
-	c := u.DeepCopy()
-	unstructured.RemoveNestedField(c.Object, "metadata", "managedFields")
-	unstructured.RemoveNestedField(c.Object, "metadata", "resourceVersion")
-	unstructured.RemoveNestedField(c.Object, "metadata", "generation")
-	return c.Object
+// sameContent reports whether applying would leave the object as it is. It
+// compares in place rather than on stripped copies: this runs once per
+// object per run.
+func sameContent(live, merged *unstructured.Unstructured) bool {
+	a, b := live.Object, merged.Object
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		w, ok := b[k]
+		if !ok {
+			return false
+		}
+		if k != "metadata" {
+			if !reflect.DeepEqual(v, w) {
+				return false
+			}
+			continue
+		}
+		am, _ := v.(map[string]any)
+		bm, _ := w.(map[string]any)
+		for mk, mv := range am {
+			if !serverFields[mk] && !reflect.DeepEqual(mv, bm[mk]) {
+				return false
+			}
+		}
+		for mk := range bm {
+			if _, ok := am[mk]; !ok && !serverFields[mk] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // listThreshold is how many objects of one resource in one namespace make a

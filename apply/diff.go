@@ -50,7 +50,10 @@ func toYAML(m map[string]any) (string, error) {
 }
 
 func forDiff(u *unstructured.Unstructured) map[string]any {
-	c := withoutServerFields(u)
+	c := u.DeepCopy().Object
+	for f := range serverFields {
+		unstructured.RemoveNestedField(c, "metadata", f)
+	}
 	for _, f := range []string{"uid", "creationTimestamp"} {
 		unstructured.RemoveNestedField(c, "metadata", f)
 	}

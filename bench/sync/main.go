@@ -1,0 +1,454 @@
+// Command sync measures cronsync against `kubectl apply --server-side` and
+// against the physical floor, in one run, on a local kube-apiserver and etcd
+// (the ones the tests use).
+//
+//	go run ./bench/sync [-objects 1000] [-runs 3] [-kubectl=false]
+//
+// It generates a repository of ConfigMaps, Services, Deployments,
+// ServiceAccounts and Roles across 10 namespaces, five objects a file, and
+// reports wall time, requests the API server served (from its own
+// apiserver_request_total), and peak RSS, for: cronsync's first sync, a sync
+// where nothing changed, and one where one object changed (validation and
+// prune on); kubectl apply --server-side -R -f, first and unchanged; and the
+// floor: every object server-side-applied once by 8 parallel workers with no
+// throttling, no validation and no prune. Each tool gets its own namespaces,
+// so every "first" run creates everything.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/restmapper"
+	"sigs.k8s.io/yaml"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+const namespaces = 10
+
+func main() {
+	objects := flag.Int("objects", 1000, "objects in the generated repository, besides its namespaces")
+	runs := flag.Int("runs", 3, "repetitions of each measurement; the median is reported")
+	withKubectl := flag.Bool("kubectl", true, "also measure kubectl apply --server-side (minutes at 10,000 objects)")
+	flag.Parse()
+	if err := run(*objects, *runs, *withKubectl); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+type measure struct {
+	name     string
+	wall     time.Duration
+	requests int
+	rss      int64 // bytes; 0 when not measured
+}
+
+func run(objects, runs int, withKubectl bool) error {
+	root := testenv.ModuleRoot()
+	binary := filepath.Join(root, "cronsync")
+	if out, err := exec.Command("go", "build", "-o", binary, root).CombinedOutput(); err != nil {
+		return fmt.Errorf("building cronsync: %v\n%s", err, out)
+	}
+	kubectl := ""
+	if withKubectl {
+		kubectl = findKubectl(root)
+	}
+
+	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd ...")
+	c, err := testenv.StartClusterUnaudited()
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	work, err := os.MkdirTemp("", "cronsync-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+
+	var results []measure
+	for i := range runs {
+		fmt.Fprintf(os.Stderr, "round %d of %d ...\n", i+1, runs)
+		round, err := oneRound(c, work, binary, kubectl, objects, i)
+		if err != nil {
+			return err
+		}
+		results = append(results, round...)
+	}
+	report(results, objects, kubectl != "")
+	return nil
+}
+
+// oneRound measures every scenario once, in namespaces of its own (suffix
+// round), so that first runs always create.
+func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round int) ([]measure, error) {
+	var out []measure
+	prefix := func(tool string) string { return fmt.Sprintf("%s%d", tool, round) }
+
+	// The floor.
+	objs := generate(prefix("floor"), objects)
+	for _, label := range []string{"floor: first apply", "floor: unchanged"} {
+		m, err := floor(c, objs)
+		if err != nil {
+			return nil, err
+		}
+		m.name = label
+		out = append(out, m)
+	}
+
+	// cronsync.
+	repo := filepath.Join(work, prefix("cs"))
+	if err := writeRepo(repo, generate(prefix("cs"), objects)); err != nil {
+		return nil, err
+	}
+	args := []string{"--kubeconfig", c.Kubeconfig, "--repo", repo, "--prune", "--applyset", "default/" + prefix("cs")}
+	for _, label := range []string{"cronsync: first sync", "cronsync: unchanged"} {
+		m, err := timed(c, label, exec.Command(binary, args...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	cm := filepath.Join(repo, "apps", "file-000.yaml")
+	b, err := os.ReadFile(cm)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(cm, bytes.Replace(b, []byte("revision: \"1\""), []byte("revision: \"2\""), 1), 0o644); err != nil {
+		return nil, err
+	}
+	if err := git(repo, "commit", "-qam", "one change"); err != nil {
+		return nil, err
+	}
+	m, err := timed(c, "cronsync: one object changed", exec.Command(binary, args...))
+	if err != nil {
+		return nil, err
+	}
+	out = append(out, m)
+
+	// kubectl.
+	if kubectl != "" {
+		dir := filepath.Join(work, prefix("kc"))
+		if err := writeRepo(dir, generate(prefix("kc"), objects)); err != nil {
+			return nil, err
+		}
+		for _, label := range []string{"kubectl apply --server-side: first", "kubectl apply --server-side: unchanged"} {
+			cmd := exec.Command(kubectl, "--kubeconfig", c.Kubeconfig, "apply", "--server-side", "-R", "-f", dir)
+			m, err := timed(c, label, cmd)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func findKubectl(root string) string {
+	if p, err := exec.LookPath("kubectl"); err == nil {
+		return p
+	}
+	out, err := exec.Command(filepath.Join(root, "hack", "testbin", "build.sh"), "kubectl").Output()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "no kubectl (building it failed); its rows are left out")
+		return ""
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "kubectl")
+}
+
+// timed runs cmd to completion and measures it.
+func timed(c *testenv.Cluster, name string, cmd *exec.Cmd) (measure, error) {
+	before, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = nil, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		return measure{}, fmt.Errorf("%s: %v\n%s", name, err, stderr.String())
+	}
+	wall := time.Since(start)
+	after, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	m := measure{name: name, wall: wall, requests: after - before - 1}
+	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
+		m.rss = ru.Maxrss << 10
+	}
+	return m, nil
+}
+
+// requests is the API server's count of requests served so far.
+func requests(c *testenv.Cluster) (int, error) {
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	dc, err := discovery.NewDiscoveryClientForConfig(cfg)
+	if err != nil {
+		return 0, err
+	}
+	body, err := dc.RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		return 0, err
+	}
+	total := 0.0
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "apiserver_request_total{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err == nil {
+			total += v
+		}
+	}
+	return int(total), nil
+}
+
+// floor applies objs (namespaces first) with 8 workers, each object once,
+// with no throttling and nothing else.
+func floor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, error) {
+	before, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	start := time.Now()
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return measure{}, err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+	apply := func(objs []*unstructured.Unstructured) error {
+		work := make(chan *unstructured.Unstructured)
+		errs := make(chan error, len(objs))
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for o := range work {
+					gvk := o.GroupVersionKind()
+					m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+					if err != nil {
+						errs <- err
+						continue
+					}
+					var ri dynamic.ResourceInterface = dyn.Resource(m.Resource)
+					if m.Scope.Name() == meta.RESTScopeNameNamespace {
+						ri = dyn.Resource(m.Resource).Namespace(o.GetNamespace())
+					}
+					if _, err := ri.Apply(context.Background(), o.GetName(), o, metav1.ApplyOptions{FieldManager: "floor", Force: true}); err != nil {
+						errs <- err
+					}
+				}
+			})
+		}
+		for _, o := range objs {
+			work <- o
+		}
+		close(work)
+		wg.Wait()
+		close(errs)
+		return <-errs
+	}
+	isNS := func(o *unstructured.Unstructured) bool { return o.GetKind() == "Namespace" }
+	if err := apply(slices.DeleteFunc(slices.Clone(objs), func(o *unstructured.Unstructured) bool { return !isNS(o) })); err != nil {
+		return measure{}, err
+	}
+	if err := apply(slices.DeleteFunc(slices.Clone(objs), isNS)); err != nil {
+		return measure{}, err
+	}
+	wall := time.Since(start)
+	after, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	return measure{wall: wall, requests: after - before - 1}, nil
+}
+
+// generate makes the benchmark's objects: namespaces prefix-0..9, then n
+// objects spread over them, kinds in a fixed mix.
+func generate(prefix string, n int) []*unstructured.Unstructured {
+	var out []*unstructured.Unstructured
+	ns := func(i int) string { return fmt.Sprintf("%s-%d", prefix, i%namespaces) }
+	for i := range namespaces {
+		out = append(out, obj(fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata: {name: %s}\n", ns(i))))
+	}
+	for i := range n {
+		name := fmt.Sprintf("obj-%04d", i)
+		var y string
+		switch i % 20 {
+		case 0, 1, 2, 3, 4, 5:
+			y = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: %s, namespace: %s}\ndata: {revision: \"1\", payload: %q}\n", name, ns(i), strings.Repeat("x", 200))
+		case 6, 7, 8, 9:
+			y = fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: %s, namespace: %s}\nspec: {selector: {app: %s}, ports: [{port: 80, targetPort: 8080}]}\n", name, ns(i), name)
+		case 10, 11, 12, 13:
+			y = fmt.Sprintf(`apiVersion: apps/v1
+kind: Deployment
+metadata: {name: %[1]s, namespace: %[2]s}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: %[1]s}}
+  template:
+    metadata: {labels: {app: %[1]s}}
+    spec:
+      containers:
+      - name: app
+        image: registry.invalid/app:1
+        ports: [{containerPort: 8080}]
+        resources: {requests: {cpu: 10m, memory: 16Mi}}
+`, name, ns(i))
+		case 14, 15, 16:
+			y = fmt.Sprintf("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: %s, namespace: %s}\n", name, ns(i))
+		default:
+			y = fmt.Sprintf("apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: %s, namespace: %s}\nrules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [get, list]}]\n", name, ns(i))
+		}
+		out = append(out, obj(y))
+	}
+	return out
+}
+
+func obj(y string) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(y), &u.Object); err != nil {
+		panic(err)
+	}
+	return u
+}
+
+// writeRepo writes objs as a Git repository: the namespaces in
+// 00-namespaces.yaml (so that kubectl, which applies in file order, can
+// create them first), everything else five objects a file under apps/.
+func writeRepo(dir string, objs []*unstructured.Unstructured) error {
+	if err := os.MkdirAll(filepath.Join(dir, "apps"), 0o755); err != nil {
+		return err
+	}
+	var nsDocs []string
+	var files [][]string
+	for _, o := range objs {
+		b, err := yaml.Marshal(o.Object)
+		if err != nil {
+			return err
+		}
+		if o.GetKind() == "Namespace" {
+			nsDocs = append(nsDocs, string(b))
+			continue
+		}
+		if len(files) == 0 || len(files[len(files)-1]) == 5 {
+			files = append(files, nil)
+		}
+		files[len(files)-1] = append(files[len(files)-1], string(b))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "00-namespaces.yaml"), []byte(strings.Join(nsDocs, "---\n")), 0o644); err != nil {
+		return err
+	}
+	for i, docs := range files {
+		if err := os.WriteFile(filepath.Join(dir, "apps", fmt.Sprintf("file-%03d.yaml", i)), []byte(strings.Join(docs, "---\n")), 0o644); err != nil {
+			return err
+		}
+	}
+	if err := git(dir, "init", "-q", "-b", "main"); err != nil {
+		return err
+	}
+	if err := git(dir, "add", "-A"); err != nil {
+		return err
+	}
+	return git(dir, "commit", "-qm", "generated")
+}
+
+func git(dir string, args ...string) error {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=bench", "GIT_AUTHOR_EMAIL=bench@cronsync.invalid",
+		"GIT_COMMITTER_NAME=bench", "GIT_COMMITTER_EMAIL=bench@cronsync.invalid")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("git %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+	return nil
+}
+
+// report prints the medians as a Markdown table with the ratios the targets
+// are stated in.
+func report(all []measure, objects int, haveKubectl bool) {
+	byName := map[string][]measure{}
+	var order []string
+	for _, m := range all {
+		if _, ok := byName[m.name]; !ok {
+			order = append(order, m.name)
+		}
+		byName[m.name] = append(byName[m.name], m)
+	}
+	med := map[string]measure{}
+	for name, ms := range byName {
+		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
+		med[name] = ms[len(ms)/2]
+	}
+	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs; machine: %s\n\n",
+		objects, (objects+4)/5, namespaces, len(byName[order[0]]), machine())
+	fmt.Println("| run | wall time | requests | peak RSS |")
+	fmt.Println("|---|---|---|---|")
+	for _, name := range order {
+		m := med[name]
+		rss := "-"
+		if m.rss > 0 {
+			rss = fmt.Sprintf("%.0f MiB", float64(m.rss)/(1<<20))
+		}
+		fmt.Printf("| %s | %s | %d | %s |\n", name, m.wall.Round(time.Millisecond), m.requests, rss)
+	}
+	ratio := func(a, b string) string {
+		if med[a].wall == 0 || med[b].wall == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.2fx", float64(med[a].wall)/float64(med[b].wall))
+	}
+	fmt.Println()
+	fmt.Printf("- cronsync / floor: first sync %s (target ≤ 2.5x), unchanged %s (≤ 1.5x), one object changed %s (≤ 1.5x)\n",
+		ratio("cronsync: first sync", "floor: first apply"),
+		ratio("cronsync: unchanged", "floor: unchanged"),
+		ratio("cronsync: one object changed", "floor: unchanged"))
+	if haveKubectl {
+		fmt.Printf("- kubectl / cronsync: first %s, unchanged %s\n",
+			ratio("kubectl apply --server-side: first", "cronsync: first sync"),
+			ratio("kubectl apply --server-side: unchanged", "cronsync: unchanged"))
+	}
+}
+
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.SplitSeq(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
