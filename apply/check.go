@@ -3,7 +3,6 @@ package apply
 import (
 	"context"
 	"reflect"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,8 +15,30 @@ import (
 // object exactly as the real request would. It returns the errors of the
 // items that failed.
 func (s *syncer) checkAll(ctx context.Context, items []*item) []error {
-	s.readLive(ctx, items)
-	s.each(ctx, items, s.check)
+	// One batch at a time, so that only two batches' live objects are held:
+	// the one being checked and the next, whose LIST is already under way.
+	bs := batches(items)
+	read := func(b batch) chan struct{} {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			if b.list {
+				s.readLive(ctx, b.items)
+			}
+		}()
+		return done
+	}
+	var next chan struct{}
+	if len(bs) > 0 {
+		next = read(bs[0])
+	}
+	for i, b := range bs {
+		<-next
+		if i+1 < len(bs) {
+			next = read(bs[i+1])
+		}
+		s.each(ctx, b.items, s.check)
+	}
 	var errs []error
 	for _, it := range items {
 		if it.err != nil {
@@ -123,51 +144,54 @@ func sameContent(live, merged *unstructured.Unstructured) bool {
 // LIST cheaper than a GET each.
 const listThreshold = 4
 
-// readLive fetches live objects with one LIST per resource and namespace
-// where the commit has several objects, instead of a GET per object: on a
-// run where nothing changed, reads would otherwise be half the requests.
-// Groups that cannot be listed (RBAC may allow get but not list) are left to
-// check's GET.
-func (s *syncer) readLive(ctx context.Context, items []*item) {
-	type group struct {
-		first *item
-		items map[string]*item
-	}
-	groups := map[string]*group{}
+// batch is items checked together: either all of one resource in one
+// namespace, read with one LIST, or a mix read with a GET each.
+type batch struct {
+	items []*item
+	list  bool
+}
+
+// batches groups items by resource and namespace. On a run where nothing
+// changed, reads would otherwise be half the requests.
+func batches(items []*item) []batch {
+	groups := map[string][]*item{}
+	var keys []string
+	var rest []*item
 	for _, it := range items {
 		if it.mapping == nil || it.skip != nil {
+			rest = append(rest, it)
 			continue
 		}
 		key := it.mapping.Resource.String() + "/" + it.Obj.GetNamespace()
-		g := groups[key]
-		if g == nil {
-			g = &group{first: it, items: map[string]*item{}}
-			groups[key] = g
+		if _, ok := groups[key]; !ok {
+			keys = append(keys, key)
 		}
-		g.items[it.Obj.GetName()] = it
+		groups[key] = append(groups[key], it)
 	}
-	var lists []*group
-	for _, g := range groups {
-		if len(g.items) >= listThreshold {
-			lists = append(lists, g)
+	var out []batch
+	for _, k := range keys {
+		if g := groups[k]; len(g) >= listThreshold {
+			out = append(out, batch{items: g, list: true})
+		} else {
+			rest = append(rest, g...)
 		}
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, s.opts.Workers)
-	for _, g := range lists {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			live, err := s.listAll(ctx, s.client(g.first))
-			if err != nil {
-				return
-			}
-			for name, it := range g.items {
-				it.live, it.liveRead = live[name], true
-			}
-		})
+	if len(rest) > 0 {
+		out = append(out, batch{items: rest})
 	}
-	wg.Wait()
+	return out
+}
+
+// readLive fetches the live objects of one group with a LIST. A group that
+// cannot be listed (RBAC may allow get but not list) is left to check's GET.
+func (s *syncer) readLive(ctx context.Context, group []*item) {
+	live, err := s.listAll(ctx, s.client(group[0]))
+	if err != nil {
+		return
+	}
+	for _, it := range group {
+		it.live, it.liveRead = live[it.Obj.GetName()], true
+	}
 }
 
 func (s *syncer) listAll(ctx context.Context, c dynamic.ResourceInterface) (map[string]*unstructured.Unstructured, error) {
