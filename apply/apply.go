@@ -146,12 +146,15 @@ func (r *Result) Count(action string) int {
 
 // Run reads the manifests under opts.Dir and makes the cluster at cfg match
 // them. Nothing is written unless every object passes a server-side dry run
-// first; see validate for the one exception. The returned error joins one
+// first; see syncer.run for the one exception. The returned error joins one
 // error per failed object (ObjectError) or manifest fault (ManifestError);
 // Result is valid whenever it is not nil.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.FieldManager == "" {
 		return nil, errors.New("field manager must not be empty")
+	}
+	if opts.Prune && opts.ApplySet == (ApplySet{}) {
+		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
 	}
 	objs, err := Read(opts.Root, opts.Dir, ReadOptions{MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote})
 	if err != nil {
@@ -160,9 +163,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	s, err := newSyncer(cfg, opts)
 	if err != nil {
 		return nil, err
-	}
-	if opts.Prune && opts.ApplySet == (ApplySet{}) {
-		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
 	}
 	if opts.ApplySet != (ApplySet{}) {
 		for _, o := range objs {
@@ -229,9 +229,11 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	s.writeAll(ctx, p.first)
 	res.Objects = append(res.Objects, s.results(p.first)...)
 	crdErrs := s.waitCRDs(ctx, p.first)
-	// Discovery changed if any CRD was created: map the commit's custom
+	// Discovery changed if the commit holds CRDs: map their custom
 	// resources only now.
-	s.mapper.Reset()
+	if len(crdErrs) > 0 || slices.ContainsFunc(later, func(it *item) bool { return it.crd != nil }) {
+		s.mapper.Reset()
+	}
 	for _, it := range later {
 		if it.crd == nil {
 			continue
