@@ -177,10 +177,14 @@ func TestClusterFailures(t *testing.T) {
 		}
 		before := snapshot(t)
 		out := cronsync(t, nil, "--repo", r.Dir, "--kubeconfig", kc)
+		if out.code != exitConfig || !hasLineWith(out.stderr, "lease default/cronsync", `User "nobody" cannot get resource "leases"`) {
+			t.Errorf("exit %d, want %d and the Lease's read refused", out.code, exitConfig)
+		}
+		out = cronsync(t, nil, "--repo", r.Dir, "--kubeconfig", kc, "--lease=")
 		if out.code != exitConfig || !hasLineWith(out.stderr, "ApplySet parent secret/cronsync -n default", `User "nobody" cannot get resource "secrets"`) {
 			t.Errorf("exit %d, want %d and the ApplySet parent's read refused", out.code, exitConfig)
 		}
-		out = cronsync(t, nil, "--repo", r.Dir, "--kubeconfig", kc, "--applyset=")
+		out = cronsync(t, nil, "--repo", r.Dir, "--kubeconfig", kc, "--lease=", "--applyset=")
 		if out.code != exitConfig {
 			t.Errorf("exit %d, want %d", out.code, exitConfig)
 		}

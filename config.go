@@ -4,16 +4,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime/debug"
 	"strings"
 	"time"
 
 	"github.com/spf13/pflag"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/rest"
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/report"
 )
+
+// grace is how long requests in flight may finish after SIGTERM or
+// --timeout. manifests/ gives the pod 30s to stop; this leaves time to
+// record the outcome and release the lease after.
+const grace = 10 * time.Second
 
 // envPrefix is put before a flag's name, upper-cased with - turned into _, to
 // give the environment variable it falls back to: --field-manager reads
@@ -26,12 +34,21 @@ type config struct {
 	applySet                 string
 	detailedExitCode         bool
 	git                      gitsrc.Credentials
-	verifyKeysFile           string
-	gitTimeout               time.Duration
-	timeout                  time.Duration
-	version                  bool
-	apply                    apply.Options
-	kube                     *genericclioptions.ConfigFlags
+	lease, terminationLog    string
+	leaseDuration            time.Duration
+	output, notifyOn         string
+	outputJSON               bool
+	notify                   report.Webhook
+	// restConfig and parent are known once the run has started; finish
+	// uses them to record the outcome.
+	restConfig     *rest.Config
+	parent         apply.ApplySet
+	verifyKeysFile string
+	gitTimeout     time.Duration
+	timeout        time.Duration
+	version        bool
+	apply          apply.Options
+	kube           *genericclioptions.ConfigFlags
 }
 
 var errHelp = pflag.ErrHelp
@@ -70,6 +87,12 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")
 	fs.BoolVar(&cfg.apply.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
+	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
+	fs.DurationVar(&cfg.leaseDuration, "lease-duration", 30*time.Second, "how long a Lease whose holder died blocks other runs")
+	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for `kubectl describe pod` (only if the file exists, or the flag is set)")
+	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
+	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
+	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure" or "always"`)
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
@@ -128,6 +151,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--field-manager must not be empty")
 	case cfg.apply.Namespace == "":
 		return nil, usageErrorf("--namespace must not be empty")
+	case cfg.output != "text" && cfg.output != "json":
+		return nil, usageErrorf(`--output must be "text" or "json", not %q`, cfg.output)
+	case cfg.notifyOn != "failure" && cfg.notifyOn != "always":
+		return nil, usageErrorf(`--notify-on must be "failure" or "always", not %q`, cfg.notifyOn)
+	case cfg.leaseDuration < 3*time.Second:
+		return nil, usageErrorf("--lease-duration must be at least 3s")
+	case strings.Count(cfg.lease, "/") > 1:
+		return nil, usageErrorf("--lease must be NAME or NAMESPACE/NAME, not %q", cfg.lease)
 	case cfg.detailedExitCode && cfg.apply.DryRun == apply.DryRunNone:
 		return nil, usageErrorf("--detailed-exit-code only means something with --dry-run")
 	case cfg.apply.Prune && cfg.applySet == "":
@@ -136,23 +167,29 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--applyset must be NAME or NAMESPACE/NAME, not %q", cfg.applySet)
 	}
 	cfg.apply.Version = version()
+	cfg.apply.Grace = grace
+	cfg.outputJSON = cfg.output == "json"
+	cfg.notify.Always, cfg.notify.Timeout, cfg.notify.Attempts = cfg.notifyOn == "always", 10*time.Second, 3
+	if !fs.Changed("termination-log") {
+		if _, err := os.Stat(cfg.terminationLog); err != nil {
+			cfg.terminationLog = "" // not in a pod: no file for the kubelet to read
+		}
+	}
 	return cfg, nil
 }
 
-// applySetParent resolves --applyset. Without a namespace it is the one
-// cronsync runs in: the pod's in a cluster, the kubeconfig context's outside.
-func applySetParent(flag string, kube *genericclioptions.ConfigFlags) (apply.ApplySet, error) {
-	if flag == "" {
-		return apply.ApplySet{}, nil
-	}
+// namespacedName resolves a [NAMESPACE/]NAME flag. Without a namespace it
+// is the one cronsync runs in: the pod's in a cluster, the kubeconfig
+// context's outside.
+func namespacedName(flag string, kube *genericclioptions.ConfigFlags) (namespace, name string, err error) {
 	if ns, name, ok := strings.Cut(flag, "/"); ok {
-		return apply.ApplySet{Namespace: ns, Name: name}, nil
+		return ns, name, nil
 	}
 	ns, _, err := kube.ToRawKubeConfigLoader().Namespace()
 	if err != nil {
-		return apply.ApplySet{}, usageErrorf("finding the namespace for --applyset: %w", err)
+		return "", "", usageErrorf("finding the namespace cronsync runs in: %w", err)
 	}
-	return apply.ApplySet{Namespace: ns, Name: flag}, nil
+	return ns, flag, nil
 }
 
 func version() string {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/report"
 )
 
 func main() {
@@ -49,9 +50,17 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("--timeout %s exceeded: %w", cfg.timeout, context.DeadlineExceeded))
 	defer cancel()
 
-	err = run(ctx, cfg, stdout)
+	// With --output json, stdout holds the JSON document only; the lines
+	// people read go to stderr.
+	human := stdout
+	if cfg.outputJSON {
+		human = stderr
+	}
+	sum := &report.Summary{Repo: gitsrc.Redact(cfg.repo), Path: cfg.path, DryRun: string(cfg.apply.DryRun), Started: time.Now(), Counts: map[string]int{}}
+	err = run(ctx, cfg, human, sum)
+	finish(cfg, sum, err, human, stdout, stderr)
 	if errors.Is(err, errChangesPending) {
-		return err // not a failure: run has said what would change
+		return err // not a failure: the output said what would change
 	}
 	if err != nil {
 		for line := range strings.SplitSeq(err.Error(), "\n") {
@@ -79,14 +88,50 @@ func restConfig(kube *genericclioptions.ConfigFlags) (*rest.Config, error) {
 	return restCfg, nil
 }
 
-// run does one sync: clone, read, apply, summarize.
-func run(ctx context.Context, cfg *config, stdout io.Writer) error {
-	start := time.Now()
+// run does one sync: lease, clone, read, apply. It fills sum as it goes.
+func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) error {
 	restCfg, err := restConfig(cfg.kube)
 	if err != nil {
 		return err
 	}
+	cfg.restConfig = restCfg
 	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
+	opts := cfg.apply
+	if cfg.applySet != "" {
+		if opts.ApplySet.Namespace, opts.ApplySet.Name, err = namespacedName(cfg.applySet, cfg.kube); err != nil {
+			return err
+		}
+	}
+	cfg.parent = opts.ApplySet
+
+	if cfg.lease != "" && opts.DryRun == apply.DryRunNone {
+		l, held, err := takeLease(ctx, cfg, restCfg)
+		if err != nil {
+			return err
+		}
+		if held != nil {
+			sum.Result, sum.Message = "skipped", held.Error()+"; another sync is running, so this one applies nothing"
+			return nil
+		}
+		defer func() {
+			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := l.Release(rctx); err != nil {
+				fmt.Fprintf(os.Stderr, "warning: %v\n", err)
+			}
+		}()
+		// Losing the lease stops the run the way SIGTERM does.
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		defer cancel(nil)
+		go func() {
+			select {
+			case <-l.Lost():
+				cancel(errors.New("the lease was lost to another run"))
+			case <-ctx.Done():
+			}
+		}()
+	}
 
 	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
 	co, err := gitsrc.Clone(cloneCtx, gitsrc.Options{
@@ -98,37 +143,30 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 		return err
 	}
 	defer co.Close()
-	repo := gitsrc.Redact(cfg.repo)
-	fmt.Fprintf(stdout, "cronsync: %s %s is commit %s\n", repo, co.Ref, co.Commit)
+	sum.Ref, sum.Commit = co.Ref, co.Commit
+	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, co.Ref, co.Commit)
 
 	dir, err := co.Sub(cfg.path)
 	if err != nil {
 		return err
 	}
-	opts := cfg.apply
-	opts.Root, opts.Dir, opts.Out = co.Dir, dir, stdout
-	if opts.ApplySet, err = applySetParent(cfg.applySet, cfg.kube); err != nil {
-		return err
-	}
+	opts.Root, opts.Dir, opts.Out = co.Dir, dir, out
 	res, err := apply.Run(ctx, restCfg, opts)
 	if cause := context.Cause(ctx); err != nil && cause != nil {
 		err = fmt.Errorf("%w\n%w", cause, err)
 	}
-
-	outcome := "synced"
-	if err != nil {
-		outcome = "sync failed"
-	}
-	if opts.DryRun != apply.DryRunNone {
-		outcome += fmt.Sprintf(" (dry run: %s)", opts.DryRun)
-	}
-	counts := "nothing applied"
 	if res != nil {
-		counts = summarize(res)
+		for _, o := range res.Objects {
+			sum.Counts[o.Action]++
+			ro := report.Object{Ref: o.Ref, Source: o.Source, Action: o.Action}
+			if o.Err != nil {
+				ro.Error = o.Err.Error()
+			}
+			sum.Objects = append(sum.Objects, ro)
+		}
 	}
-	fmt.Fprintf(stdout, "cronsync: %s %s@%s path %s: %s in %s\n",
-		outcome, repo, co.Commit[:min(12, len(co.Commit))], cfg.path, counts, time.Since(start).Round(time.Millisecond))
-	if err == nil && cfg.detailedExitCode && res.Count(apply.ActionCreated)+res.Count(apply.ActionConfigured)+res.Count(apply.ActionPruned) > 0 {
+	changes := sum.Counts[apply.ActionCreated] + sum.Counts[apply.ActionConfigured] + sum.Counts[apply.ActionPruned]
+	if err == nil && cfg.detailedExitCode && changes > 0 {
 		return errChangesPending
 	}
 	return err
@@ -137,16 +175,3 @@ func run(ctx context.Context, cfg *config, stdout io.Writer) error {
 // errChangesPending ends a dry run with --detailed-exit-code that found
 // something to change.
 var errChangesPending = errors.New("changes pending")
-
-// summarize counts a run's objects by action: created, configured, unchanged
-// and failed always (scripts grep for them), the rarer ones when they occur.
-func summarize(res *apply.Result) string {
-	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", len(res.Objects),
-		res.Count(apply.ActionCreated), res.Count(apply.ActionConfigured), res.Count(apply.ActionUnchanged), res.Count(apply.ActionFailed))
-	for _, a := range []string{apply.ActionPruned, apply.ActionSkipped, apply.ActionNotValidated} {
-		if n := res.Count(a); n > 0 {
-			c += fmt.Sprintf(", %d %s", n, a)
-		}
-	}
-	return c
-}

@@ -84,6 +84,10 @@ type Options struct {
 	PruneNamespacesAndCRDs bool
 	// Version is cronsync's version, recorded on the ApplySet parent.
 	Version string
+	// Grace is how long requests already in flight may run on after the
+	// run's context is done (SIGTERM, --timeout): no new request starts,
+	// but one half-sent is not cut off.
+	Grace time.Duration
 	// Out receives one line per object.
 	Out io.Writer
 }
@@ -164,6 +168,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.stop = ctx
+	ctx, cancel := graceful(ctx, opts.Grace)
+	defer cancel()
 	if opts.ApplySet != (ApplySet{}) {
 		for _, o := range objs {
 			labels := o.Obj.GetLabels()
@@ -334,7 +341,30 @@ func resultErrs(rs []ObjectResult) []error {
 	return errs
 }
 
+// graceful returns a context for requests that ends opts.Grace after stop
+// does, so that requests in flight when the run is stopped can finish.
+func graceful(stop context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(stop))
+	go func() {
+		select {
+		case <-stop.Done():
+		case <-ctx.Done():
+			return
+		}
+		t := time.NewTimer(grace)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancel(context.Cause(stop))
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(context.Canceled) }
+}
+
 type syncer struct {
+	// stop is done when the run must start no new request.
+	stop   context.Context
 	opts   Options
 	dyn    dynamic.Interface
 	meta   metadata.Interface
@@ -380,16 +410,16 @@ func (s *syncer) client(it *item) dynamic.ResourceInterface {
 	return s.dyn.Resource(it.mapping.Resource)
 }
 
-// each runs fn on every item with up to opts.Workers in flight. Once ctx is
-// done no new call starts; the item is marked skipped instead.
+// each runs fn on every item with up to opts.Workers in flight. Once the run
+// is stopped no new call starts; the item is marked skipped instead.
 func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Context, *item)) {
 	work := make(chan *item)
 	var wg sync.WaitGroup
 	for range min(s.opts.Workers, len(items)) {
 		wg.Go(func() {
 			for it := range work {
-				if err := ctx.Err(); err != nil {
-					it.action, it.err = ActionSkipped, objectErr(it.Object, context.Cause(ctx))
+				if err := s.stop.Err(); err != nil {
+					it.action, it.err = ActionSkipped, objectErr(it.Object, context.Cause(s.stop))
 					continue
 				}
 				fn(ctx, it)

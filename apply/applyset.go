@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 )
 
 // ApplySet membership follows the specification kubectl implements
@@ -199,4 +202,38 @@ func commitMembers(p *plan) members {
 		m.add(it.GroupKind(), it.Obj.GetNamespace())
 	}
 	return m
+}
+
+// RecordRun writes annotations describing the last run onto the ApplySet
+// parent (creating it if this is the first run), so that
+// `kubectl get secret cronsync -o yaml` answers "which commit is live?". It
+// uses its own field manager, so that the membership annotations, which the
+// run itself owns, are neither touched nor dropped.
+func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string, annotations map[string]string) error {
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	anns := map[string]string{applySetToolingAnn: toolingName + "/" + version}
+	maps.Copy(anns, annotations)
+	patch, err := json.Marshal(map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Secret",
+		"type":       "Opaque",
+		"metadata": map[string]any{
+			"name":        a.Name,
+			"namespace":   a.Namespace,
+			"labels":      map[string]string{applySetIDLabel: a.id()},
+			"annotations": anns,
+		},
+	})
+	if err != nil {
+		return err
+	}
+	_, err = dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
+		metav1.PatchOptions{FieldManager: toolingName + "-status", Force: new(true)})
+	if err != nil {
+		return fmt.Errorf("recording the run on ApplySet parent %s: %w", a, err)
+	}
+	return nil
 }

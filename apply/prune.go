@@ -81,8 +81,8 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 			t.mapping.GroupVersionKind.Kind)}
 		return r
 	}
-	if err := ctx.Err(); err != nil {
-		r.Action, r.Err = ActionSkipped, &ObjectError{Ref: t.ref, Source: r.Source, Err: context.Cause(ctx)}
+	if err := s.stop.Err(); err != nil {
+		r.Action, r.Err = ActionSkipped, &ObjectError{Ref: t.ref, Source: r.Source, Err: context.Cause(s.stop)}
 		return r
 	}
 	if s.opts.DryRun == DryRunClient {

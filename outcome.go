@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"k8s.io/client-go/rest"
+
+	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/lease"
+	"github.com/cronsync/cronsync/report"
+)
+
+// takeLease acquires --lease. It returns a *lease.HeldError, and no lease,
+// when another live run holds it.
+func takeLease(ctx context.Context, cfg *config, restCfg *rest.Config) (*lease.Lease, *lease.HeldError, error) {
+	ns, name, err := namespacedName(cfg.lease, cfg.kube)
+	if err != nil {
+		return nil, nil, err
+	}
+	l, err := lease.Acquire(ctx, restCfg, lease.Options{Namespace: ns, Name: name, Holder: holder(), Duration: cfg.leaseDuration})
+	var held *lease.HeldError
+	if errors.As(err, &held) {
+		return nil, held, nil
+	}
+	return l, nil, err
+}
+
+// holder names this run in the Lease: the pod's name in a cluster (manifests/
+// sets POD_NAME from the downward API), host and process elsewhere.
+func holder() string {
+	if pod := os.Getenv("POD_NAME"); pod != "" {
+		return pod
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// finish completes sum from the run's error and shows it everywhere it
+// belongs. Reporting failures are warnings: they never change the exit status.
+func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr io.Writer) {
+	sum.ExitCode = exitCode(err)
+	sum.Duration = time.Since(sum.Started).Round(time.Millisecond).String()
+	switch {
+	case sum.Result == "skipped":
+	case err != nil && !errors.Is(err, errChangesPending):
+		sum.Result = "failed"
+		sum.Errors = strings.Split(err.Error(), "\n")
+	case cfg.apply.DryRun != apply.DryRunNone:
+		sum.Result = "dry run"
+	default:
+		sum.Result = "synced"
+	}
+	if sum.Commit == "" && sum.Message == "" {
+		sum.Message = "nothing applied"
+	}
+	fmt.Fprintln(human, sum.Line())
+	if cfg.outputJSON {
+		if err := sum.WriteJSON(stdout); err != nil {
+			fmt.Fprintf(stderr, "warning: writing JSON: %v\n", err)
+		}
+	}
+	warn := func(err error) {
+		if err != nil {
+			fmt.Fprintf(stderr, "warning: %v\n", err)
+		}
+	}
+	if cfg.terminationLog != "" {
+		warn(sum.WriteTerminationLog(cfg.terminationLog))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
+		if p := cfg.parent; p.Name != "" {
+			warn(apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, map[string]string{
+				"cronsync.dev/last-sync-commit": sum.Commit,
+				"cronsync.dev/last-sync-time":   sum.Started.UTC().Format(time.RFC3339),
+				"cronsync.dev/last-sync-result": sum.Result,
+				"cronsync.dev/last-sync-counts": sum.CountsLine(),
+				"cronsync.dev/last-sync-error":  firstError(sum),
+			}))
+		}
+		warn(report.Events(ctx, cfg.restConfig, report.Targets{
+			ParentNamespace: cfg.parent.Namespace, ParentName: cfg.parent.Name,
+			PodNamespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"),
+		}, sum))
+	}
+	warn(cfg.notify.Notify(ctx, sum))
+}
+
+func firstError(sum *report.Summary) string {
+	if len(sum.Errors) == 0 {
+		return ""
+	}
+	return sum.Errors[0][:min(1024, len(sum.Errors[0]))]
+}

@@ -1,0 +1,117 @@
+// Package report makes the outcome of one run visible where an operator of
+// a CronJob looks: the pod's termination message, Kubernetes Events, a JSON
+// document for pipelines, and a webhook for alerting. A failure to report is
+// never a failure of the sync: callers print it and keep the exit status.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+// Summary is one run, as every sink shows it.
+type Summary struct {
+	// Result is "synced", "failed", "skipped" (another run held the lease)
+	// or "dry run".
+	Result string `json:"result"`
+	// ExitCode is the status the process exits with.
+	ExitCode int    `json:"exitCode"`
+	Repo     string `json:"repo"`
+	Ref      string `json:"ref,omitempty"`
+	Commit   string `json:"commit,omitempty"`
+	Path     string `json:"path"`
+	DryRun   string `json:"dryRun,omitempty"`
+	// Counts is the number of objects per action (created, configured, ...).
+	Counts map[string]int `json:"counts"`
+	// Objects is one entry per object, in apply order.
+	Objects []Object `json:"objects"`
+	// Errors holds one line per failure; the first is the headline.
+	Errors   []string  `json:"errors,omitempty"`
+	Started  time.Time `json:"started"`
+	Duration string    `json:"duration"`
+	// Message is a note for runs that did nothing, such as who held the lease.
+	Message string `json:"message,omitempty"`
+}
+
+// Object is what happened to one object.
+type Object struct {
+	Ref    string `json:"ref"`
+	Source string `json:"source"`
+	Action string `json:"action"`
+	Error  string `json:"error,omitempty"`
+}
+
+// ShortCommit is the commit as people quote it.
+func (s *Summary) ShortCommit() string { return s.Commit[:min(12, len(s.Commit))] }
+
+// CountsLine is "N objects: a created, b configured, ..." with the common
+// actions always present (scripts grep for them) and the rarer ones when
+// they occurred.
+func (s *Summary) CountsLine() string {
+	total := 0
+	for _, n := range s.Counts {
+		total += n
+	}
+	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", total-s.Counts["pruned"],
+		s.Counts["created"], s.Counts["configured"], s.Counts["unchanged"], s.Counts["failed"])
+	for _, a := range []string{"pruned", "skipped", "not validated"} {
+		if n := s.Counts[a]; n > 0 {
+			c += fmt.Sprintf(", %d %s", n, a)
+		}
+	}
+	return c
+}
+
+// Line is the one-line summary printed at the end of every run.
+func (s *Summary) Line() string {
+	outcome := s.Result
+	switch s.Result {
+	case "failed":
+		outcome = "sync failed"
+	case "dry run":
+		outcome = "synced (dry run: " + s.DryRun + ")"
+	}
+	if s.Message != "" {
+		return fmt.Sprintf("cronsync: %s %s: %s", outcome, s.Repo, s.Message)
+	}
+	return fmt.Sprintf("cronsync: %s %s@%s path %s: %s in %s", outcome, s.Repo, s.ShortCommit(), s.Path, s.CountsLine(), s.Duration)
+}
+
+// WriteJSON writes s as one JSON document.
+func (s *Summary) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// terminationLogLimit is what the kubelet keeps of a termination message.
+const terminationLogLimit = 4096
+
+// WriteTerminationLog writes a compact summary where the kubelet reads the
+// termination message, so that `kubectl describe pod` says why a run failed.
+func (s *Summary) WriteTerminationLog(path string) error {
+	msg := fmt.Sprintf("result: %s (exit %d)\ncommit: %s\npath: %s\n%s\n", s.Result, s.ExitCode, s.Commit, s.Path, s.CountsLine())
+	if s.Message != "" {
+		msg += s.Message + "\n"
+	}
+	if len(s.Errors) > 0 {
+		msg += "first error: " + s.Errors[0] + "\n"
+		if n := len(s.Errors) - 1; n > 0 {
+			msg += fmt.Sprintf("(%d more errors in the log)\n", n)
+		}
+	}
+	if len(msg) > terminationLogLimit {
+		msg = msg[:terminationLogLimit-4] + "...\n"
+	}
+	return os.WriteFile(path, []byte(msg), 0o644)
+}
+
+// firstLine keeps messages that go into Events and annotations to one line.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
