@@ -152,9 +152,6 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}
 	opts.Root, opts.Dir, opts.Out = co.Dir, dir, out
 	res, err := apply.Run(ctx, restCfg, opts)
-	if cause := context.Cause(ctx); err != nil && cause != nil {
-		err = fmt.Errorf("%w\n%w", cause, err)
-	}
 	if res != nil {
 		for _, o := range res.Objects {
 			sum.Counts[o.Action]++

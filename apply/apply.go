@@ -186,7 +186,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	res := &Result{}
-	return res, s.run(ctx, p, res)
+	err = s.run(ctx, p, res)
+	if s.stop.Err() != nil {
+		err = errors.Join(fmt.Errorf("stopped with %d objects not applied: %w", res.Count(ActionSkipped), context.Cause(s.stop)), err)
+	}
+	return res, err
 }
 
 // run validates and writes in the order that lets one commit hold a CRD and
@@ -210,7 +214,7 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		}
 	}
 	now, later := s.splitDeferred(ctx, p)
-	if errs := s.checkAll(ctx, append(slices.Clone(p.first), now...)); len(errs) > 0 {
+	if errs := s.checkAll(ctx, append(slices.Clone(p.first), now...)); len(errs) > 0 || s.stop.Err() != nil {
 		return s.report(res, append(p.first, p.rest...), errs)
 	}
 	if s.opts.DryRun != DryRunNone {
@@ -257,13 +261,15 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		}
 		it.mapping = m
 	}
-	if errs := s.checkAll(ctx, later); len(errs) > 0 {
+	if errs := s.checkAll(ctx, later); len(errs) > 0 || s.stop.Err() != nil {
 		s.report(res, p.rest, errs)
 		return errors.Join(resultErrs(res.Objects)...)
 	}
 	s.writeAll(ctx, p.rest)
 	res.Objects = append(res.Objects, s.results(p.rest)...)
-	if errs := resultErrs(res.Objects); len(errs) > 0 || !s.opts.Prune {
+	// Never prune after a failure or an interrupted apply: the commit's
+	// objects are not all in place.
+	if errs := resultErrs(res.Objects); len(errs) > 0 || !s.opts.Prune || s.stop.Err() != nil {
 		return errors.Join(errs...)
 	}
 	keep, pruneErr := s.prune(ctx, p, recorded, res)
@@ -303,7 +309,7 @@ func (s *syncer) splitDeferred(ctx context.Context, p *plan) (now, later []*item
 // not empty, nothing of items is written, and it says so.
 func (s *syncer) report(res *Result, items []*item, errs []error) error {
 	for _, it := range items {
-		if it.err == nil && len(errs) > 0 && s.opts.DryRun == DryRunNone {
+		if it.err == nil && (len(errs) > 0 || s.stop.Err() != nil) && s.opts.DryRun == DryRunNone {
 			it.action = ActionSkipped
 		}
 	}
@@ -418,8 +424,8 @@ func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Contex
 	for range min(s.opts.Workers, len(items)) {
 		wg.Go(func() {
 			for it := range work {
-				if err := s.stop.Err(); err != nil {
-					it.action, it.err = ActionSkipped, objectErr(it.Object, context.Cause(s.stop))
+				if s.stop.Err() != nil {
+					it.action = ActionSkipped // Run reports the stop once
 					continue
 				}
 				fn(ctx, it)
