@@ -72,14 +72,14 @@ func TestRBACVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			job, err := cs.BatchV1().Jobs(v.ns).Create(ctx, &batchv1.Job{
-				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-manual", Namespace: v.ns},
+				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-rbac-test", Namespace: v.ns},
 				Spec:       cj.Spec.JobTemplate.Spec,
 			}, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			pod := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-manual-x1", Namespace: v.ns, OwnerReferences: []metav1.OwnerReference{
+				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-rbac-test-x1", Namespace: v.ns, OwnerReferences: []metav1.OwnerReference{
 					{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: new(true)},
 				}},
 				Spec: *job.Spec.Template.Spec.DeepCopy(),
