@@ -159,17 +159,7 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 	if s.parentAnnotations != nil && subset(annotations, s.parentAnnotations) {
 		return nil // a run that changes nothing writes nothing
 	}
-	patch, err := json.Marshal(map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Secret",
-		"type":       "Opaque",
-		"metadata": map[string]any{
-			"name":        a.Name,
-			"namespace":   a.Namespace,
-			"labels":      map[string]string{applySetIDLabel: a.id()},
-			"annotations": annotations,
-		},
-	})
+	patch, err := a.parentPatch(annotations)
 	if err != nil {
 		return err
 	}
@@ -184,6 +174,22 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 		s.parentAnnotations = annotations
 	}
 	return nil
+}
+
+// parentPatch is a server-side apply patch for the parent Secret carrying
+// the set's ID label and annotations.
+func (a ApplySet) parentPatch(annotations map[string]string) ([]byte, error) {
+	return json.Marshal(map[string]any{
+		"apiVersion": "v1",
+		"kind":       "Secret",
+		"type":       "Opaque",
+		"metadata": map[string]any{
+			"name":        a.Name,
+			"namespace":   a.Namespace,
+			"labels":      map[string]string{applySetIDLabel: a.id()},
+			"annotations": annotations,
+		},
+	})
 }
 
 func subset(want, have map[string]string) bool {
@@ -216,17 +222,7 @@ func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string
 	}
 	anns := map[string]string{applySetToolingAnn: toolingName + "/" + version}
 	maps.Copy(anns, annotations)
-	patch, err := json.Marshal(map[string]any{
-		"apiVersion": "v1",
-		"kind":       "Secret",
-		"type":       "Opaque",
-		"metadata": map[string]any{
-			"name":        a.Name,
-			"namespace":   a.Namespace,
-			"labels":      map[string]string{applySetIDLabel: a.id()},
-			"annotations": anns,
-		},
-	})
+	patch, err := a.parentPatch(anns)
 	if err != nil {
 		return err
 	}

@@ -436,7 +436,12 @@ func copyBlob(objects storer.EncodedObjectStorer, h plumbing.Hash, w io.Writer) 
 	if err != nil {
 		return err
 	}
-	r, err := blob.Reader()
+	return copyFrom(blob.Reader, w)
+}
+
+// copyFrom copies what open returns into w and closes it.
+func copyFrom(open func() (io.ReadCloser, error), w io.Writer) error {
+	r, err := open()
 	if err != nil {
 		return err
 	}

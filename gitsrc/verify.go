@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"io"
 	"os"
 	"strings"
 
@@ -81,13 +80,7 @@ func encodeUnsigned(o unsigned, b *bytes.Buffer) error {
 	if err := o.EncodeWithoutSignature(enc); err != nil {
 		return err
 	}
-	r, err := enc.Reader()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	_, err = io.Copy(b, r)
-	return err
+	return copyFrom(enc.Reader, b)
 }
 
 // verifySSH checks an SSH signature (the SSHSIG format that git and
