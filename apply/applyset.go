@@ -220,6 +220,18 @@ func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string
 	if err != nil {
 		return err
 	}
+	// A parent another tool manages was refused by the run; recording on it
+	// would claim it after all.
+	parent, err := dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return fmt.Errorf("recording the run on ApplySet parent %s: %w", a, err)
+	default:
+		if name, _, _ := strings.Cut(parent.GetAnnotations()[applySetToolingAnn], "/"); name != toolingName {
+			return fmt.Errorf("not recording the run on ApplySet parent %s: it is managed by %q", a, name)
+		}
+	}
 	anns := map[string]string{applySetToolingAnn: toolingName + "/" + version}
 	maps.Copy(anns, annotations)
 	patch, err := a.parentPatch(anns)
