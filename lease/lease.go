@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -48,10 +47,9 @@ type Lease struct {
 	client coordclient.LeaseInterface
 	lost   chan struct{}
 	stop   chan struct{}
-	done   chan struct{}
-
-	// mu keeps Release from racing a renewal in flight.
-	mu sync.Mutex
+	// done is closed when the renewing goroutine has returned, so that
+	// Release never races a renewal in flight.
+	done chan struct{}
 }
 
 // Acquire takes the Lease if it is free, released, or expired, and returns a
@@ -154,8 +152,6 @@ func (l *Lease) renew() {
 }
 
 func (l *Lease) renewOnce(ctx context.Context) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	cur, err := l.client.Get(ctx, l.opts.Name, metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -174,8 +170,6 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	close(l.stop)
 	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	cur, err := l.client.Get(ctx, l.opts.Name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("releasing lease %s: %w", l.name(), err)
