@@ -1,0 +1,75 @@
+package report
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func failed() *Summary {
+	return &Summary{Result: "failed", ExitCode: 3, Repo: "https://git.example.com/x.git", Commit: "0123456789abcdef0123", Path: ".",
+		Counts: map[string]int{"created": 1, "failed": 1, "pruned": 2}, Errors: []string{"service/bad (bad.yaml): invalid", "second"}, Duration: "1s"}
+}
+
+func TestCountsAndLine(t *testing.T) {
+	s := failed()
+	if got, want := s.CountsLine(), "2 objects: 1 created, 0 configured, 0 unchanged, 1 failed, 2 pruned"; got != want {
+		t.Errorf("CountsLine = %q, want %q", got, want)
+	}
+	if got := s.Line(); !strings.HasPrefix(got, "cronsync: sync failed https://git.example.com/x.git@0123456789ab path .: 2 objects") {
+		t.Errorf("Line = %q", got)
+	}
+}
+
+func TestTerminationLogIsBounded(t *testing.T) {
+	s := failed()
+	s.Errors[0] = strings.Repeat("x", 10000)
+	path := filepath.Join(t.TempDir(), "termination-log")
+	if err := s.WriteTerminationLog(path); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	if len(b) > terminationLogLimit || !strings.HasPrefix(string(b), "result: failed (exit 3)\ncommit: 0123456789abcdef0123\n") {
+		t.Errorf("termination log is %d bytes and starts %q", len(b), b[:min(60, len(b))])
+	}
+}
+
+func TestWebhookRetriesAndStaysQuietOnSuccess(t *testing.T) {
+	var calls atomic.Int32
+	var body map[string]any
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if calls.Add(1) < 3 {
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		json.NewDecoder(r.Body).Decode(&body)
+	}))
+	defer srv.Close()
+	w := Webhook{URL: srv.URL + "/services/T0/B0/secret-token", Timeout: time.Second, Attempts: 3}
+
+	ok := failed()
+	ok.Result, ok.ExitCode, ok.Errors = "synced", 0, nil
+	if err := w.Notify(context.Background(), ok); err != nil || calls.Load() != 0 {
+		t.Fatalf("a success was posted without Always (err %v, %d calls)", err, calls.Load())
+	}
+	if err := w.Notify(context.Background(), failed()); err != nil {
+		t.Fatalf("third attempt should succeed: %v", err)
+	}
+	if calls.Load() != 3 || !strings.Contains(body["text"].(string), "service/bad (bad.yaml): invalid") || body["result"] != "failed" {
+		t.Errorf("%d calls, body %v", calls.Load(), body)
+	}
+
+	w.URL = "http://127.0.0.1:1/services/T0/B0/secret-token"
+	w.Attempts = 2
+	err := w.Notify(context.Background(), failed())
+	if err == nil || strings.Contains(err.Error(), "secret-token") {
+		t.Errorf("unreachable webhook: err = %v; want an error without the URL's secret path", err)
+	}
+}
