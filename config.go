@@ -31,24 +31,24 @@ const envPrefix = "CRONSYNC_"
 // config is everything the command line and environment decided.
 type config struct {
 	repo, ref, path, workDir string
-	applySet                 string
-	detailedExitCode         bool
 	git                      gitsrc.Credentials
-	lease, terminationLog    string
+	verifyKeysFile           string
+	gitTimeout, timeout      time.Duration
+	applySet, lease          string
 	leaseDuration            time.Duration
+	detailedExitCode         bool
 	output, notifyOn         string
 	outputJSON               bool
+	terminationLog           string
 	notify                   report.Webhook
+	version                  bool
+	apply                    apply.Options
+	kube                     *genericclioptions.ConfigFlags
+
 	// restConfig and parent are known once the run has started; finish
 	// uses them to record the outcome.
-	restConfig     *rest.Config
-	parent         apply.ApplySet
-	verifyKeysFile string
-	gitTimeout     time.Duration
-	timeout        time.Duration
-	version        bool
-	apply          apply.Options
-	kube           *genericclioptions.ConfigFlags
+	restConfig *rest.Config
+	parent     apply.ApplySet
 }
 
 var errHelp = pflag.ErrHelp
