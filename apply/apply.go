@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -213,8 +212,10 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 			return err
 		}
 	}
-	now, later := s.splitDeferred(ctx, p)
-	if errs := s.checkAll(ctx, append(slices.Clone(p.first), now...)); len(errs) > 0 || s.stop.Err() != nil {
+	errs := s.checkAll(ctx, p.first)
+	now, later := splitDeferred(p)
+	errs = append(errs, s.checkAll(ctx, now)...)
+	if len(errs) > 0 || s.stop.Err() != nil {
 		return s.report(res, append(p.first, p.rest...), errs)
 	}
 	if s.opts.DryRun != DryRunNone {
@@ -283,14 +284,12 @@ func (s *syncer) applySet() bool { return s.opts.ApplySet != ApplySet{} }
 
 // splitDeferred separates the objects of the second stage that cannot be
 // checked before the first stage is written: resources of a CRD in this
-// commit, and objects in a Namespace this commit creates.
-func (s *syncer) splitDeferred(ctx context.Context, p *plan) (now, later []*item) {
+// commit, and objects in a Namespace this commit creates (which the first
+// stage's check found absent).
+func splitDeferred(p *plan) (now, later []*item) {
 	newNS := map[string]bool{}
 	for _, it := range p.first {
-		if it.GroupKind() != namespaceGK {
-			continue
-		}
-		if _, err := s.client(it).Get(ctx, it.Obj.GetName(), metav1.GetOptions{}); apierrors.IsNotFound(err) {
+		if it.GroupKind() == namespaceGK && it.action == ActionCreated {
 			newNS[it.Obj.GetName()] = true
 		}
 	}
