@@ -51,7 +51,9 @@ func refused(format string, args ...any) error {
 var secretsGVR = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 
 // ApplySet names the Secret that records which objects cronsync applied.
+// The zero value means no ApplySet.
 type ApplySet struct {
+	// Namespace and Name of the parent Secret.
 	Namespace, Name string
 }
 
