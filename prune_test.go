@@ -219,3 +219,69 @@ func TestApplySetOfAnotherTool(t *testing.T) {
 		t.Errorf("the other tool's parent was changed: %v (%v)", got.GetAnnotations(), err)
 	}
 }
+
+// A deletion that fails keeps the object in the set, so that the next run
+// with enough rights prunes it.
+func TestFailedPruneStaysInSet(t *testing.T) {
+	const ns = "prune-retry"
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("keep.yaml", configMap(ns, "keep", "v"))
+	r.Write("gone.yaml", configMap(ns, "gone", "v"))
+	r.Commit("first")
+	set := []string{"--applyset", ns + "/set", "--lease", "", "--prune"}
+	mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+
+	// A user that may do everything a sync needs here except delete.
+	rbac := testenv.NewRepo(t)
+	rbac.Write("role.yaml", `apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: no-delete, namespace: prune-retry}
+rules:
+- apiGroups: [""]
+  resources: [configmaps, secrets, events]
+  verbs: [get, list, create, patch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: no-delete, namespace: prune-retry}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: no-delete}
+subjects: [{kind: User, name: no-delete}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: read-namespaces}
+rules: [{apiGroups: [""], resources: [namespaces], verbs: [get, list, patch]}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: no-delete-reads-namespaces}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: read-namespaces}
+subjects: [{kind: User, name: no-delete}]
+`)
+	rbac.Commit("rbac")
+	mustSync(t, "--repo", rbac.Dir, "--applyset", "", "--lease", "")
+	kc, err := cluster.WriteKubeconfig("no-delete")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r.Remove("gone.yaml")
+	r.Commit("remove gone")
+	out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--kubeconfig", kc}, set...)...)
+	if out.code != exitConfig || !hasLineWith(out.stderr, "configmap/gone -n prune-retry (not in the commit): pruning:", `cannot delete resource "configmaps"`) {
+		t.Errorf("exit %d; want %d and the refused deletion named", out.code, exitConfig)
+	}
+	if got := kubectlMembers(t, ns, "set"); !slices.Contains(got, "ConfigMap/prune-retry/gone") {
+		t.Errorf("the object whose deletion failed left the set: %v", got)
+	}
+	out = mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+	if !strings.Contains(out.stdout, "configmap/gone -n prune-retry pruned") {
+		t.Errorf("the next run did not prune it")
+	}
+	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "gone", metav1.GetOptions{}); err == nil {
+		t.Errorf("configmap gone still exists")
+	}
+}

@@ -229,17 +229,29 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		}
 		return nil
 	}
-	if s.applySet() {
-		// Record the new members before writing them, so that a run that
-		// dies halfway leaves nothing the next run cannot find.
+	// Record the new members before writing them, so that a run that dies
+	// halfway leaves nothing the next run cannot find. A parent in a
+	// Namespace this commit creates can only be written once that exists.
+	parentPending := s.applySet()
+	if parentPending {
 		recorded = recorded.union(commitMembers(p))
-		if err := s.writeParent(ctx, recorded, s.opts.Version); err != nil {
-			return err
+		if !slices.ContainsFunc(p.first, func(it *item) bool {
+			return it.GroupKind() == namespaceGK && it.Obj.GetName() == s.opts.ApplySet.Namespace && it.action == ActionCreated
+		}) {
+			if err := s.writeParent(ctx, recorded, s.opts.Version); err != nil {
+				return err
+			}
+			parentPending = false
 		}
 	}
 
 	s.writeAll(ctx, p.first)
 	res.Objects = append(res.Objects, s.results(p.first)...)
+	if parentPending {
+		if err := s.writeParent(ctx, recorded, s.opts.Version); err != nil {
+			return errors.Join(append(resultErrs(res.Objects), err)...)
+		}
+	}
 	crdErrs := s.waitCRDs(ctx, p.first)
 	// Discovery changed if the commit holds CRDs: map their custom
 	// resources only now.
