@@ -203,6 +203,14 @@ func TestClusterFailures(t *testing.T) {
 			t.Errorf("exit %d, output %q", code, out)
 		}
 	})
+	t.Run("lease or parent in a namespace that does not exist", func(t *testing.T) {
+		for _, args := range [][]string{{"--lease", "nowhere/cronsync"}, {"--lease", "", "--applyset", "nowhere/cronsync"}} {
+			out := cronsync(t, nil, append([]string{"--repo", r.Dir}, args...)...)
+			if out.code != exitConfig || !strings.Contains(out.stderr, "namespace nowhere does not exist") {
+				t.Errorf("%v: exit %d; want %d and the namespace named", args, out.code, exitConfig)
+			}
+		}
+	})
 	t.Run("missing --repo", func(t *testing.T) {
 		out := cronsync(t, nil)
 		if out.code != exitConfig || !strings.Contains(out.stderr, "--repo (or CRONSYNC_REPO) is required") {

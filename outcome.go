@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/rest"
 
 	"github.com/cronsync/cronsync/apply"
@@ -25,8 +26,11 @@ func takeLease(ctx context.Context, cfg *config, restCfg *rest.Config) (*lease.L
 	}
 	l, err := lease.Acquire(ctx, restCfg, lease.Options{Namespace: ns, Name: name, Holder: holder(), Duration: cfg.leaseDuration})
 	var held *lease.HeldError
-	if errors.As(err, &held) {
+	switch {
+	case errors.As(err, &held):
 		return nil, held, nil
+	case apierrors.IsNotFound(err):
+		return nil, nil, usageErrorf("lease %s/%s: namespace %s does not exist; create it, or point --lease elsewhere", ns, name, ns)
 	}
 	return l, nil, err
 }

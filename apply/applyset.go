@@ -34,8 +34,9 @@ const (
 )
 
 // ErrRefused marks what cronsync will not do without being told to: prune
-// to an empty set, delete a Namespace or CRD, or take over an ApplySet that
-// another tool manages. The fix is in the Job's configuration.
+// to an empty set, delete a Namespace or CRD, take over an ApplySet that
+// another tool manages, or invent the namespace its parent lives in. The
+// fix is in the Job's configuration.
 var ErrRefused = errors.New("refused")
 
 // refusal is an ErrRefused whose message is written out in full.
@@ -169,7 +170,11 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 	if s.opts.DryRun == DryRunServer {
 		opts.DryRun = []string{metav1.DryRunAll}
 	}
-	if _, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch, opts); err != nil {
+	_, err = s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch, opts)
+	if apierrors.IsNotFound(err) {
+		return refused("ApplySet parent %s: namespace %s does not exist; create it, or point --applyset elsewhere", a, a.Namespace)
+	}
+	if err != nil {
 		return fmt.Errorf("updating ApplySet parent %s: %w", a, err)
 	}
 	if s.opts.DryRun == DryRunNone {
