@@ -1,6 +1,7 @@
 // Command demo starts a kube-apiserver and etcd on this machine, syncs
 // examples/hello from this repository's HEAD into it with the cronsync binary
-// built by `make build`, and lists what landed. Run it with `make demo`.
+// built by `make build` (twice: the second run has nothing to do), and lists
+// what landed. Run it with `make demo`.
 package main
 
 import (
@@ -33,12 +34,15 @@ func demo() error {
 	}
 	defer c.Stop()
 
-	sync := exec.Command(filepath.Join(root, "cronsync"),
-		"--kubeconfig", c.Kubeconfig, "--repo", root, "--path", "examples/hello")
-	sync.Stdout, sync.Stderr = os.Stdout, os.Stderr
-	fmt.Println("$ cronsync --repo . --path examples/hello")
-	if err := sync.Run(); err != nil {
-		return fmt.Errorf("cronsync: %w", err)
+	// The second run finds nothing to change and writes no object.
+	for range 2 {
+		sync := exec.Command(filepath.Join(root, "cronsync"),
+			"--kubeconfig", c.Kubeconfig, "--repo", root, "--path", "examples/hello")
+		sync.Stdout, sync.Stderr = os.Stdout, os.Stderr
+		fmt.Println("\n$ cronsync --repo . --path examples/hello")
+		if err := sync.Run(); err != nil {
+			return fmt.Errorf("cronsync: %w", err)
+		}
 	}
 
 	kube := dynamic.NewForConfigOrDie(c.Config)
