@@ -91,6 +91,9 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err 
 	if err := yaml.Unmarshal(data, &k); err != nil {
 		return err
 	}
+	// Bases is deprecated, but old kustomizations still use it, and what it
+	// names is loaded all the same.
+	//lint:ignore SA1019 see above
 	for _, ref := range slices.Concat(k.Resources, k.Components, k.Bases) {
 		if isRemote(ref) {
 			if !r.allowRemote {
