@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd that the integration tests start through
-# envtest, from the Go module proxy, once per version. Prints the directory
-# holding them (for KUBEBUILDER_ASSETS); progress goes to stderr.
+# Builds the control plane the integration tests start, from the Go module
+# proxy, once per version, and prints the directory holding it (for
+# KUBEBUILDER_ASSETS); progress goes to stderr:
+#   kube-apiserver and etcd (started through envtest by every test package),
+#   kube-controller-manager and kube-scheduler (the e2e tests, which need
+#   rollouts, Jobs and garbage collection to happen), and
+#   kwok with its stage files in kwok-stages/ (fake nodes, so that pods are
+#   scheduled and become Ready, and Job pods complete, with no container
+#   runtime).
 #
-# The versions are the ones go.mod in this directory requires; the binaries
-# are cached under .cache/testbin (ignored by git) or $TESTBIN_DIR.
+# The Kubernetes and etcd versions are the ones go.mod in this directory
+# requires; kwok is its own module with its own dependencies, so it is built
+# with `go install` at the version below. The binaries are cached under
+# .cache/testbin (ignored by git) or $TESTBIN_DIR.
 #
 # `build.sh kubectl` also builds kubectl (the benchmark compares against it;
 # the tests do not need it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
+kwok=v0.8.0
 k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 out=${TESTBIN_DIR:-$here/../../.cache/testbin}/kubernetes-$k8s-etcd-$etcd
@@ -19,23 +28,46 @@ minor=${k8s#v1.}; minor=${minor%%.*}
 # Without the version stamped in, the binaries report v0.0.0 and clients that
 # compare versions (kubectl) complain.
 ldflags="-s -w -X $v.gitVersion=$k8s -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
-if [ "${1:-}" = kubectl ] && [ ! -x "$out/kubectl" ]; then
-  echo "building kubectl $k8s into $out" >&2
-  mkdir -p "$out"
-  go build -trimpath -ldflags="$ldflags" -o "$out/kubectl.partial.$$" k8s.io/kubernetes/cmd/kubectl >&2
-  mv "$out/kubectl.partial.$$" "$out/kubectl"
+mkdir -p "$out"
+
+# build NAME CMD... runs CMD, which writes $out/NAME.partial.$$, then moves
+# that into place, so that an interrupted build never leaves a broken binary.
+build() {
+  local name=$1; shift
+  [ -x "$out/$name" ] && return 0
+  echo "building $name into $out (takes minutes, once)" >&2
+  partial="$out/$name.partial.$$"
+  trap 'rm -rf "$partial"' EXIT
+  "$@" >&2
+  mv "$partial" "$out/$name"
+  trap - EXIT
+}
+
+build kube-apiserver go build -trimpath -ldflags="$ldflags" -o "$out/kube-apiserver.partial.$$" k8s.io/kubernetes/cmd/kube-apiserver
+build etcd go build -trimpath -ldflags='-s -w' -o "$out/etcd.partial.$$" go.etcd.io/etcd/server/v3
+build kube-controller-manager go build -trimpath -ldflags="$ldflags" -o "$out/kube-controller-manager.partial.$$" k8s.io/kubernetes/cmd/kube-controller-manager
+build kube-scheduler go build -trimpath -ldflags="$ldflags" -o "$out/kube-scheduler.partial.$$" k8s.io/kubernetes/cmd/kube-scheduler
+if [ "${1:-}" = kubectl ]; then
+  build kubectl go build -trimpath -ldflags="$ldflags" -o "$out/kubectl.partial.$$" k8s.io/kubernetes/cmd/kubectl
 fi
-if [ -x "$out/kube-apiserver" ] && [ -x "$out/etcd" ]; then
-  echo "$out"
-  exit 0
+if [ ! -x "$out/kwok" ]; then
+  echo "building kwok $kwok into $out" >&2
+  tmp="$out/kwok.partial.$$"
+  trap 'rm -rf "$tmp"' EXIT
+  # Outside this module: kwok's own go.mod decides its dependencies.
+  (cd / && GOBIN="$tmp/bin" GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$kwok") >&2
+  src=$(cd / && go mod download -json "sigs.k8s.io/kwok@$kwok" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+  # Nodes become Ready and keep heartbeating; pods become Ready; Job pods
+  # complete; deleted pods go away.
+  mkdir -p "$tmp/stages"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    cp "$src/kustomize/stage/$f" "$tmp/stages/$(basename "$f")"
+  done
+  rm -rf "$out/kwok-stages"
+  mv "$tmp/stages" "$out/kwok-stages"
+  mv "$tmp/bin/kwok" "$out/kwok"
+  rm -rf "$tmp"
+  trap - EXIT
 fi
-echo "building kube-apiserver $k8s and etcd $etcd into $out (takes several minutes, once)" >&2
-tmp="$out.partial.$$"
-trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp"
-go build -trimpath -ldflags="$ldflags" -o "$tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver >&2
-go build -trimpath -ldflags='-s -w' -o "$tmp/etcd" go.etcd.io/etcd/server/v3 >&2
-if [ -x "$out/kubectl" ]; then cp "$out/kubectl" "$tmp/"; fi
-rm -rf "$out"
-mv "$tmp" "$out"
 echo "$out"

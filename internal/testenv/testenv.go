@@ -1,6 +1,7 @@
 // Package testenv gives tests the real parts cronsync talks to: a
 // kube-apiserver with etcd (built from source by hack/testbin/build.sh and
-// started through envtest), and Git repositories made with the git command
+// started through envtest), optionally with the controllers, scheduler and
+// kwok's fake nodes that make workloads roll out, and Git repositories made with the git command
 // and served over smart HTTP. Only tests import it, so neither envtest nor
 // controller-runtime ends up in the cronsync binary.
 package testenv
@@ -36,6 +37,9 @@ type Cluster struct {
 	Kubeconfig string
 	env        *envtest.Environment
 	dir        string
+	// procs are the controllers StartControllers started, logs their output.
+	procs []*exec.Cmd
+	logs  []*os.File
 }
 
 // binaries returns the directory holding kube-apiserver and etcd. They are
@@ -172,6 +176,7 @@ func (c *Cluster) AuditSince(mark int64, user string) ([]AuditEvent, error) {
 
 // Stop stops the control plane and removes its files.
 func (c *Cluster) Stop() {
+	c.stopControllers()
 	_ = c.env.Stop()
 	if c.dir != "" {
 		_ = os.RemoveAll(c.dir)
