@@ -15,6 +15,7 @@ import (
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/report"
 )
 
@@ -43,7 +44,11 @@ type config struct {
 	notify                   report.Webhook
 	version                  bool
 	apply                    apply.Options
-	kube                     *genericclioptions.ConfigFlags
+	// wait turns on waiting for what was applied to be ready; health
+	// holds how.
+	wait   bool
+	health health.Options
+	kube   *genericclioptions.ConfigFlags
 
 	// restConfig and parent are known once the run has started; finish
 	// uses them to record the outcome.
@@ -57,7 +62,7 @@ var errHelp = pflag.ErrHelp
 // from its environment variable, so that a CronJob can be configured from a
 // ConfigMap. Flags win over the environment.
 func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*config, error) {
-	cfg := &config{apply: apply.DefaultOptions()}
+	cfg := &config{apply: apply.DefaultOptions(), health: health.DefaultOptions()}
 	fs := pflag.NewFlagSet("cronsync", pflag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.SortFlags = false
@@ -85,6 +90,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
 	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")
+	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
+	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
 	fs.BoolVar(&cfg.apply.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
@@ -165,6 +172,14 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 		return nil, usageErrorf("--prune needs --applyset: only objects recorded as applied by cronsync are ever pruned")
 	case strings.Count(cfg.applySet, "/") > 1:
 		return nil, usageErrorf("--applyset must be NAME or NAMESPACE/NAME, not %q", cfg.applySet)
+	case cfg.health.Timeout <= 0:
+		return nil, usageErrorf("--wait-timeout must be positive")
+	case fs.Changed("wait-timeout") && cfg.health.Timeout >= cfg.timeout:
+		return nil, usageErrorf("--wait-timeout (%s) must be below --timeout (%s): the run must have time left to report", cfg.health.Timeout, cfg.timeout)
+	}
+	if !fs.Changed("wait-timeout") && cfg.health.Timeout >= cfg.timeout {
+		// A short --timeout alone must not make the default an error.
+		cfg.health.Timeout = cfg.timeout / 2
 	}
 	cfg.apply.Version = version()
 	cfg.apply.Grace = grace

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/health"
 )
 
 // Exit statuses. The Job's podFailurePolicy in manifests/ fails the Job at
@@ -31,6 +32,11 @@ const (
 	// exitChanges: a dry run with --detailed-exit-code found changes to
 	// make. Only for pipelines; a real run never exits with it.
 	exitChanges = 5
+	// exitUnhealthy: the commit was applied, but what it holds is not
+	// running: an object failed (a rollout past its progress deadline, a
+	// failed Job) or was not ready by --wait-timeout. Retrying the Job
+	// cannot fix a rollout; the next scheduled run checks again.
+	exitUnhealthy = 6
 )
 
 // exitCode is the one place errors become exit statuses. When a run fails
@@ -59,6 +65,8 @@ func exitCode(err error) int {
 		return exitConfig
 	case *apply.ManifestError:
 		return exitContent
+	case *health.UnhealthyError:
+		return exitUnhealthy
 	case apierrors.APIStatus:
 		return apiStatusCode(e)
 	}
@@ -105,16 +113,20 @@ func apiStatusCode(status apierrors.APIStatus) int {
 	return exitRetry
 }
 
-// worse orders statuses by how permanent they are: 4 over 2 over 3 over 1
-// over 0.
+// worse orders statuses by how permanent they are: 4 over 2 over 3 over 6
+// over 1 over 0. An unhealthy object ranks below a bad commit or
+// configuration, which explain more, and above a retryable fault, which a
+// rerun may clear while the rollout stays broken.
 func worse(a, b int) int {
 	rank := func(c int) int {
 		switch c {
 		case exitUnverified:
-			return 4
+			return 5
 		case exitConfig:
-			return 3
+			return 4
 		case exitContent:
+			return 3
+		case exitUnhealthy:
 			return 2
 		case exitRetry:
 			return 1

@@ -12,12 +12,14 @@ import (
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/health"
 )
 
 func TestExitCode(t *testing.T) {
 	cm := schema.GroupResource{Resource: "configmaps"}
 	invalid := apierrors.NewInvalid(schema.GroupKind{Kind: "ConfigMap"}, "x", field.ErrorList{field.Invalid(field.NewPath("data"), "x", "bad")})
 	obj := func(err error) error { return &apply.ObjectError{Ref: "configmap/x", Source: "x.yaml", Err: err} }
+	unhealthy := &health.UnhealthyError{First: health.State{Verdict: health.Failed, Reason: "ProgressDeadlineExceeded: too slow"}}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -46,6 +48,11 @@ func TestExitCode(t *testing.T) {
 		{"content and config", errors.Join(obj(invalid), obj(apierrors.NewUnauthorized("who"))), exitConfig},
 		{"joined under a wrapper", fmt.Errorf("run: %w", errors.Join(obj(invalid), obj(apierrors.NewUnauthorized("who")))), exitConfig},
 		{"nested joins", fmt.Errorf("run: %w", errors.Join(errors.Join(context.Canceled), obj(invalid))), exitContent},
+		{"unhealthy", unhealthy, exitUnhealthy},
+		{"dependent skipped for an unhealthy dependency", obj(fmt.Errorf("not written: %w", unhealthy)), exitUnhealthy},
+		{"unhealthy and retry", errors.Join(obj(context.Canceled), unhealthy), exitUnhealthy},
+		{"unhealthy and content", errors.Join(unhealthy, obj(invalid)), exitContent},
+		{"unhealthy and config", errors.Join(unhealthy, usageErrorf("bad flag")), exitConfig},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("%s: exitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)

@@ -15,11 +15,13 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/report"
 )
 
@@ -151,6 +153,17 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return err
 	}
 	opts.Root, opts.Dir, opts.Out = co.Dir, dir, out
+	waiter, err := newWaiter(restCfg, cfg.health, out)
+	if err != nil {
+		return err
+	}
+	opts.Ready = func(ctx context.Context, objs []apply.ObjectResult) error {
+		_, err := waiter(ctx, objs)
+		return err
+	}
+	if cfg.wait {
+		opts.BlockedRetry = cfg.health.Timeout
+	}
 	res, err := apply.Run(ctx, restCfg, opts)
 	if res != nil {
 		for _, o := range res.Objects {
@@ -166,7 +179,49 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	if err == nil && cfg.detailedExitCode && changes > 0 {
 		return errChangesPending
 	}
+	// A failed apply already says what is wrong, and a dry run changed
+	// nothing that could become ready.
+	if err != nil || !cfg.wait || opts.DryRun != apply.DryRunNone {
+		return err
+	}
+	var applied []apply.ObjectResult
+	for _, o := range res.Objects {
+		switch o.Action {
+		case apply.ActionCreated, apply.ActionConfigured, apply.ActionUnchanged:
+			applied = append(applied, o)
+		}
+	}
+	hres, err := waiter(ctx, applied)
+	if hres != nil {
+		sum.Health = &report.Health{Ready: hres.Ready, NotReady: hres.NotReady}
+		var unhealthy *health.UnhealthyError
+		if errors.As(err, &unhealthy) {
+			sum.Health.Unhealthy = unhealthy.Error()
+		}
+	}
 	return err
+}
+
+// newWaiter returns the health wait for apply's results: every wait of a
+// run (depends-on and the final one) is bounded by --wait-timeout.
+func newWaiter(restCfg *rest.Config, opts health.Options, out io.Writer) (func(context.Context, []apply.ObjectResult) (*health.Result, error), error) {
+	restCfg = rest.CopyConfig(restCfg)
+	restCfg.QPS, restCfg.Burst = -1, 0 // as apply: priority and fairness protect the server
+	client, err := dynamic.NewForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.Out = out
+	return func(ctx context.Context, objs []apply.ObjectResult) (*health.Result, error) {
+		targets := make([]health.Object, 0, len(objs))
+		for _, o := range objs {
+			if o.Resource.Resource == "" {
+				continue
+			}
+			targets = append(targets, health.Object{Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, Ref: o.Ref, Source: o.Source})
+		}
+		return health.Wait(ctx, client, targets, opts)
+	}, nil
 }
 
 // errChangesPending ends a dry run with --detailed-exit-code that found

@@ -52,6 +52,9 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	sum.Duration = time.Since(sum.Started).Round(time.Millisecond).String()
 	switch {
 	case sum.Result == "skipped":
+	case sum.ExitCode == exitUnhealthy:
+		sum.Result = "unhealthy"
+		sum.Errors = strings.Split(err.Error(), "\n")
 	case err != nil && !errors.Is(err, errChangesPending):
 		sum.Result = "failed"
 		sum.Errors = strings.Split(err.Error(), "\n")

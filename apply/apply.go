@@ -20,6 +20,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -87,6 +88,15 @@ type Options struct {
 	// run's context is done (SIGTERM, --timeout): no new request starts,
 	// but one half-sent is not cut off.
 	Grace time.Duration
+	// Ready waits until the objects given are ready. It orders objects
+	// annotated config.kubernetes.io/depends-on after what they name; nil
+	// writes them after it without waiting.
+	Ready func(ctx context.Context, objs []ObjectResult) error
+	// BlockedRetry is how long objects are tried again, after the rest is
+	// written, whose check failed only because an admission webhook could
+	// not be called (its own Deployment may be in this commit). 0 tries
+	// them once more.
+	BlockedRetry time.Duration
 	// Out receives one line per object.
 	Out io.Writer
 }
@@ -116,6 +126,10 @@ const (
 	// ActionNotValidated: a dry run could not check the object, because its
 	// CRD or Namespace is new in this commit and a dry run creates neither.
 	ActionNotValidated = "not validated"
+	// ActionSetAside: an admission webhook could not be called for the
+	// object; it is tried again once the rest is written. A run never ends
+	// with it: the object ends failed or written.
+	ActionSetAside = "set aside"
 )
 
 // ObjectResult is what happened to one object.
@@ -126,6 +140,11 @@ type ObjectResult struct {
 	Source string
 	// Action is one of the Action constants.
 	Action string
+	// Resource, Namespace and Name address the object; Resource is empty
+	// for an object whose kind could not be mapped.
+	Resource  schema.GroupVersionResource
+	Namespace string
+	Name      string
 	// Err is set when Action is failed or skipped.
 	Err error
 }
@@ -212,9 +231,11 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 			return err
 		}
 	}
-	errs := s.checkAll(ctx, p.first)
+	errs := s.checkExternalDeps(ctx, append(p.first, p.rest...))
+	errs = append(errs, s.checkAll(ctx, p.first)...)
 	now, later := splitDeferred(p)
-	errs = append(errs, s.checkAll(ctx, now)...)
+	s.checkAll(ctx, now)
+	errs = append(errs, deferDependents(now)...)
 	if len(errs) > 0 || s.stop.Err() != nil {
 		return s.report(res, append(p.first, p.rest...), errs)
 	}
@@ -222,12 +243,18 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		for _, it := range later {
 			it.action = ActionNotValidated
 		}
+		for _, it := range now {
+			if it.deferCheck {
+				it.action = ActionNotValidated
+			}
+		}
 		s.report(res, append(p.first, p.rest...), nil)
-		if s.opts.Prune {
+		errs := resultErrs(res.Objects)
+		if s.opts.Prune && len(errs) == 0 {
 			_, err := s.prune(ctx, p, recorded, res)
 			return err
 		}
-		return nil
+		return errors.Join(errs...)
 	}
 	// Record the new members before writing them, so that a run that dies
 	// halfway leaves nothing the next run cannot find. A parent in a
@@ -278,10 +305,11 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		s.report(res, p.rest, errs)
 		return errors.Join(resultErrs(res.Objects)...)
 	}
-	s.writeAll(ctx, p.rest)
-	res.Objects = append(res.Objects, s.results(p.rest)...)
-	// Never prune after a failure or an interrupted apply: the commit's
-	// objects are not all in place.
+	s.writeStage(ctx, p.rest)
+	s.retryBlocked(ctx, append(slices.Clone(p.first), p.rest...))
+	res.Objects = append(s.results(p.first), s.results(p.rest)...)
+	// Never prune after a failure, an object set aside, or an interrupted
+	// apply: the commit's objects are not all in place.
 	if errs := resultErrs(res.Objects); len(errs) > 0 || !s.opts.Prune || s.stop.Err() != nil {
 		return errors.Join(errs...)
 	}
@@ -320,8 +348,12 @@ func splitDeferred(p *plan) (now, later []*item) {
 // not empty, nothing of items is written, and it says so.
 func (s *syncer) report(res *Result, items []*item, errs []error) error {
 	for _, it := range items {
-		if it.err == nil && (len(errs) > 0 || s.stop.Err() != nil) && s.opts.DryRun == DryRunNone {
+		switch {
+		case it.err == nil && (len(errs) > 0 || s.stop.Err() != nil) && s.opts.DryRun == DryRunNone:
 			it.action = ActionSkipped
+		case it.blocked != nil:
+			// A dry run writes nothing the webhook could come back for.
+			it.action, it.err = ActionFailed, objectErr(it.Object, it.blocked)
 		}
 	}
 	out := s.results(items)
@@ -343,7 +375,14 @@ func (s *syncer) report(res *Result, items []*item, errs []error) error {
 func (s *syncer) results(items []*item) []ObjectResult {
 	out := make([]ObjectResult, len(items))
 	for i, it := range items {
-		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err}
+		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err,
+			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName()}
+		if it.mapping != nil {
+			out[i].Resource = it.mapping.Resource
+		}
+		if it.action == ActionSetAside {
+			out[i].Err = objectErr(it.Object, it.blocked)
+		}
 	}
 	return out
 }
@@ -454,6 +493,8 @@ func (s *syncer) print(r ObjectResult) {
 	switch {
 	case r.Action == ActionFailed || r.Action == ActionSkipped:
 		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
+	case r.Action == ActionSetAside:
+		fmt.Fprintf(s.opts.Out, "%s set aside until the rest is written: %v\n", r.Ref, errors.Unwrap(r.Err))
 	case s.opts.DryRun == DryRunServer:
 		fmt.Fprintf(s.opts.Out, "%s %s (server dry run)\n", r.Ref, r.Action)
 	case s.opts.DryRun == DryRunClient:

@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -73,6 +74,10 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		return
 	}
 	merged, err := s.client(it).Apply(ctx, it.Obj.GetName(), it.Obj, s.applyOptions(true))
+	if hook, ok := webhookUnreachable(err); ok {
+		it.action, it.blocked = ActionSetAside, fmt.Errorf("admission webhook %q could not be called: %w", hook, err)
+		return
+	}
 	if err != nil {
 		it.action, it.err = ActionFailed, objectErr(it.Object, err)
 		return

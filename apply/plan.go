@@ -35,6 +35,16 @@ type item struct {
 	liveRead bool
 	// merged is what the server's dry run says the object would become.
 	merged *unstructured.Unstructured
+	// deps are the objects its depends-on annotation names.
+	deps []*dep
+	// deferCheck: its dry run failed for want of a dependency this commit
+	// creates, so it is checked again right before it is written.
+	deferCheck bool
+	// blocked is why its check could not be made: an admission webhook that
+	// could not be called. It is set aside, not failed, and tried again
+	// once the rest is written.
+	blocked error
+
 	// action is what the run did or would do (an Action constant).
 	action string
 	// err is why the object's check or write failed.
@@ -114,6 +124,9 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
+	}
+	if err := linkDeps(append(slices.Clone(p.first), p.rest...)); err != nil {
+		return nil, err
 	}
 	return p, nil
 }

@@ -21,8 +21,8 @@ type Targets struct {
 	PodNamespace, PodName string
 }
 
-// Events emits one Event per outcome of the run (Synced or SyncFailed, and
-// Pruned when something was pruned) on the ApplySet parent and on the Job.
+// Events emits one Event per outcome of the run (Synced, Unhealthy or
+// SyncFailed, and Pruned when something was pruned) on the ApplySet parent and on the Job.
 func Events(ctx context.Context, cfg *rest.Config, t Targets, s *Summary) error {
 	cs, err := corev1client.NewForConfig(cfg)
 	if err != nil {
@@ -53,6 +53,12 @@ func Events(ctx context.Context, cfg *rest.Config, t Targets, s *Summary) error 
 			msg += "; " + firstLine(s.Errors[0])
 		}
 		evs = append(evs, event{corev1.EventTypeWarning, "SyncFailed", msg})
+	case s.Result == "unhealthy":
+		msg := fmt.Sprintf("commit %s: %s", s.ShortCommit(), s.CountsLine())
+		if len(s.Errors) > 0 {
+			msg += "; " + firstLine(s.Errors[0])
+		}
+		evs = append(evs, event{corev1.EventTypeWarning, "Unhealthy", msg})
 	case s.Result == "synced":
 		evs = append(evs, event{corev1.EventTypeNormal, "Synced", fmt.Sprintf("commit %s: %s", s.ShortCommit(), s.CountsLine())})
 	}

@@ -15,7 +15,8 @@ import (
 
 // Summary is one run, as every sink shows it.
 type Summary struct {
-	// Result is "synced", "failed", "skipped" (another run held the lease)
+	// Result is "synced", "unhealthy" (applied, but an object failed or was
+	// not ready in time), "failed", "skipped" (another run held the lease)
 	// or "dry run".
 	Result string `json:"result"`
 	// ExitCode is the status the process exits with.
@@ -29,6 +30,9 @@ type Summary struct {
 	Counts map[string]int `json:"counts"`
 	// Objects is one entry per object, in apply order.
 	Objects []Object `json:"objects"`
+	// Health is the verdict of waiting for what was applied to be ready;
+	// nil when the run did not wait.
+	Health *Health `json:"health,omitempty"`
 	// Errors holds one line per failure; the first is the headline.
 	Errors   []string  `json:"errors,omitempty"`
 	Started  time.Time `json:"started"`
@@ -43,6 +47,15 @@ type Object struct {
 	Source string `json:"source"`
 	Action string `json:"action"`
 	Error  string `json:"error,omitempty"`
+}
+
+// Health is how many applied objects were ready when the wait ended.
+type Health struct {
+	Ready    int `json:"ready"`
+	NotReady int `json:"notReady"`
+	// Unhealthy names the first object that failed or was not ready in
+	// time, and why.
+	Unhealthy string `json:"unhealthy,omitempty"`
 }
 
 // ShortCommit is the commit as people quote it.
@@ -63,6 +76,9 @@ func (s *Summary) CountsLine() string {
 			c += fmt.Sprintf(", %d %s", n, a)
 		}
 	}
+	if s.Health != nil {
+		c += fmt.Sprintf("; %d ready, %d not ready", s.Health.Ready, s.Health.NotReady)
+	}
 	return c
 }
 
@@ -72,6 +88,8 @@ func (s *Summary) Line() string {
 	switch s.Result {
 	case "failed":
 		outcome = "sync failed"
+	case "unhealthy":
+		outcome = "synced but not healthy"
 	case "dry run":
 		outcome = "synced (dry run: " + s.DryRun + ")"
 	}

@@ -1,0 +1,124 @@
+package apply
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+)
+
+// webhookUnreachable tells a request that failed because the API server
+// could not call an admission webhook (no endpoints, connection refused,
+// timeout, TLS) from one a webhook answered. The first says nothing about
+// the commit: the webhook's own Deployment may be what the commit fixes. A
+// webhook that answered and denied ("admission webhook ... denied the
+// request") is a verdict on the object and is not matched here.
+func webhookUnreachable(err error) (string, bool) {
+	var status apierrors.APIStatus
+	if err == nil || !errors.As(err, &status) {
+		return "", false
+	}
+	const marker = `failed calling webhook "`
+	msg := status.Status().Message
+	i := strings.Index(msg, marker)
+	if i < 0 {
+		return "", false
+	}
+	name, _, _ := strings.Cut(msg[i+len(marker):], `"`)
+	return name, true
+}
+
+// Pauses between tries of objects set aside.
+const (
+	blockedPoll    = 2 * time.Second
+	blockedMaxPoll = 5 * time.Second
+)
+
+// retryBlocked tries the objects set aside again, a check and then a write
+// each, until they pass or opts.BlockedRetry is over. What is still
+// blocked then fails, naming the webhook.
+func (s *syncer) retryBlocked(ctx context.Context, items []*item) {
+	var blocked []*item
+	for _, it := range items {
+		if it.blocked != nil && it.err == nil {
+			blocked = append(blocked, it)
+		}
+	}
+	if len(blocked) == 0 {
+		return
+	}
+	fmt.Fprintf(s.opts.Out, "trying %d objects set aside again for up to %s\n", len(blocked), s.opts.BlockedRetry)
+	deadline := time.Now().Add(s.opts.BlockedRetry)
+	pause := blockedPoll
+	for {
+		s.each(ctx, blocked, func(ctx context.Context, it *item) {
+			it.blocked, it.liveRead, it.live = nil, false, nil
+			s.check(ctx, it)
+			if it.err == nil && it.blocked == nil {
+				s.write(ctx, it)
+			}
+		})
+		var still []*item
+		for _, it := range blocked {
+			if it.blocked != nil {
+				still = append(still, it)
+				continue
+			}
+			s.print(s.results([]*item{it})[0])
+		}
+		blocked = still
+		left := time.Until(deadline)
+		if len(blocked) == 0 || left <= 0 || s.stop.Err() != nil {
+			break
+		}
+		t := time.NewTimer(min(pause, left))
+		select {
+		case <-s.stop.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		pause = min(pause*3/2, blockedMaxPoll)
+	}
+	for _, it := range blocked {
+		it.action = ActionFailed
+		it.err = objectErr(it.Object, fmt.Errorf("set aside and not written: %w", it.blocked))
+		s.print(s.results([]*item{it})[0])
+	}
+}
+
+// deferDependents takes back the failed checks of objects whose dry run
+// needs a dependency this commit creates: like resources of a new CRD, they
+// are checked right before they are written. It returns the errors of the
+// other failed items.
+func deferDependents(items []*item) []error {
+	var errs []error
+	for _, it := range items {
+		if it.err == nil {
+			continue
+		}
+		if needsNewDependency(it) {
+			it.err, it.action, it.deferCheck = nil, ActionNotValidated, true
+			continue
+		}
+		errs = append(errs, it.err)
+	}
+	return errs
+}
+
+// needsNewDependency: the check failed for want of something (a 404, or an
+// admission plugin saying "not found") and the object depends on something
+// this commit creates.
+func needsNewDependency(it *item) bool {
+	if !apierrors.IsNotFound(it.err) && !strings.Contains(it.err.Error(), "not found") {
+		return false
+	}
+	for _, d := range it.deps {
+		if d.item != nil && d.item.action == ActionCreated {
+			return true
+		}
+	}
+	return false
+}

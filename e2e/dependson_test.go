@@ -1,0 +1,87 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func dependsOn(doc, value string) string {
+	return strings.Replace(doc, "metadata:\n", "metadata:\n  annotations:\n    config.kubernetes.io/depends-on: "+value+"\n", 1)
+}
+
+func TestDependsOnWaitsForTheMigration(t *testing.T) {
+	ns := "d-order"
+	r := repoWith(t, map[string]string{
+		"ns.yaml":      namespace(ns),
+		"migrate.yaml": job(ns, "migrate", "", ""),
+		"web.yaml":     dependsOn(deployment(ns, "web", 1, "", ""), "batch/namespaces/"+ns+"/Job/migrate"),
+	})
+	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
+	wantExit(t, out, 0)
+	ready := strings.Index(out.stdout, "job.batch/migrate -n "+ns+" ready after")
+	web := strings.Index(out.stdout, "deployment.apps/web -n "+ns+" created")
+	if ready < 0 || web < ready {
+		t.Errorf("the Deployment was not reported written after the Job was ready")
+	}
+	m, w := live(t, jobs, ns, "migrate"), live(t, deployments, ns, "web")
+	done, _, _ := unstructuredString(m.Object, "status", "completionTime")
+	completed, err := time.Parse(time.RFC3339, done)
+	if err != nil {
+		t.Fatalf("the Job has no completionTime: %v", err)
+	}
+	if created := w.GetCreationTimestamp().Time; created.Before(completed) {
+		t.Errorf("Deployment created at %s, before the Job completed at %s", created, completed)
+	}
+}
+
+func TestDependsOnAFailedJobWritesNothingAfterIt(t *testing.T) {
+	ns := "d-fail"
+	r := repoWith(t, map[string]string{
+		"ns.yaml":      namespace(ns),
+		"migrate.yaml": job(ns, "migrate", "activeDeadlineSeconds: 2\n", unschedulable),
+		"web.yaml":     dependsOn(deployment(ns, "web", 1, "", ""), "batch/namespaces/"+ns+"/Job/migrate"),
+	})
+	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
+	wantExit(t, out, 6)
+	wantLine(t, out.stdout, "deployment.apps/web -n "+ns+" skipped")
+	wantLine(t, out.stderr, "DeadlineExceeded")
+	if live(t, deployments, ns, "web") != nil {
+		t.Error("the Deployment was written although the Job it depends on failed")
+	}
+}
+
+func TestDependsOnBadInputChangesNothing(t *testing.T) {
+	ns := "d-bad"
+	base := repoWith(t, map[string]string{"ns.yaml": namespace(ns), "a.yaml": configMap(ns, "a", "1"), "b.yaml": configMap(ns, "b", "1")})
+	wantExit(t, cronsync(t, "--repo", base.Dir, "--applyset", ns+"/cs"), 0)
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+		want  string
+	}{
+		{"missing dependency", map[string]string{
+			"a.yaml": dependsOn(configMap(ns, "a", "2"), "/namespaces/"+ns+"/ConfigMap/nope"),
+		}, "configmap/a -n " + ns + " (a.yaml, document 1): depends on configmap/nope -n " + ns + ", which the commit does not hold and the cluster does not have"},
+		{"cycle", map[string]string{
+			"a.yaml": dependsOn(configMap(ns, "a", "2"), "/namespaces/"+ns+"/ConfigMap/b"),
+			"b.yaml": dependsOn(configMap(ns, "b", "2"), "/namespaces/"+ns+"/ConfigMap/a"),
+		}, "dependency cycle: configmap/a -n " + ns + " -> configmap/b -n " + ns + " -> configmap/a -n " + ns},
+		{"malformed", map[string]string{
+			"a.yaml": dependsOn(configMap(ns, "a", "2"), "ConfigMap/b"),
+		}, `config.kubernetes.io/depends-on: "ConfigMap/b" is neither`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for p, c := range tc.files {
+				base.Write(p, c)
+			}
+			base.Commit(tc.name)
+			before := snapshot(t, ns)
+			out := cronsync(t, "--repo", base.Dir, "--applyset", ns+"/cs")
+			wantExit(t, out, 3)
+			wantLine(t, out.stderr, tc.want)
+			wantUnchanged(t, before, snapshot(t, ns))
+			base.Git("revert", "--no-edit", "HEAD")
+		})
+	}
+}
