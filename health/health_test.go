@@ -1,0 +1,136 @@
+package health
+
+import (
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/yaml"
+)
+
+func obj(t *testing.T, y string) *unstructured.Unstructured {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &unstructured.Unstructured{}
+	if err := u.UnmarshalJSON(j); err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestJudge(t *testing.T) {
+	for _, tc := range []struct {
+		name, y, verdict, reason string
+	}{
+		{"deployment available", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, generation: 2}
+spec: {replicas: 2, progressDeadlineSeconds: 600}
+status:
+  observedGeneration: 2
+  replicas: 2
+  updatedReplicas: 2
+  readyReplicas: 2
+  availableReplicas: 2
+  conditions:
+  - {type: Available, status: "True"}
+  - {type: Progressing, status: "True", reason: NewReplicaSetAvailable}
+`, Ready, ""},
+		{"deployment past its deadline", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, generation: 1}
+spec: {replicas: 1, progressDeadlineSeconds: 3}
+status:
+  observedGeneration: 1
+  replicas: 1
+  updatedReplicas: 1
+  conditions:
+  - {type: Progressing, status: "False", reason: ProgressDeadlineExceeded, message: 'ReplicaSet "api-7d9" has timed out progressing.'}
+`, Failed, `ProgressDeadlineExceeded: ReplicaSet "api-7d9" has timed out progressing.`},
+		{"deployment rolling out", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, generation: 1}
+spec: {replicas: 3}
+status: {observedGeneration: 1, replicas: 3, updatedReplicas: 3, readyReplicas: 1, availableReplicas: 1}
+`, Waiting, "Available: 1/3"},
+		{"deployment not yet observed", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, generation: 2}
+spec: {replicas: 1}
+status: {observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1}
+`, Waiting, ""},
+		{"job running", `
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec: {completions: 1}
+status: {startTime: "2026-01-01T00:00:00Z", active: 1}
+`, Waiting, "not complete"},
+		{"job complete", `
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+status:
+  startTime: "2026-01-01T00:00:00Z"
+  succeeded: 1
+  conditions: [{type: Complete, status: "True"}]
+`, Ready, ""},
+		{"job failed", `
+apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+status:
+  startTime: "2026-01-01T00:00:00Z"
+  failed: 1
+  conditions: [{type: Failed, status: "True", reason: DeadlineExceeded, message: Job was active longer than specified deadline}]
+`, Failed, "DeadlineExceeded: Job was active longer than specified deadline"},
+		{"not waited", `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: bg, generation: 1, annotations: {cronsync.dev/wait: "false"}}
+spec: {replicas: 1}
+`, NotWaited, ""},
+		{"custom resource without conditions", `
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w}
+spec: {size: 1}
+`, Ready, ""},
+		{"custom resource stalled", `
+apiVersion: example.com/v1
+kind: Widget
+metadata: {name: w, generation: 1}
+status:
+  observedGeneration: 1
+  conditions: [{type: Ready, status: "False", reason: Broken, message: no widgets today}]
+`, Waiting, "no widgets today"},
+		{"terminating", `
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c, deletionTimestamp: "2026-01-01T00:00:00Z"}
+`, Waiting, "terminating"},
+	} {
+		verdict, reason := Judge(obj(t, tc.y))
+		if verdict != tc.verdict || !strings.Contains(reason, tc.reason) {
+			t.Errorf("%s: got %s %q, want %s containing %q", tc.name, verdict, reason, tc.verdict, tc.reason)
+		}
+	}
+}
+
+func TestUnhealthyError(t *testing.T) {
+	failed := &UnhealthyError{First: State{Object: Object{Ref: "deployment.apps/api -n shop", Source: "apps/api.yaml"}, Verdict: Failed, Reason: "ProgressDeadlineExceeded: slow"}}
+	if got := failed.Error(); got != "deployment.apps/api -n shop (apps/api.yaml): not healthy: ProgressDeadlineExceeded: slow" {
+		t.Errorf("got %q", got)
+	}
+	late := &UnhealthyError{First: State{Object: Object{Ref: "deployment.apps/web -n shop", Source: "web.yaml"}, Verdict: Waiting, Reason: "Available: 1/3"}, Waiting: 3, Timeout: 5e9}
+	if got := late.Error(); got != "deployment.apps/web -n shop (web.yaml): not ready after 5s: Available: 1/3 (and 2 more objects not ready)" {
+		t.Errorf("got %q", got)
+	}
+}
