@@ -66,10 +66,8 @@ type result struct {
 // variables in env (NAME=value), and returns how it exited.
 func cronsync(t *testing.T, env []string, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
-	// This package's cluster runs no controllers, so no Deployment would
-	// ever roll out: waiting is tested in e2e/, against one that does.
-	cmd.Env = append(append(os.Environ(), "CRONSYNC_WAIT=false"), env...)
+	cmd := cronsyncCmd(args...)
+	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -83,6 +81,15 @@ func cronsync(t *testing.T, env []string, args ...string) result {
 	}
 	t.Logf("cronsync %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
 	return r
+}
+
+// cronsyncCmd is the binary as cluster-admin with args. This package's
+// cluster runs no controllers, so no Deployment would ever roll out: waiting
+// is off, and tested in e2e/ against a cluster that acts.
+func cronsyncCmd(args ...string) *exec.Cmd {
+	cmd := exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
+	cmd.Env = append(os.Environ(), "CRONSYNC_WAIT=false")
+	return cmd
 }
 
 // mustSync runs cronsync and fails the test unless it exits 0.

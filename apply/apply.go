@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -182,11 +183,13 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	s, err := newSyncer(cfg, opts)
+	stop, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	s, err := newSyncer(cfg, opts, stopRun)
 	if err != nil {
 		return nil, err
 	}
-	s.stop = ctx
+	s.stop = stop
 	ctx, cancel := graceful(ctx, opts.Grace)
 	defer cancel()
 	if opts.ApplySet != (ApplySet{}) {
@@ -205,7 +208,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	}
 	res := &Result{}
 	err = s.run(ctx, p, res)
-	if s.stop.Err() != nil {
+	switch {
+	case s.unreachable() != nil:
+		err = s.collapseUnreachable(res, err)
+	case s.stop.Err() != nil:
 		err = errors.Join(fmt.Errorf("stopped with %d objects not applied: %w", res.Count(ActionSkipped), context.Cause(s.stop)), err)
 	}
 	return res, err
@@ -430,12 +436,13 @@ type syncer struct {
 	parentAnnotations map[string]string
 }
 
-func newSyncer(cfg *rest.Config, opts Options) (*syncer, error) {
+func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {
 	cfg = rest.CopyConfig(cfg)
 	// client-go's default of 5 QPS is what makes kubectl apply slow on big
 	// repos. The API server's priority and fairness already protects it
 	// from a burst, so cronsync does not throttle itself.
 	cfg.QPS, cfg.Burst = -1, 0
+	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &breaker{next: rt, stop: stopRun} })
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err
@@ -491,6 +498,8 @@ func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Contex
 
 func (s *syncer) print(r ObjectResult) {
 	switch {
+	case s.unreachable() != nil && (r.Action == ActionSkipped || isTransport(r.Err)):
+		// Said once for all of them, by Run.
 	case r.Action == ActionFailed || r.Action == ActionSkipped:
 		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
 	case r.Action == ActionSetAside:
