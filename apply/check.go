@@ -78,6 +78,10 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		it.action, it.blocked = ActionSetAside, fmt.Errorf("admission webhook %q could not be called: %w", hook, err)
 		return
 	}
+	if err != nil && live != nil && s.checkImmutable(ctx, it, live.GetUID(), err) {
+		it.live = nil
+		return
+	}
 	if err != nil {
 		it.action, it.err = ActionFailed, objectErr(it.Object, err)
 		return

@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 var (
@@ -40,6 +41,9 @@ type item struct {
 	// deferCheck: its dry run failed for want of a dependency this commit
 	// creates, so it is checked again right before it is written.
 	deferCheck bool
+	// recreateUID is the live object's uid when it is to be recreated: only
+	// that object is deleted.
+	recreateUID types.UID
 	// blocked is why its check could not be made: an admission webhook that
 	// could not be called. It is set aside, not failed, and tried again
 	// once the rest is written.

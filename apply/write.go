@@ -22,6 +22,12 @@ func (s *syncer) write(ctx context.Context, it *item) {
 	case it.err != nil, it.blocked != nil, it.action == ActionUnchanged:
 		return
 	}
+	if it.action == ActionRecreated {
+		if err := s.recreate(ctx, it); err != nil {
+			it.action, it.err = ActionFailed, objectErr(it.Object, err)
+		}
+		return
+	}
 	if _, err := s.client(it).Apply(ctx, it.Obj.GetName(), it.Obj, s.applyOptions(false)); err != nil {
 		it.action, it.err = ActionFailed, objectErr(it.Object, err)
 	}

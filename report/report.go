@@ -71,7 +71,7 @@ func (s *Summary) CountsLine() string {
 	}
 	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", total-s.Counts["pruned"],
 		s.Counts["created"], s.Counts["configured"], s.Counts["unchanged"], s.Counts["failed"])
-	for _, a := range []string{"pruned", "skipped", "not validated"} {
+	for _, a := range []string{"recreated", "pruned", "skipped", "not validated"} {
 		if n := s.Counts[a]; n > 0 {
 			c += fmt.Sprintf(", %d %s", n, a)
 		}
