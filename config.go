@@ -61,10 +61,14 @@ var errHelp = pflag.ErrHelp
 // parseFlags reads args, then fills every flag not given on the command line
 // from its environment variable, so that a CronJob can be configured from a
 // ConfigMap. Flags win over the environment.
-func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.Writer) (*config, error) {
+// --help is written to helpOut.
+func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io.Writer) (*config, error) {
 	cfg := &config{apply: apply.DefaultOptions(), health: health.DefaultOptions()}
 	fs := pflag.NewFlagSet("cronsync", pflag.ContinueOnError)
-	fs.SetOutput(stderr)
+	// pflag would print the whole flag list after any mistake; the caller
+	// prints the one-line error, and --help prints printHelp's text.
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.SortFlags = false
 
 	fs.StringVar(&cfg.repo, "repo", "", "Git repository: https:// URL, file:// URL or local path (required)")
@@ -96,7 +100,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
 	fs.DurationVar(&cfg.leaseDuration, "lease-duration", 30*time.Second, "how long a Lease whose holder died blocks other runs")
-	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for `kubectl describe pod` (only if the file exists, or the flag is set)")
+	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for kubectl describe pod to show (only if the file exists, or the flag is set)")
 	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
 	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure" or "always"`)
@@ -111,9 +115,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), stderr io.
 
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
+			printHelp(fs, helpOut)
 			return nil, errHelp
 		}
-		return nil, usageErrorf("%w", err)
+		return nil, usageErrorf("%w (see cronsync --help)", err)
 	}
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))

@@ -32,7 +32,7 @@ func main() {
 // mainErr is main without the exit, so that every path out of the program
 // goes through exitCode once.
 func mainErr(args []string, stdout, stderr io.Writer) error {
-	cfg, err := parseFlags(args, os.LookupEnv, stderr)
+	cfg, err := parseFlags(args, os.LookupEnv, stdout)
 	if errors.Is(err, errHelp) {
 		return nil
 	}
@@ -175,7 +175,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 			sum.Objects = append(sum.Objects, ro)
 		}
 	}
-	changes := sum.Counts[apply.ActionCreated] + sum.Counts[apply.ActionConfigured] + sum.Counts[apply.ActionPruned]
+	changes := sum.Counts[apply.ActionCreated] + sum.Counts[apply.ActionConfigured] + sum.Counts[apply.ActionRecreated] + sum.Counts[apply.ActionPruned]
 	if err == nil && cfg.detailedExitCode && changes > 0 {
 		return errChangesPending
 	}
@@ -187,7 +187,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	var applied []apply.ObjectResult
 	for _, o := range res.Objects {
 		switch o.Action {
-		case apply.ActionCreated, apply.ActionConfigured, apply.ActionUnchanged:
+		case apply.ActionCreated, apply.ActionConfigured, apply.ActionRecreated, apply.ActionUnchanged:
 			applied = append(applied, o)
 		}
 	}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"bytes"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+)
+
+func TestHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := exitCode(mainErr([]string{"--help"}, &stdout, &stderr)); code != 0 {
+		t.Fatalf("--help exited %d", code)
+	}
+	help := stdout.String()
+	if stderr.Len() > 0 {
+		t.Errorf("--help wrote to stderr: %s", stderr.String())
+	}
+	for _, want := range []string{
+		"cronsync makes a Kubernetes cluster match one commit",
+		"--dry-run --detailed-exit-code",
+		"#exit-status",
+		"where the run's summary is written for kubectl describe pod",
+	} {
+		if !strings.Contains(help, want) {
+			t.Errorf("--help lacks %q", want)
+		}
+	}
+	if strings.Contains(help, "Usage of cronsync") {
+		t.Error("--help still starts with pflag's default usage")
+	}
+
+	// Every flag shows once, in its group, and only kubectl's connection
+	// flags are left for the last group.
+	kube := pflag.NewFlagSet("kube", pflag.ContinueOnError)
+	kf := genericclioptions.NewConfigFlags(false)
+	kf.Namespace, kf.CacheDir = nil, nil // cronsync's own, as in parseFlags
+	kf.AddFlags(kube)
+	flagLine := regexp.MustCompile(`^  (?:-\w, |    )--([a-z0-9-]+)`)
+	section := ""
+	seen := map[string]string{}
+	for line := range strings.SplitSeq(help, "\n") {
+		if strings.HasSuffix(line, ":") && !strings.HasPrefix(line, " ") {
+			section = strings.TrimSuffix(line, ":")
+			continue
+		}
+		m := flagLine.FindStringSubmatch(line)
+		if m == nil || section == "Usage" || section == "Examples" {
+			continue
+		}
+		if prev, dup := seen[m[1]]; dup {
+			t.Errorf("--%s shown in %q and %q", m[1], prev, section)
+		}
+		seen[m[1]] = section
+		last := strings.HasPrefix(section, "Kubernetes connection")
+		if isKube := kube.Lookup(m[1]) != nil; isKube != last {
+			t.Errorf("--%s is in group %q", m[1], section)
+		}
+	}
+	for _, g := range flagGroups {
+		for _, f := range g.flags {
+			if seen[f] != g.title {
+				t.Errorf("--%s: want it in %q, shown in %q", f, g.title, seen[f])
+			}
+		}
+	}
+	if len(seen) < 50 {
+		t.Errorf("only %d flags shown", len(seen))
+	}
+}
+
+func TestUnknownFlagIsOneLine(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := exitCode(mainErr([]string{"--nope"}, &stdout, &stderr)); code != exitConfig {
+		t.Fatalf("exit %d", code)
+	}
+	if got := stderr.String(); got != "error: unknown flag: --nope (see cronsync --help)\n" {
+		t.Errorf("stderr = %q", got)
+	}
+}
