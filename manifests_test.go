@@ -78,7 +78,7 @@ func TestManifestsDeployCronsync(t *testing.T) {
 		}
 	}
 	slices.Sort(failOn)
-	if want := []int32{exitConfig, exitContent, exitUnverified}; !slices.Equal(failOn, want) {
+	if want := []int32{exitConfig, exitContent, exitUnverified, exitUnhealthy}; !slices.Equal(failOn, want) {
 		t.Errorf("podFailurePolicy fails the Job on exit codes %v, want %v", failOn, want)
 	}
 }

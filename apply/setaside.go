@@ -50,7 +50,11 @@ func (s *syncer) retryBlocked(ctx context.Context, items []*item) {
 	if len(blocked) == 0 {
 		return
 	}
-	fmt.Fprintf(s.opts.Out, "trying %d objects set aside again for up to %s\n", len(blocked), s.opts.BlockedRetry)
+	if s.opts.BlockedRetry > 0 {
+		fmt.Fprintf(s.opts.Out, "trying %d objects set aside again for up to %s\n", len(blocked), s.opts.BlockedRetry)
+	} else {
+		fmt.Fprintf(s.opts.Out, "trying %d objects set aside once more\n", len(blocked))
+	}
 	deadline := time.Now().Add(s.opts.BlockedRetry)
 	pause := blockedPoll
 	for {
@@ -108,11 +112,13 @@ func deferDependents(items []*item) []error {
 	return errs
 }
 
-// needsNewDependency: the check failed for want of something (a 404, or an
-// admission plugin saying "not found") and the object depends on something
-// this commit creates.
+// needsNewDependency: the object depends on something this commit creates,
+// and its check failed with something other than a verdict on its own
+// content (400, 422): an admission plugin that looks the dependency up
+// (a Pod's PriorityClass, say) or a 404. Such a check is only meaningful once
+// the dependency exists.
 func needsNewDependency(it *item) bool {
-	if !apierrors.IsNotFound(it.err) && !strings.Contains(it.err.Error(), "not found") {
+	if apierrors.IsInvalid(it.err) || apierrors.IsBadRequest(it.err) {
 		return false
 	}
 	for _, d := range it.deps {

@@ -85,3 +85,34 @@ func TestDependsOnBadInputChangesNothing(t *testing.T) {
 		})
 	}
 }
+
+// A Pod's dry run needs its PriorityClass to exist (the Priority admission
+// plugin looks it up). When the same commit creates both, the Pod is checked
+// right before it is written, after the PriorityClass.
+func TestDependentCheckedOnceItsDependencyExists(t *testing.T) {
+	ns := "d-deferred"
+	r := repoWith(t, map[string]string{"ns.yaml": namespace(ns)})
+	wantExit(t, cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs"), 0)
+	r.Write("priority.yaml", "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: "+ns+"-high\nvalue: 1000\n")
+	r.Write("pod.yaml", dependsOn(`apiVersion: v1
+kind: Pod
+metadata:
+  name: app
+  namespace: `+ns+`
+spec:
+  priorityClassName: `+ns+`-high
+  containers:
+  - name: app
+    image: registry.invalid/app:1
+`, "scheduling.k8s.io/PriorityClass/"+ns+"-high"))
+	r.Commit("a pod and its priority class")
+
+	dry := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--dry-run")
+	wantExit(t, dry, 0)
+	wantLine(t, dry.stdout, "pod/app -n "+ns+" not validated")
+
+	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
+	wantExit(t, out, 0)
+	wantLine(t, out.stdout, "pod/app -n "+ns+" created")
+	wantLine(t, out.stdout, "pod/app -n "+ns+" ready after")
+}

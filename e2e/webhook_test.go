@@ -141,6 +141,12 @@ func TestUnreachableWebhookDoesNotBlockItsFix(t *testing.T) {
 		t.Error("a run that left objects set aside pruned")
 	}
 
+	// --wait=false still sets aside, and tries once more.
+	out = cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--prune", "--wait=false")
+	wantExit(t, out, 1)
+	wantLine(t, out.stdout, "trying 1 objects set aside once more")
+	wantLine(t, out.stderr, `set aside and not written: admission webhook "validate.whk.example.com" could not be called`)
+
 	// The webhook comes up during the wait: the run converges.
 	go func() {
 		time.Sleep(3 * time.Second)
