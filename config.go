@@ -94,6 +94,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
 	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")
+	fs.BoolVar(&cfg.apply.FastUnchanged, "fast-unchanged", cfg.apply.FastUnchanged, "decide from the LIST alone that an object is unchanged when its digest annotation and cronsync's field ownership prove it, sending it no dry run (needs --applyset; never in a dry run)")
 	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
 	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
 	fs.BoolVar(&cfg.apply.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")

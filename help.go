@@ -51,7 +51,7 @@ var flagGroups = []struct {
 		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "git-timeout", "work-dir"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
-		"timeout", "wait", "wait-timeout"}},
+		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds"}},
 	{"One sync at a time", []string{"lease", "lease-duration"}},
 	{"Reporting", []string{"output", "termination-log", "notify-url", "notify-on", "version"}},

@@ -168,7 +168,10 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	if res != nil {
 		for _, o := range res.Objects {
 			sum.Counts[o.Action]++
-			ro := report.Object{Ref: o.Ref, Source: o.Source, Action: o.Action}
+			ro := report.Object{Ref: o.Ref, Source: o.Source, Action: o.Action, WithoutRequest: o.WithoutRequest}
+			if o.WithoutRequest {
+				sum.WithoutRequest++
+			}
 			if o.Err != nil {
 				ro.Error = o.Err.Error()
 			}

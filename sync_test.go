@@ -60,7 +60,7 @@ func TestSyncFollowsGit(t *testing.T) {
 		"namespace/lifecycle unchanged\n",
 		"configmap/app-config -n lifecycle configured\n",
 		"deployment.apps/web -n lifecycle unchanged\n",
-		"3 objects: 0 created, 1 configured, 2 unchanged, 0 failed in ",
+		"3 objects: 0 created, 1 configured, 2 unchanged (2 without a request), 0 failed in ",
 	} {
 		if !strings.Contains(out.stdout, line) {
 			t.Errorf("output lacks %q", line)
@@ -102,24 +102,45 @@ func TestSyncFollowsGit(t *testing.T) {
 // shows reads and dry runs only, besides the run's own bookkeeping (the
 // Lease, the last-run annotations on the ApplySet parent, the Event).
 func TestNoChangeRunSendsNoWrite(t *testing.T) {
-	const ns = "nochange"
+	for _, tc := range []struct {
+		name string
+		// fast: the run decides from the LISTs; otherwise it dry-runs
+		// every object.
+		fast bool
+	}{{"decided from the LIST", true}, {"dry run of every object", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := "nochange"
+			flags := []string{"--fast-unchanged=true", "--applyset", "default/nochange-fast"}
+			if !tc.fast {
+				ns, flags = "nochange-slow", []string{"--fast-unchanged=false", "--applyset", "default/nochange-slow"}
+			}
+			noChangeRun(t, ns, tc.fast, flags)
+		})
+	}
+}
+
+func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
 	r.Write("config.yaml", configMap(ns, "config", "v1"))
 	r.Write("web.yaml", deployment(ns, "web", 1))
 	r.Write("crd.yaml", crdYAML("Sprocket"))
-	r.Write("sprocket.yaml", "apiVersion: example.com/v1\nkind: Sprocket\nmetadata: {name: s, namespace: nochange}\nspec: {size: 1}\n")
+	r.Write("sprocket.yaml", "apiVersion: example.com/v1\nkind: Sprocket\nmetadata: {name: s, namespace: "+ns+"}\nspec: {size: 1}\n")
 	// Enough ConfigMaps in one namespace to be read with one LIST.
 	for i := range 5 {
 		r.Write(fmt.Sprintf("many/cm-%d.yaml", i), configMap(ns, fmt.Sprintf("many-%d", i), "v"))
 	}
 	r.Commit("first")
-	mustSync(t, "--repo", r.Dir)
+	mustSync(t, append([]string{"--repo", r.Dir}, flags...)...)
 
 	mark := cluster.AuditMark()
-	out := mustSync(t, "--repo", r.Dir)
-	if !strings.Contains(out.stdout, "10 objects: 0 created, 0 configured, 10 unchanged, 0 failed") {
-		t.Errorf("not every object was reported unchanged")
+	out := mustSync(t, append([]string{"--repo", r.Dir}, flags...)...)
+	want, wantDryRuns := "10 objects: 0 created, 0 configured, 10 unchanged, 0 failed", 10
+	if fast {
+		want, wantDryRuns = "10 objects: 0 created, 0 configured, 10 unchanged (10 without a request), 0 failed", 0
+	}
+	if !strings.Contains(out.stdout, want) {
+		t.Errorf("output lacks %q", want)
 	}
 	events, err := cluster.AuditSince(mark, "admin")
 	if err != nil {
@@ -128,16 +149,16 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 	var writes, dryRuns, cmLists int
 	for _, ev := range events {
 		switch {
-		case ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/nochange/configmaps?"):
+		case ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps?"):
 			cmLists++
 			continue
-		case ev.Verb == "get" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/nochange/configmaps/"):
+		case ev.Verb == "get" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps/"):
 			t.Errorf("ConfigMap read one by one: %s", ev.RequestURI)
 			continue
 		case ev.Verb == "get", ev.Verb == "list", ev.Verb == "watch":
 			continue
 		case strings.Contains(ev.RequestURI, "/leases/"), strings.HasSuffix(ev.RequestURI, "/events"),
-			strings.Contains(ev.RequestURI, "/secrets/cronsync?fieldManager=cronsync-status&"):
+			strings.Contains(ev.RequestURI, "fieldManager=cronsync-status&"):
 			continue
 		}
 		if strings.Contains(ev.RequestURI, "dryRun=All") {
@@ -147,8 +168,8 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 		writes++
 		t.Errorf("write request sent: %s %s", ev.Verb, ev.RequestURI)
 	}
-	if dryRuns != 10 {
-		t.Errorf("%d dry-run requests, want one per object (10)", dryRuns)
+	if dryRuns != wantDryRuns {
+		t.Errorf("%d dry-run requests, want %d", dryRuns, wantDryRuns)
 	}
 	if cmLists != 1 {
 		t.Errorf("%d LISTs of the namespace's ConfigMaps, want 1", cmLists)
@@ -159,8 +180,8 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 		[]byte(`{"data":{"value":"drifted"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
 		t.Fatal(err)
 	}
-	out = mustSync(t, "--repo", r.Dir)
-	if !strings.Contains(out.stdout, "configmap/many-3 -n nochange configured\n") || !strings.Contains(out.stdout, "1 configured, 9 unchanged") {
+	out = mustSync(t, append([]string{"--repo", r.Dir}, flags...)...)
+	if !strings.Contains(out.stdout, "configmap/many-3 -n "+ns+" configured\n") || !strings.Contains(out.stdout, "1 configured, 9 unchanged") {
 		t.Errorf("the drifted ConfigMap is not reported configured")
 	}
 	if got := get(t, configMaps, ns, "many-3", "data", "value"); got != "v" {

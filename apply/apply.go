@@ -98,6 +98,11 @@ type Options struct {
 	// not be called (its own Deployment may be in this commit). 0 tries
 	// them once more.
 	BlockedRetry time.Duration
+	// FastUnchanged lets a run decide from the LIST alone that an object is
+	// unchanged, when the object's digest annotation and cronsync's field
+	// ownership prove it (see fast.go). It needs an ApplySet, and a dry run
+	// never uses it.
+	FastUnchanged bool
 	// Out receives one line per object.
 	Out io.Writer
 }
@@ -110,6 +115,7 @@ func DefaultOptions() Options {
 		ForceConflicts: true,
 		Workers:        8,
 		MaxFileBytes:   4 << 20,
+		FastUnchanged:  true,
 		Out:            io.Discard,
 	}
 }
@@ -141,6 +147,8 @@ type ObjectResult struct {
 	Source string
 	// Action is one of the Action constants.
 	Action string
+	// WithoutRequest: unchanged, decided from the LIST without a dry run.
+	WithoutRequest bool
 	// Resource, Namespace and Name address the object; Resource is empty
 	// for an object whose kind could not be mapped.
 	Resource  schema.GroupVersionResource
@@ -208,6 +216,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	}
 	res := &Result{}
 	err = s.run(ctx, p, res)
+	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
+		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest)))
+	}
 	switch {
 	case s.unreachable() != nil:
 		err = s.collapseUnreachable(res, err)
@@ -236,6 +247,18 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		if recorded, err = s.readParent(ctx); err != nil {
 			return err
 		}
+	}
+	if s.opts.FastUnchanged && s.applySet() {
+		// Dry runs carry the digest too: otherwise they would show its
+		// removal as a change.
+		if err := s.digestAll(slices.Concat(p.first, p.rest), s.parent); err != nil {
+			return err
+		}
+	}
+	if s.fastEnabled() {
+		// Without the CRDs' generations (RBAC may not allow listing them)
+		// nothing is decided from the LIST: every object asks the server.
+		s.salts, _ = s.crdSalts(ctx)
 	}
 	errs := s.checkExternalDeps(ctx, append(p.first, p.rest...))
 	errs = append(errs, s.checkAll(ctx, p.first)...)
@@ -278,6 +301,9 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		}
 	}
 
+	if err := s.storeNewDigestKey(ctx); err != nil {
+		return err
+	}
 	s.writeAll(ctx, p.first)
 	res.Objects = append(res.Objects, s.results(p.first)...)
 	if parentPending {
@@ -286,6 +312,13 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		}
 	}
 	crdErrs := s.waitCRDs(ctx, p.first)
+	if s.fastEnabled() && slices.ContainsFunc(p.first, func(it *item) bool {
+		return it.GroupKind() == crdGK && (it.action == ActionCreated || it.action == ActionConfigured)
+	}) {
+		// The custom resources written next are fingerprinted against the
+		// CRDs as they are now.
+		s.salts, _ = s.crdSalts(ctx)
+	}
 	// Discovery changed if the commit holds CRDs: map their custom
 	// resources only now.
 	if len(crdErrs) > 0 || slices.ContainsFunc(later, func(it *item) bool { return it.crd != nil }) {
@@ -382,7 +415,7 @@ func (s *syncer) results(items []*item) []ObjectResult {
 	out := make([]ObjectResult, len(items))
 	for i, it := range items {
 		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err,
-			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName()}
+			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName(), WithoutRequest: it.fast}
 		if it.mapping != nil {
 			out[i].Resource = it.mapping.Resource
 		}
@@ -434,6 +467,15 @@ type syncer struct {
 	// parentAnnotations are the ApplySet parent's as last read or written;
 	// nil while there is no parent.
 	parentAnnotations map[string]string
+	// parent is the ApplySet parent as read at the start; nil if none.
+	parent *unstructured.Unstructured
+	// recordedFPs are the fingerprints the parent holds (nil until read);
+	// salts the CRD generations they are bound to (nil: no fast path).
+	recordedFPs map[string]string
+	salts       map[schema.GroupResource]string
+	// digestKey keys the digests; newDigestKey says this run made it.
+	digestKey    []byte
+	newDigestKey bool
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

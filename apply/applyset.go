@@ -109,12 +109,15 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	a := s.opts.ApplySet
 	parent, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
+		s.recordedFPs = map[string]string{}
 		return m, nil
 	}
 	if err != nil {
 		return m, fmt.Errorf("ApplySet parent %s: %w", a, err)
 	}
 	s.parentAnnotations = parent.GetAnnotations()
+	s.parent = parent
+	s.recordedFPs = decodeFingerprints(parent)
 	tooling := parent.GetAnnotations()[applySetToolingAnn]
 	if name, _, _ := strings.Cut(tooling, "/"); name != toolingName {
 		return m, refused("ApplySet parent %s exists and is managed by %q, not %s", a, tooling, toolingName)

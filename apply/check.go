@@ -66,6 +66,10 @@ func (s *syncer) check(ctx context.Context, it *item) {
 			return
 		}
 	}
+	if s.decideFast(it, live) {
+		it.live = nil
+		return
+	}
 	if s.opts.DryRun == DryRunClient {
 		it.action = ActionConfigured
 		if live == nil {
@@ -91,6 +95,7 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		it.action = ActionCreated
 	case sameContent(live, merged):
 		it.action = ActionUnchanged
+		s.confirm(it, merged)
 	default:
 		it.action = ActionConfigured
 	}
@@ -116,16 +121,26 @@ var serverFields = map[string]bool{"managedFields": true, "resourceVersion": tru
 
 // sameContent reports whether applying would leave the object as it is. It
 // compares in place rather than on stripped copies: this runs once per
-// object per run.
+// object per run. status is left out: an apply does not change it, and a
+// controller writing it between the LIST and the dry run is not a change to
+// make.
 func sameContent(live, merged *unstructured.Unstructured) bool {
 	a, b := live.Object, merged.Object
-	if len(a) != len(b) {
-		return false
+	for k := range b {
+		if _, ok := a[k]; !ok && k != "status" {
+			return false
+		}
 	}
 	for k, v := range a {
 		w, ok := b[k]
 		if !ok {
+			if k == "status" {
+				continue
+			}
 			return false
+		}
+		if k == "status" {
+			continue
 		}
 		if k != "metadata" {
 			if !reflect.DeepEqual(v, w) {

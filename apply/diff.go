@@ -57,6 +57,11 @@ func forDiff(u *unstructured.Unstructured) map[string]any {
 	for _, f := range []string{"uid", "creationTimestamp"} {
 		unstructured.RemoveNestedField(c, "metadata", f)
 	}
+	// cronsync's own bookkeeping: it changes whenever anything else does.
+	unstructured.RemoveNestedField(c, "metadata", "annotations", digestAnn)
+	if anns, _, _ := unstructured.NestedMap(c, "metadata", "annotations"); len(anns) == 0 {
+		unstructured.RemoveNestedField(c, "metadata", "annotations")
+	}
 	delete(c, "status")
 	return c
 }

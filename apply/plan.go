@@ -44,6 +44,11 @@ type item struct {
 	// recreateUID is the live object's uid when it is to be recreated: only
 	// that object is deleted.
 	recreateUID types.UID
+	// fast: decided unchanged from the LIST, without a request of its own.
+	fast bool
+	// fp is the fingerprint of cronsync's managedFields entry that this run
+	// confirmed (or, when fast, carried over); see fast.go.
+	fp string
 	// blocked is why its check could not be made: an admission webhook that
 	// could not be called. It is set aside, not failed, and tried again
 	// once the rest is written.

@@ -102,6 +102,9 @@ func (s *syncer) recreate(ctx context.Context, it *item) error {
 	if err != nil {
 		return fmt.Errorf("waiting for it to be deleted before creating it again: %w", err)
 	}
-	_, err = c.Apply(ctx, name, it.Obj, s.applyOptions(false))
+	applied, err := c.Apply(ctx, name, it.Obj, s.applyOptions(false))
+	if err == nil {
+		s.confirm(it, applied)
+	}
 	return err
 }

@@ -28,9 +28,12 @@ func (s *syncer) write(ctx context.Context, it *item) {
 		}
 		return
 	}
-	if _, err := s.client(it).Apply(ctx, it.Obj.GetName(), it.Obj, s.applyOptions(false)); err != nil {
+	applied, err := s.client(it).Apply(ctx, it.Obj.GetName(), it.Obj, s.applyOptions(false))
+	if err != nil {
 		it.action, it.err = ActionFailed, objectErr(it.Object, err)
+		return
 	}
+	s.confirm(it, applied)
 }
 
 // writeStage writes items in waves so that an object annotated

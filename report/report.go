@@ -28,6 +28,9 @@ type Summary struct {
 	DryRun   string `json:"dryRun,omitempty"`
 	// Counts is the number of objects per action (created, configured, ...).
 	Counts map[string]int `json:"counts"`
+	// WithoutRequest counts the unchanged objects decided from the LIST
+	// alone, without a dry run.
+	WithoutRequest int `json:"unchangedWithoutRequest,omitempty"`
 	// Objects is one entry per object, in apply order.
 	Objects []Object `json:"objects"`
 	// Health is the verdict of waiting for what was applied to be ready;
@@ -46,7 +49,9 @@ type Object struct {
 	Ref    string `json:"ref"`
 	Source string `json:"source"`
 	Action string `json:"action"`
-	Error  string `json:"error,omitempty"`
+	// WithoutRequest: unchanged, decided from the LIST without a dry run.
+	WithoutRequest bool   `json:"withoutRequest,omitempty"`
+	Error          string `json:"error,omitempty"`
 }
 
 // Health is how many applied objects were ready when the wait ended.
@@ -69,8 +74,14 @@ func (s *Summary) CountsLine() string {
 	for _, n := range s.Counts {
 		total += n
 	}
-	c := fmt.Sprintf("%d objects: %d created, %d configured, %d unchanged, %d failed", total-s.Counts["pruned"],
-		s.Counts["created"], s.Counts["configured"], s.Counts["unchanged"], s.Counts["failed"])
+	unchanged := fmt.Sprint(s.Counts["unchanged"])
+	if s.WithoutRequest > 0 {
+		unchanged += fmt.Sprintf(" unchanged (%d without a request)", s.WithoutRequest)
+	} else {
+		unchanged += " unchanged"
+	}
+	c := fmt.Sprintf("%d objects: %d created, %d configured, %s, %d failed", total-s.Counts["pruned"],
+		s.Counts["created"], s.Counts["configured"], unchanged, s.Counts["failed"])
 	for _, a := range []string{"recreated", "pruned", "skipped", "not validated"} {
 		if n := s.Counts[a]; n > 0 {
 			c += fmt.Sprintf(", %d %s", n, a)

@@ -1,0 +1,325 @@
+package apply
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// A no-change run decides "unchanged" from the LIST it already makes,
+// without a dry run, when two facts the server itself wrote prove that
+// nothing has touched what cronsync owns since it last applied the same
+// desired object:
+//
+//  1. the object carries digestAnn, the digest of the desired object
+//     cronsync applied, and it equals the digest of today's desired object;
+//  2. cronsync's own managedFields entry (its field manager, operation
+//     Apply, the object's apiVersion) is what it was right after that apply,
+//     recorded as a fingerprint in the ApplySet parent. Any other writer that
+//     changes or removes a field cronsync owns changes that entry (an Update
+//     takes the field over, a forced Apply takes it, a removal drops it),
+//     and the server moves its time when the same manager changes a value.
+//
+// The fingerprint also covers the object's uid (deleted and created again by
+// hand) and, for custom resources, their CRD's generation (a schema change
+// can change what the same apply stores). Anything else takes the slow path;
+// the rule may only err towards it.
+//
+// The digest is an HMAC under a random key kept in the parent Secret: a
+// plain hash of a Secret's manifest, in an annotation anyone allowed to
+// list metadata can read, would let a weak password be guessed offline.
+const (
+	digestAnn = "cronsync.dev/applied-digest"
+	// fingerprintsKey is the parent Secret's data key holding the
+	// fingerprints, gzip-compressed lines of "key<TAB>fingerprint".
+	fingerprintsKey = "cronsync-fingerprints"
+	// fingerprintsManager owns that key on the parent, apart from the
+	// membership annotations, so that neither apply drops the other.
+	fingerprintsManager = "cronsync-fingerprints"
+	// digestKeyKey is the parent's data key holding the HMAC key.
+	digestKeyKey = "cronsync-digest-key"
+	// maxFingerprintBytes keeps the parent under the Secret size limit
+	// (1 MiB) with room for its annotations; objects past it take the slow
+	// path.
+	maxFingerprintBytes = 900 << 10
+)
+
+// setDigest records the desired object's digest on it, computed over its
+// canonical JSON (encoding/json sorts map keys) after cronsync's own
+// additions and without the annotation itself.
+func setDigest(u *unstructured.Unstructured, key []byte) error {
+	anns := u.GetAnnotations()
+	delete(anns, digestAnn)
+	if len(anns) == 0 {
+		anns = nil
+	}
+	u.SetAnnotations(anns)
+	b, err := json.Marshal(u.Object)
+	if err != nil {
+		return err
+	}
+	mac := hmac.New(sha256.New, key)
+	mac.Write(b)
+	sum := mac.Sum(nil)
+	if anns == nil {
+		anns = map[string]string{}
+	}
+	anns[digestAnn] = base64.RawURLEncoding.EncodeToString(sum[:18])
+	u.SetAnnotations(anns)
+	return nil
+}
+
+// fingerprint hashes cronsync's managedFields entry on a live object, with
+// its uid and salt (a CRD's generation for custom resources). ok is false
+// when cronsync owns nothing there.
+func fingerprint(live *unstructured.Unstructured, manager, salt string) (string, bool) {
+	apiVersion := live.GetAPIVersion()
+	for _, e := range live.GetManagedFields() {
+		if e.Manager != manager || e.Operation != metav1.ManagedFieldsOperationApply || e.APIVersion != apiVersion || e.Subresource != "" {
+			continue
+		}
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%s\x00", live.GetUID(), salt)
+		if e.Time != nil {
+			fmt.Fprint(h, e.Time.UTC().Format("2006-01-02T15:04:05Z"))
+		}
+		h.Write([]byte{0})
+		if e.FieldsV1 != nil {
+			h.Write(e.FieldsV1.Raw)
+		}
+		return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16]), true
+	}
+	return "", false
+}
+
+// fastKey identifies an object in the fingerprints.
+func fastKey(it *item) string {
+	return memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())
+}
+
+// decodeFingerprints reads the parent's fingerprints. Anything it cannot
+// read counts as none: every object then takes the slow path.
+func decodeFingerprints(parent *unstructured.Unstructured) map[string]string {
+	out := map[string]string{}
+	raw, _, _ := unstructured.NestedString(parent.Object, "data", fingerprintsKey)
+	if raw == "" {
+		return out
+	}
+	gz, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return out
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return out
+	}
+	plain, err := io.ReadAll(io.LimitReader(zr, 16<<20))
+	if err != nil {
+		return map[string]string{}
+	}
+	sc := bufio.NewScanner(bytes.NewReader(plain))
+	sc.Buffer(make([]byte, 64<<10), 64<<10)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "\t")
+		if !ok || k == "" || v == "" {
+			return map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// encodeFingerprints is decodeFingerprints' inverse, dropping entries past
+// maxFingerprintBytes (those objects take the slow path next time).
+func encodeFingerprints(fps map[string]string) (string, int, error) {
+	keys := make([]string, 0, len(fps))
+	for k := range fps {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for {
+		var buf bytes.Buffer
+		zw := gzip.NewWriter(&buf)
+		for _, k := range keys {
+			fmt.Fprintf(zw, "%s\t%s\n", k, fps[k])
+		}
+		if err := zw.Close(); err != nil {
+			return "", 0, err
+		}
+		enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+		if len(enc) <= maxFingerprintBytes || len(keys) == 0 {
+			return enc, len(keys), nil
+		}
+		keys = keys[:len(keys)*9/10]
+	}
+}
+
+// fastEnabled says whether this run may decide objects from the LIST: not
+// in a dry run (which always asks the server), not without an ApplySet
+// (nowhere to keep fingerprints), not when turned off.
+func (s *syncer) fastEnabled() bool {
+	return s.opts.FastUnchanged && s.applySet() && s.opts.DryRun == DryRunNone
+}
+
+// crdSalts reads, with one metadata-only LIST, the generation of every CRD,
+// for the fingerprints of custom resources.
+func (s *syncer) crdSalts(ctx context.Context) (map[schema.GroupResource]string, error) {
+	list, err := s.meta.Resource(schema.GroupVersionResource{Group: crdGK.Group, Version: "v1", Resource: "customresourcedefinitions"}).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	out := map[schema.GroupResource]string{}
+	for _, crd := range list.Items {
+		// A CRD is named <plural>.<group>.
+		plural, group, ok := strings.Cut(crd.GetName(), ".")
+		if ok {
+			out[schema.GroupResource{Group: group, Resource: plural}] = fmt.Sprint(crd.GetUID(), "/", crd.GetGeneration())
+		}
+	}
+	return out, nil
+}
+
+// salt is what an item's fingerprint is bound to besides its own entry.
+func (s *syncer) salt(it *item) string {
+	if it.mapping == nil {
+		return ""
+	}
+	return s.salts[it.mapping.Resource.GroupResource()]
+}
+
+// decideFast marks it unchanged if its live object proves it, and says so.
+func (s *syncer) decideFast(it *item, live *unstructured.Unstructured) bool {
+	if !s.fastEnabled() || live == nil || s.salts == nil {
+		return false
+	}
+	want, ok := s.recordedFPs[fastKey(it)]
+	if !ok || live.GetAnnotations()[digestAnn] != it.Obj.GetAnnotations()[digestAnn] {
+		return false
+	}
+	got, ok := fingerprint(live, s.opts.FieldManager, s.salt(it))
+	if !ok || got != want {
+		return false
+	}
+	it.action, it.fast, it.fp = ActionUnchanged, true, want
+	return true
+}
+
+// confirm records the fingerprint of what the server returned for it after
+// an apply, or after a dry run that found nothing to change.
+func (s *syncer) confirm(it *item, answer *unstructured.Unstructured) {
+	if !s.fastEnabled() || answer == nil {
+		return
+	}
+	if fp, ok := fingerprint(answer, s.opts.FieldManager, s.salt(it)); ok {
+		it.fp = fp
+	}
+}
+
+// writeFingerprints stores the fingerprints the run confirmed, and only
+// those: an object the run did not confirm (failed, skipped, not reached)
+// has none, so the next run takes the slow path for it.
+func (s *syncer) writeFingerprints(ctx context.Context, items []*item) error {
+	fps := map[string]string{}
+	for _, it := range items {
+		if it.fp != "" && it.err == nil && it.blocked == nil {
+			fps[fastKey(it)] = it.fp
+		}
+	}
+	if equalMaps(fps, s.recordedFPs) && !s.newDigestKey {
+		return nil // a run that changes nothing writes nothing
+	}
+	enc, _, err := encodeFingerprints(fps)
+	if err != nil {
+		return err
+	}
+	return s.patchFastData(ctx, enc)
+}
+
+// patchFastData writes the digest key and the fingerprints (base64 of their
+// gzip) to the parent, with a field manager of their own.
+func (s *syncer) patchFastData(ctx context.Context, fingerprints string) error {
+	a := s.opts.ApplySet
+	data := map[string]string{digestKeyKey: base64.StdEncoding.EncodeToString(s.digestKey)}
+	if fingerprints != "" {
+		data[fingerprintsKey] = fingerprints
+	}
+	patch, err := json.Marshal(map[string]any{
+		"apiVersion": "v1", "kind": "Secret",
+		"metadata": map[string]any{"name": a.Name, "namespace": a.Namespace},
+		"data":     data,
+	})
+	if err != nil {
+		return err
+	}
+	_, err = s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
+		metav1.PatchOptions{FieldManager: fingerprintsManager, Force: new(true)})
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("recording fingerprints on ApplySet parent %s: %w", a, err)
+	}
+	return nil
+}
+
+// digestKeyFrom returns the parent's digest key, or a new one (and true)
+// when it has none.
+func digestKeyFrom(parent *unstructured.Unstructured) ([]byte, bool) {
+	if parent != nil {
+		raw, _, _ := unstructured.NestedString(parent.Object, "data", digestKeyKey)
+		if key, err := base64.StdEncoding.DecodeString(raw); err == nil && len(key) == 32 {
+			return key, false
+		}
+	}
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return key, true
+}
+
+// digestAll keys the digests of every object of the commit. A new key is
+// stored before the first write (storeNewDigestKey), so that a run that
+// dies halfway does not make the next one see every digest change.
+func (s *syncer) digestAll(items []*item, parent *unstructured.Unstructured) error {
+	s.digestKey, s.newDigestKey = digestKeyFrom(parent)
+	for _, it := range items {
+		if err := setDigest(it.Obj, s.digestKey); err != nil {
+			return manifestErr(it.Object, err)
+		}
+	}
+	return nil
+}
+
+// storeNewDigestKey writes a key this run made, once the commit has passed
+// its checks. A parent whose namespace the commit creates gets it with the
+// fingerprints at the end.
+func (s *syncer) storeNewDigestKey(ctx context.Context) error {
+	if !s.newDigestKey || !s.fastEnabled() {
+		return nil
+	}
+	return s.patchFastData(ctx, "")
+}
+
+func equalMaps(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if w, ok := b[k]; !ok || w != v {
+			return false
+		}
+	}
+	return true
+}
