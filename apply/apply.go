@@ -248,7 +248,7 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 			return err
 		}
 	}
-	if s.opts.FastUnchanged && s.applySet() {
+	if s.digests() {
 		// Dry runs carry the digest too: otherwise they would show its
 		// removal as a change.
 		if err := s.digestAll(slices.Concat(p.first, p.rest), s.parent); err != nil {
@@ -415,7 +415,7 @@ func (s *syncer) results(items []*item) []ObjectResult {
 	out := make([]ObjectResult, len(items))
 	for i, it := range items {
 		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err,
-			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName(), WithoutRequest: it.fast}
+			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName(), WithoutRequest: it.fast && it.action == ActionUnchanged}
 		if it.mapping != nil {
 			out[i].Resource = it.mapping.Resource
 		}

@@ -93,7 +93,7 @@ func (s *syncer) check(ctx context.Context, it *item) {
 	switch {
 	case live == nil:
 		it.action = ActionCreated
-	case sameContent(live, merged):
+	case sameContent(live, merged) && (!s.digests() || sameOwnership(live, merged, s.opts.FieldManager)):
 		it.action = ActionUnchanged
 		s.confirm(it, merged)
 	default:

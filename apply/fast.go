@@ -90,6 +90,7 @@ func setDigest(u *unstructured.Unstructured, key []byte) error {
 // when cronsync owns nothing there.
 func fingerprint(live *unstructured.Unstructured, manager, salt string) (string, bool) {
 	apiVersion := live.GetAPIVersion()
+	// The same entry ownedFields reads.
 	for _, e := range live.GetManagedFields() {
 		if e.Manager != manager || e.Operation != metav1.ManagedFieldsOperationApply || e.APIVersion != apiVersion || e.Subresource != "" {
 			continue
@@ -107,6 +108,29 @@ func fingerprint(live *unstructured.Unstructured, manager, salt string) (string,
 	}
 	return "", false
 }
+
+// ownedFields returns the fieldsV1 of manager's Apply entry, nil if none.
+func ownedFields(u *unstructured.Unstructured, manager string) []byte {
+	for _, e := range u.GetManagedFields() {
+		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.APIVersion == u.GetAPIVersion() && e.Subresource == "" && e.FieldsV1 != nil {
+			return e.FieldsV1.Raw
+		}
+	}
+	return nil
+}
+
+// sameOwnership: applying would leave cronsync owning what it owns now. An
+// object whose content is right but whose fields another writer took, or
+// that was deleted and created again by hand with the same content, is
+// configured, so that the fingerprint the next run compares is cronsync's
+// own again.
+func sameOwnership(live, merged *unstructured.Unstructured, manager string) bool {
+	return bytes.Equal(ownedFields(live, manager), ownedFields(merged, manager))
+}
+
+// digests says whether objects carry the digest annotation in this run
+// (real and dry runs alike, so that a dry run reports what a run does).
+func (s *syncer) digests() bool { return s.opts.FastUnchanged && s.applySet() }
 
 // fastKey identifies an object in the fingerprints.
 func fastKey(it *item) string {
