@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+// The rule that decides objects from the LIST may only err towards asking
+// the server. On a generated repository of 2,000 objects, rounds of commits
+// and hand edits are followed by a server dry run of every object (the slow
+// path, which asks the server about each) and a run with the fast path:
+// every object the fast path calls unchanged, the server must call
+// unchanged too. CRONSYNC_EQUIVALENCE_SEED replays a failure.
+func TestFastPathAgreesWithTheServer(t *testing.T) {
+	seed := uint64(20261123)
+	if s := os.Getenv("CRONSYNC_EQUIVALENCE_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	rng := rand.New(rand.NewPCG(seed, seed))
+	const (
+		namespaces   = 4
+		nConfigMaps  = 1900
+		nDeployments = 100
+		rounds       = 4
+	)
+	type obj struct {
+		ns, name string
+		deploy   bool
+		value    int
+	}
+	var objs []*obj
+	for i := range nConfigMaps {
+		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("cm-%04d", i)})
+	}
+	for i := range nDeployments {
+		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("web-%03d", i), deploy: true, value: 1})
+	}
+	manifest := func(o *obj) string {
+		meta := fmt.Sprintf("metadata:\n  name: %s\n  namespace: %s\n  labels: {gen: eq}\n  annotations: {note: a}\n", o.name, o.ns)
+		if o.deploy {
+			return fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\n%sspec:\n  replicas: %d\n  selector: {matchLabels: {app: %s}}\n  template:\n    metadata: {labels: {app: %s}}\n    spec: {containers: [{name: app, image: registry.invalid/app:1}]}\n", meta, o.value, o.name, o.name)
+		}
+		return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\n%sdata: {value: \"%d\"}\n", meta, o.value)
+	}
+	r := testenv.NewRepo(t)
+	write := func() {
+		files := map[string][]string{}
+		for i, o := range objs {
+			f := fmt.Sprintf("%s/%03d.yaml", o.ns, i/10)
+			files[f] = append(files[f], manifest(o))
+		}
+		for f, docs := range files {
+			r.Write(f, strings.Join(docs, "---\n"))
+		}
+	}
+	for i := range namespaces {
+		r.Write(fmt.Sprintf("ns-%d.yaml", i), namespace(fmt.Sprintf("eq-%d", i)))
+	}
+	write()
+	r.Commit("generated")
+	args := []string{"--repo", r.Dir, "--applyset", "default/equivalence", "--prune"}
+	mustSync(t, args...)
+
+	ctx := context.Background()
+	client := func(o *obj) dynamic.ResourceInterface {
+		if o.deploy {
+			return kube.Resource(deployments).Namespace(o.ns)
+		}
+		return kube.Resource(configMaps).Namespace(o.ns)
+	}
+	kind := func(o *obj) string {
+		if o.deploy {
+			return `"apiVersion":"apps/v1","kind":"Deployment"`
+		}
+		return `"apiVersion":"v1","kind":"ConfigMap"`
+	}
+	field := func(o *obj, v int) string {
+		if o.deploy {
+			return fmt.Sprintf(`"spec":{"replicas":%d}`, v)
+		}
+		return fmt.Sprintf(`"data":{"value":"%d"}`, v)
+	}
+	edits := []struct {
+		name string
+		do   func(o *obj) error
+	}{
+		{"merge patch", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte("{"+field(o, 7)+"}"), metav1.PatchOptions{FieldManager: "hand"})
+			return err
+		}},
+		{"JSON patch removing a label", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.JSONPatchType, []byte(`[{"op":"remove","path":"/metadata/labels/gen"}]`), metav1.PatchOptions{FieldManager: "hand"})
+			return err
+		}},
+		{"forced apply", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.ApplyPatchType, []byte(fmt.Sprintf(`{%s,"metadata":{"name":%q},%s}`, kind(o), o.name, field(o, 9))), metav1.PatchOptions{FieldManager: "other", Force: new(true)})
+			return err
+		}},
+		{"deleted and created again", func(o *obj) error {
+			u, err := client(o).Get(ctx, o.name, metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			if err := client(o).Delete(ctx, o.name, metav1.DeleteOptions{}); err != nil {
+				return err
+			}
+			for _, f := range []string{"uid", "resourceVersion", "creationTimestamp", "managedFields", "generation"} {
+				unstructured.RemoveNestedField(u.Object, "metadata", f)
+			}
+			delete(u.Object, "status")
+			_, err = client(o).Create(ctx, u, metav1.CreateOptions{FieldManager: "hand"})
+			return err
+		}},
+		{"annotate --overwrite", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"note":"b"}}}`), metav1.PatchOptions{FieldManager: "kubectl-annotate"})
+			return err
+		}},
+		{"digest edited", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte(`{"metadata":{"annotations":{"cronsync.dev/applied-digest":"x"}}}`), metav1.PatchOptions{FieldManager: "hand"})
+			return err
+		}},
+		{"another tool's own field", func(o *obj) error {
+			_, err := client(o).Patch(ctx, o.name, types.ApplyPatchType, []byte(fmt.Sprintf(`{%s,"metadata":{"name":%q,"annotations":{"other/seen":"%d"}}}`, kind(o), o.name, rng.IntN(1000))), metav1.PatchOptions{FieldManager: "other-tool"})
+			return err
+		}},
+		{"scale", func(o *obj) error {
+			if !o.deploy {
+				return nil
+			}
+			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte(`{"spec":{"replicas":4}}`), metav1.PatchOptions{FieldManager: "kubectl"}, "scale")
+			return err
+		}},
+	}
+
+	for round := range rounds {
+		// Commits: some values change in Git.
+		for range 20 {
+			objs[rng.IntN(len(objs))].value++
+		}
+		write()
+		r.Commit(fmt.Sprintf("round %d", round))
+		// Hand edits.
+		for range 30 {
+			o, e := objs[rng.IntN(len(objs))], edits[rng.IntN(len(edits))]
+			if err := e.do(o); err != nil {
+				t.Fatalf("seed %d round %d: %s of %s/%s: %v", seed, round, e.name, o.ns, o.name, err)
+			}
+		}
+		server, _ := syncJSON(t, append(args, "--dry-run=server")...)
+		fast, _ := syncJSON(t, args...)
+		decided := 0
+		for ref, o := range fast {
+			if !o.WithoutRequest {
+				continue
+			}
+			decided++
+			if server[ref].Action != "unchanged" {
+				t.Errorf("seed %d round %d: %s decided unchanged without a request; the server says %s", seed, round, ref, server[ref].Action)
+			}
+		}
+		t.Logf("round %d: %d of %d objects decided without a request", round, decided, len(fast))
+		if decided < len(fast)/2 {
+			t.Errorf("seed %d round %d: only %d of %d decided without a request: the fast path is not being exercised", seed, round, decided, len(fast))
+		}
+	}
+}
