@@ -1,20 +1,27 @@
 // Command sync measures cronsync against `kubectl apply --server-side` and
-// against the physical floor, in one run, on a local kube-apiserver and etcd
+// against the physical floors, in one run, on a local kube-apiserver and etcd
 // (the ones the tests use).
 //
-//	go run ./bench/sync [-objects 1000] [-runs 3] [-kubectl=false]
+//	go run ./bench/sync [-objects 1000] [-runs 3] [-kubectl=false] [-controllers=false]
 //
 // It generates a repository of ConfigMaps, Services, Deployments,
 // ServiceAccounts and Roles across 10 namespaces, five objects a file, and
 // reports wall time, requests the API server served (from its own
-// apiserver_request_total), and peak RSS, for: cronsync's first sync, a sync
-// where nothing changed, and one where one object changed (validation and
-// prune on), and the unchanged one again with --wait once everything has
-// rolled out (controllers, scheduler and kwok's fake node run beside the
-// API server); kubectl apply --server-side -R -f, first and unchanged; and the
-// floor: every object server-side-applied once by 8 parallel workers with no
-// throttling, no validation and no prune. Each tool gets its own namespaces,
-// so every "first" run creates everything.
+// apiserver_request_total; with controllers running, theirs are counted
+// too), and peak RSS, for:
+//   - cronsync's first sync; a sync where nothing changed, decided from the
+//     LISTs and again with --fast-unchanged=false (a dry run per object);
+//     with controllers, scheduler and kwok's fake node beside the API server
+//     (the default), the same no-change run with --wait once everything has
+//     rolled out; and one where one object changed (validation and prune on);
+//   - a repository shaped like kube-prometheus (ten CRDs of about 600 KB,
+//     about a hundred objects), first and unchanged;
+//   - kubectl apply --server-side -R -f, first and unchanged;
+//   - the write floor: every object server-side-applied once by 8 parallel
+//     workers with no throttling, no validation and no prune; and the read
+//     floor: one LIST per resource and namespace the commit uses.
+//
+// Each tool gets its own namespaces, so every "first" run creates everything.
 package main
 
 import (
@@ -53,8 +60,9 @@ func main() {
 	objects := flag.Int("objects", 1000, "objects in the generated repository, besides its namespaces")
 	runs := flag.Int("runs", 3, "repetitions of each measurement; the median is reported")
 	withKubectl := flag.Bool("kubectl", true, "also measure kubectl apply --server-side (minutes at 10,000 objects)")
+	controllers := flag.Bool("controllers", true, "run controllers, scheduler and kwok, and measure --wait (heavy at 10,000 objects)")
 	flag.Parse()
-	if err := run(*objects, *runs, *withKubectl); err != nil {
+	if err := run(*objects, *runs, *withKubectl, *controllers); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -67,7 +75,7 @@ type measure struct {
 	rss      int64 // bytes; 0 when not measured
 }
 
-func run(objects, runs int, withKubectl bool) error {
+func run(objects, runs int, withKubectl, controllers bool) error {
 	root := testenv.ModuleRoot()
 	binary := filepath.Join(root, "cronsync")
 	if out, err := exec.Command("go", "build", "-o", binary, root).CombinedOutput(); err != nil {
@@ -86,8 +94,10 @@ func run(objects, runs int, withKubectl bool) error {
 	defer c.Stop()
 	// Deployments roll out, as on a real cluster, so that --wait has
 	// something to wait for.
-	if err := c.StartControllers(); err != nil {
-		return err
+	if controllers {
+		if err := c.StartControllers(); err != nil {
+			return err
+		}
 	}
 	work, err := os.MkdirTemp("", "cronsync-bench-")
 	if err != nil {
@@ -98,7 +108,7 @@ func run(objects, runs int, withKubectl bool) error {
 	var results []measure
 	for i := range runs {
 		fmt.Fprintf(os.Stderr, "round %d of %d ...\n", i+1, runs)
-		round, err := oneRound(c, work, binary, kubectl, objects, i)
+		round, err := oneRound(c, work, binary, kubectl, objects, i, controllers)
 		if err != nil {
 			return err
 		}
@@ -110,7 +120,7 @@ func run(objects, runs int, withKubectl bool) error {
 
 // oneRound measures every scenario once, in namespaces of its own (suffix
 // round), so that first runs always create.
-func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round int) ([]measure, error) {
+func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round int, controllers bool) ([]measure, error) {
 	var out []measure
 	prefix := func(tool string) string { return fmt.Sprintf("%s%d", tool, round) }
 
@@ -132,26 +142,42 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 	}
 	args := []string{"--kubeconfig", c.Kubeconfig, "--repo", repo, "--prune", "--applyset", "default/" + prefix("cs"), "--wait=false"}
 	waitArgs := append(slices.Clone(args[:len(args)-1]), "--wait-timeout", "5m")
+	slowArgs := append(slices.Clone(args), "--fast-unchanged=false")
 	m, err := timed(c, "cronsync: first sync", exec.Command(binary, args...))
 	if err != nil {
 		return nil, err
 	}
 	out = append(out, m)
-	// Untimed: let every Deployment roll out, so that the no-change runs
-	// below meet a settled, healthy cluster, as most scheduled runs do.
-	if _, err := timed(c, "cronsync: wait for the rollout", exec.Command(binary, waitArgs...)); err != nil {
-		return nil, err
-	}
-	for _, run := range []struct {
+	runs := []struct {
 		label string
 		args  []string
-	}{{"cronsync: unchanged", args}, {"cronsync: unchanged, --wait", waitArgs}} {
+	}{{"cronsync: unchanged", args}, {"cronsync: unchanged, --fast-unchanged=false", slowArgs}}
+	if controllers {
+		// Untimed: let every Deployment roll out, so that the no-change
+		// runs meet a settled, healthy cluster, as most scheduled runs do.
+		if _, err := timed(c, "cronsync: wait for the rollout", exec.Command(binary, waitArgs...)); err != nil {
+			return nil, err
+		}
+		runs = append(runs, struct {
+			label string
+			args  []string
+		}{"cronsync: unchanged, --wait", waitArgs})
+	}
+	for _, run := range runs {
 		m, err := timed(c, run.label, exec.Command(binary, run.args...))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, m)
 	}
+	// The read floor: one LIST per resource and namespace of the commit,
+	// which is all a no-change run must read.
+	m, err = readFloor(c, generate(prefix("cs"), objects))
+	if err != nil {
+		return nil, err
+	}
+	m.name = "read floor: one LIST per resource and namespace"
+	out = append(out, m)
 	cm := filepath.Join(repo, "apps", "file-000.yaml")
 	b, err := os.ReadFile(cm)
 	if err != nil {
@@ -168,6 +194,22 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 		return nil, err
 	}
 	out = append(out, m)
+
+	// A repository shaped like kube-prometheus: ten CRDs with schemas of
+	// several hundred KB, and about a hundred objects, some of them their
+	// custom resources.
+	kp := filepath.Join(work, prefix("kp"))
+	if err := writeKubePrometheusLike(kp, prefix("kp")); err != nil {
+		return nil, err
+	}
+	kpArgs := []string{"--kubeconfig", c.Kubeconfig, "--repo", kp, "--prune", "--applyset", "default/" + prefix("kp"), "--wait=false"}
+	for _, label := range []string{"kube-prometheus-like: first sync", "kube-prometheus-like: unchanged"} {
+		m, err := timed(c, label, exec.Command(binary, kpArgs...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
 
 	// kubectl.
 	if kubectl != "" {
@@ -394,6 +436,11 @@ func writeRepo(dir string, objs []*unstructured.Unstructured) error {
 			return err
 		}
 	}
+	return commitAll(dir)
+}
+
+// commitAll makes dir a repository with everything in it committed.
+func commitAll(dir string) error {
 	if err := git(dir, "init", "-q", "-b", "main"); err != nil {
 		return err
 	}
@@ -454,8 +501,16 @@ func report(all []measure, objects int, haveKubectl bool) {
 		ratio("cronsync: first sync", "floor: first apply"),
 		ratio("cronsync: unchanged", "floor: unchanged"),
 		ratio("cronsync: one object changed", "floor: unchanged"))
-	fmt.Printf("- --wait on an unchanged, healthy commit: %s of the run without it (target ≤ 1.10x)\n",
-		ratio("cronsync: unchanged, --wait", "cronsync: unchanged"))
+	fmt.Printf("- unchanged / read floor: %s (target ≤ 2x); with --fast-unchanged=false %s\n",
+		ratio("cronsync: unchanged", "read floor: one LIST per resource and namespace"),
+		ratio("cronsync: unchanged, --fast-unchanged=false", "read floor: one LIST per resource and namespace"))
+	fmt.Printf("- one object changed / read floor: %s (target ≤ 2x plus one dry run and one apply)\n",
+		ratio("cronsync: one object changed", "read floor: one LIST per resource and namespace"))
+	fmt.Printf("- kube-prometheus-like, unchanged: %s (target < 1.5 s)\n", med["kube-prometheus-like: unchanged"].wall.Round(time.Millisecond))
+	if med["cronsync: unchanged, --wait"].wall > 0 {
+		fmt.Printf("- --wait on an unchanged, healthy commit: %s of the run without it (target ≤ 1.10x)\n",
+			ratio("cronsync: unchanged, --wait", "cronsync: unchanged"))
+	}
 	if haveKubectl {
 		fmt.Printf("- kubectl / cronsync: first %s, unchanged %s\n",
 			ratio("kubectl apply --server-side: first", "cronsync: first sync"),
@@ -474,4 +529,151 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%d cores (%s), %s, %s/%s", runtime.NumCPU(), model, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}
+
+// readFloor lists every resource and namespace objs live in, once each,
+// with 8 workers: what any tool must read to know a commit is unchanged.
+func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, error) {
+	before, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return measure{}, err
+	}
+	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
+	type group struct {
+		m  *meta.RESTMapping
+		ns string
+	}
+	seen := map[string]bool{}
+	var groups []group
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return measure{}, err
+		}
+		ns := ""
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ns = o.GetNamespace()
+		}
+		if k := m.Resource.String() + "/" + ns; !seen[k] {
+			seen[k] = true
+			groups = append(groups, group{m, ns})
+		}
+	}
+	start := time.Now()
+	work := make(chan group)
+	errs := make(chan error, len(groups))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for g := range work {
+				var ri dynamic.ResourceInterface = dyn.Resource(g.m.Resource)
+				if g.ns != "" {
+					ri = dyn.Resource(g.m.Resource).Namespace(g.ns)
+				}
+				opts := metav1.ListOptions{Limit: 500}
+				for {
+					list, err := ri.List(context.Background(), opts)
+					if err != nil {
+						errs <- err
+						break
+					}
+					if opts.Continue = list.GetContinue(); opts.Continue == "" {
+						break
+					}
+				}
+			}
+		})
+	}
+	for _, g := range groups {
+		work <- g
+	}
+	close(work)
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return measure{}, err
+	}
+	wall := time.Since(start)
+	after, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	return measure{wall: wall, requests: after - before - 1}, nil
+}
+
+// writeKubePrometheusLike writes a repository shaped like kube-prometheus's
+// manifests/: ten CRDs whose schemas are several hundred KB each (deep
+// objects with many described properties, as generated CRDs are), and about
+// a hundred objects, twenty of them custom resources.
+func writeKubePrometheusLike(dir, prefix string) error {
+	if err := os.MkdirAll(filepath.Join(dir, "setup"), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "setup", "namespace.yaml"), []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: "+prefix+"}\n"), 0o644); err != nil {
+		return err
+	}
+	group := prefix + ".example.com"
+	for i := range 10 {
+		kind := fmt.Sprintf("Thing%d", i)
+		var props strings.Builder
+		// About 600 KB: 1,500 properties, each an object of a few described
+		// fields.
+		for p := range 1500 {
+			fmt.Fprintf(&props, "                field%04d:\n                  type: object\n                  description: %q\n                  properties:\n                    name: {type: string, description: %q}\n                    value: {type: string, description: %q}\n                    port: {type: integer, format: int32, description: %q}\n",
+				p, strings.Repeat("d", 120), strings.Repeat("n", 60), strings.Repeat("v", 60), strings.Repeat("p", 60))
+		}
+		crd := fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: %[1]ss.%[2]s
+spec:
+  group: %[2]s
+  scope: Namespaced
+  names: {plural: %[1]ss, singular: %[1]s, kind: %[3]s, listKind: %[3]sList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+%[4]s`, strings.ToLower(kind), group, kind, props.String())
+		if err := os.WriteFile(filepath.Join(dir, "setup", fmt.Sprintf("crd-%d.yaml", i)), []byte(crd), 0o644); err != nil {
+			return err
+		}
+		for j := range 2 {
+			cr := fmt.Sprintf("apiVersion: %s/v1\nkind: %s\nmetadata: {name: r%d, namespace: %s}\nspec:\n  field0001: {name: a, value: b, port: 9090}\n", group, kind, j, prefix)
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("cr-%d-%d.yaml", i, j)), []byte(cr), 0o644); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range 80 {
+		var y string
+		switch i % 4 {
+		case 0:
+			y = fmt.Sprintf("apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa-%d, namespace: %s}\n", i, prefix)
+		case 1:
+			y = fmt.Sprintf("apiVersion: v1\nkind: Service\nmetadata: {name: svc-%d, namespace: %s}\nspec: {selector: {app: a%d}, ports: [{port: 9090}]}\n", i, prefix, i)
+		case 2:
+			y = fmt.Sprintf("apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: %s-role-%d}\nrules: [{apiGroups: [\"\"], resources: [pods, services, endpoints], verbs: [get, list, watch]}]\n", prefix, i)
+		default:
+			y = fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm-%d, namespace: %s}\ndata: {config.yaml: %q}\n", i, prefix, strings.Repeat("key: value\n", 200))
+		}
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("obj-%03d.yaml", i)), []byte(y), 0o644); err != nil {
+			return err
+		}
+	}
+	return commitAll(dir)
 }
