@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"syscall"
@@ -30,29 +29,11 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	os.Exit(testMain(m))
-}
-
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "cronsync-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "cronsync")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building cronsync: %v\n%s", err, out)
-		return 1
-	}
-	cluster, err = testenv.StartCluster()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer cluster.Stop()
-	kube = dynamic.NewForConfigOrDie(cluster.Config)
-	return m.Run()
+	var h testenv.Harness
+	os.Exit(testenv.RunMain(m, &h, false, func() {
+		cluster, binary = h.Cluster, h.Binary
+		kube = dynamic.NewForConfigOrDie(cluster.Config)
+	}))
 }
 
 type result struct {

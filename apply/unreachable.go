@@ -45,13 +45,19 @@ func (b *breaker) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := b.next.RoundTrip(req)
 	switch {
 	case err == nil:
+		// An answer ends the streak; the error reported is its first.
 		b.inARow.Store(0)
+		b.first.Store(nil)
 	case req.Context().Err() != nil:
 		// Cancelled by the run itself (SIGTERM, --timeout): not the server.
 	default:
 		b.first.CompareAndSwap(nil, &err)
 		if b.inARow.Add(1) >= unreachableAfter {
-			b.once.Do(func() { b.stop(&unreachableError{first: *b.first.Load()}) })
+			first := err
+			if p := b.first.Load(); p != nil {
+				first = *p
+			}
+			b.once.Do(func() { b.stop(&unreachableError{first: first}) })
 		}
 		err = &transportError{err}
 	}
