@@ -217,6 +217,15 @@ spec:
 			t.Errorf("the other tool's annotation is %s", got)
 		}
 	})
+	t.Run("turned off and on again", func(t *testing.T) {
+		got, _ := syncJSON(t, append(args, "--fast-unchanged=false")...)
+		for r, o := range got {
+			if o.WithoutRequest || o.Action != "unchanged" {
+				t.Errorf("%s: %s (without a request: %v) with --fast-unchanged=false; want unchanged, from a dry run", r, o.Action, o.WithoutRequest)
+			}
+		}
+		settled(t)
+	})
 	for _, tc := range []struct{ name, data string }{
 		{"fingerprints deleted", `{"data":{"cronsync-fingerprints":null}}`},
 		{"fingerprints corrupted", `{"data":{"cronsync-fingerprints":"bm90IGd6aXA="}}`},

@@ -101,7 +101,7 @@ type Options struct {
 	// FastUnchanged lets a run decide from the LIST alone that an object is
 	// unchanged, when the object's digest annotation and cronsync's field
 	// ownership prove it (see fast.go). It needs an ApplySet, and a dry run
-	// never uses it.
+	// never uses it. The digests are recorded either way.
 	FastUnchanged bool
 	// Out receives one line per object.
 	Out io.Writer

@@ -8,7 +8,9 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 )
 
 // checkAll reads every item's live object and, unless this is a client dry
@@ -16,27 +18,30 @@ import (
 // object exactly as the real request would. It returns the errors of the
 // items that failed.
 func (s *syncer) checkAll(ctx context.Context, items []*item) []error {
-	// One batch at a time, so that only two batches' live objects are held:
-	// the one being checked and the next, whose LIST is already under way.
+	// Batches are checked in order while the LISTs of the next ones are
+	// under way, up to --workers of them: on a busy API server a no-change
+	// run is its LISTs' latency, so they must not queue behind each other.
+	// Only that many batches' live objects are held at once.
 	bs := batches(items)
-	read := func(b batch) chan struct{} {
+	window := max(s.opts.Workers, 1)
+	dones := make([]chan struct{}, len(bs))
+	read := func(i int) {
 		done := make(chan struct{})
+		dones[i] = done
 		go func() {
 			defer close(done)
-			if b.list {
-				s.readLive(ctx, b.items)
+			if bs[i].list {
+				s.readLive(ctx, bs[i].items)
 			}
 		}()
-		return done
 	}
-	var next chan struct{}
-	if len(bs) > 0 {
-		next = read(bs[0])
+	for i := range min(window, len(bs)) {
+		read(i)
 	}
 	for i, b := range bs {
-		<-next
-		if i+1 < len(bs) {
-			next = read(bs[i+1])
+		<-dones[i]
+		if j := i + window; j < len(bs) {
+			read(j)
 		}
 		s.each(ctx, b.items, s.check)
 	}
@@ -53,6 +58,9 @@ func (s *syncer) check(ctx context.Context, it *item) {
 	if it.skip != nil {
 		it.action, it.err = ActionSkipped, objectErr(it.Object, it.skip)
 		return
+	}
+	if it.fast {
+		return // decided from the metadata LIST
 	}
 	live := it.live
 	if !it.liveRead {
@@ -208,7 +216,17 @@ func batches(items []*item) []batch {
 
 // readLive fetches the live objects of one group with a LIST. A group that
 // cannot be listed (RBAC may allow get but not list) is left to check's GET.
+//
+// Where objects may be decided from the LIST, it first lists metadata only
+// (annotations and managedFields are all the decision reads): a no-change
+// run then never downloads a ConfigMap's data or a CRD's schema. Objects it
+// cannot decide are read in full, with a LIST if there are enough of them.
 func (s *syncer) readLive(ctx context.Context, group []*item) {
+	if s.fastEnabled() && s.salts != nil {
+		if group = s.decideFromMetadata(ctx, group); len(group) < listThreshold {
+			return // check GETs the few left
+		}
+	}
 	live, err := s.listAll(ctx, s.client(group[0]))
 	if err != nil {
 		return
@@ -216,6 +234,49 @@ func (s *syncer) readLive(ctx context.Context, group []*item) {
 	for _, it := range group {
 		it.live, it.liveRead = live[it.Obj.GetName()], true
 	}
+}
+
+// decideFromMetadata decides what it can of group from a metadata-only
+// LIST and returns the items still to be read in full. An object absent
+// from the LIST is known absent.
+func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item {
+	m := group[0].mapping
+	var c metadata.ResourceInterface = s.meta.Resource(m.Resource)
+	if ns := group[0].Obj.GetNamespace(); ns != "" {
+		c = s.meta.Resource(m.Resource).Namespace(ns)
+	}
+	found := map[string]*metav1.PartialObjectMetadata{}
+	opts := metav1.ListOptions{Limit: 500}
+	for {
+		list, err := c.List(ctx, opts)
+		if err != nil {
+			return group
+		}
+		for i := range list.Items {
+			found[list.Items[i].Name] = &list.Items[i]
+		}
+		if opts.Continue = list.Continue; opts.Continue == "" {
+			break
+		}
+	}
+	var rest []*item
+	for _, it := range group {
+		pom, ok := found[it.Obj.GetName()]
+		if !ok {
+			it.live, it.liveRead = nil, true
+			continue
+		}
+		meta, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&pom.ObjectMeta)
+		if err != nil {
+			rest = append(rest, it)
+			continue
+		}
+		live := &unstructured.Unstructured{Object: map[string]any{"apiVersion": it.Obj.GetAPIVersion(), "kind": it.Obj.GetKind(), "metadata": meta}}
+		if !s.decideFast(it, live) {
+			rest = append(rest, it)
+		}
+	}
+	return rest
 }
 
 func (s *syncer) listAll(ctx context.Context, c dynamic.ResourceInterface) (map[string]*unstructured.Unstructured, error) {

@@ -128,9 +128,11 @@ func sameOwnership(live, merged *unstructured.Unstructured, manager string) bool
 	return bytes.Equal(ownedFields(live, manager), ownedFields(merged, manager))
 }
 
-// digests says whether objects carry the digest annotation in this run
-// (real and dry runs alike, so that a dry run reports what a run does).
-func (s *syncer) digests() bool { return s.opts.FastUnchanged && s.applySet() }
+// digests says whether objects carry the digest annotation in this run:
+// whenever there is an ApplySet to keep its key, in real and dry runs alike
+// and whether or not this run decides anything from it, so that neither a
+// dry run nor --fast-unchanged=false shows or makes a change of its own.
+func (s *syncer) digests() bool { return s.applySet() }
 
 // fastKey identifies an object in the fingerprints.
 func fastKey(it *item) string {
@@ -330,7 +332,7 @@ func (s *syncer) digestAll(items []*item, parent *unstructured.Unstructured) err
 // its checks. A parent whose namespace the commit creates gets it with the
 // fingerprints at the end.
 func (s *syncer) storeNewDigestKey(ctx context.Context) error {
-	if !s.newDigestKey || !s.fastEnabled() {
+	if !s.newDigestKey || !s.digests() || s.opts.DryRun != DryRunNone {
 		return nil
 	}
 	return s.patchFastData(ctx, "")
