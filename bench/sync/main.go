@@ -86,7 +86,7 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 		kubectl = findKubectl(root)
 	}
 
-	fmt.Fprintln(os.Stderr, "starting kube-apiserver, etcd, controllers, scheduler and kwok ...")
+	fmt.Fprintln(os.Stderr, "starting kube-apiserver and etcd (and, unless -controllers=false, controllers, scheduler and kwok) ...")
 	c, err := testenv.StartClusterUnaudited()
 	if err != nil {
 		return err
