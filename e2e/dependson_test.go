@@ -114,5 +114,5 @@ spec:
 	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
 	wantExit(t, out, 0)
 	wantLine(t, out.stdout, "pod/app -n "+ns+" created")
-	wantLine(t, out.stdout, "pod/app -n "+ns+" ready after")
+	wantLine(t, out.stdout, "3 ready, 0 not ready")
 }
