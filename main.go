@@ -187,6 +187,12 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	if err != nil || !cfg.wait || opts.DryRun != apply.DryRunNone {
 		return err
 	}
+	return waitHealthy(ctx, waiter, res, sum)
+}
+
+// waitHealthy waits for every object the run applied, changed or not, and
+// records the verdict in sum.
+func waitHealthy(ctx context.Context, waiter func(context.Context, []apply.ObjectResult) (*health.Result, error), res *apply.Result, sum *report.Summary) error {
 	var applied []apply.ObjectResult
 	for _, o := range res.Objects {
 		switch o.Action {
