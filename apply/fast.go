@@ -173,7 +173,7 @@ func decodeFingerprints(parent *unstructured.Unstructured) map[string]string {
 
 // encodeFingerprints is decodeFingerprints' inverse, dropping entries past
 // maxFingerprintBytes (those objects take the slow path next time).
-func encodeFingerprints(fps map[string]string) (string, int, error) {
+func encodeFingerprints(fps map[string]string) (string, error) {
 	keys := make([]string, 0, len(fps))
 	for k := range fps {
 		keys = append(keys, k)
@@ -186,11 +186,11 @@ func encodeFingerprints(fps map[string]string) (string, int, error) {
 			fmt.Fprintf(zw, "%s\t%s\n", k, fps[k])
 		}
 		if err := zw.Close(); err != nil {
-			return "", 0, err
+			return "", err
 		}
 		enc := base64.StdEncoding.EncodeToString(buf.Bytes())
 		if len(enc) <= maxFingerprintBytes || len(keys) == 0 {
-			return enc, len(keys), nil
+			return enc, nil
 		}
 		keys = keys[:len(keys)*9/10]
 	}
@@ -270,7 +270,7 @@ func (s *syncer) writeFingerprints(ctx context.Context, items []*item) error {
 	if equalMaps(fps, s.recordedFPs) && !s.newDigestKey {
 		return nil // a run that changes nothing writes nothing
 	}
-	enc, _, err := encodeFingerprints(fps)
+	enc, err := encodeFingerprints(fps)
 	if err != nil {
 		return err
 	}
