@@ -89,32 +89,37 @@ func setDigest(u *unstructured.Unstructured, key []byte) error {
 // its uid and salt (a CRD's generation for custom resources). ok is false
 // when cronsync owns nothing there.
 func fingerprint(live *unstructured.Unstructured, manager, salt string) (string, bool) {
-	apiVersion := live.GetAPIVersion()
-	// The same entry ownedFields reads.
-	for _, e := range live.GetManagedFields() {
-		if e.Manager != manager || e.Operation != metav1.ManagedFieldsOperationApply || e.APIVersion != apiVersion || e.Subresource != "" {
-			continue
-		}
-		h := sha256.New()
-		fmt.Fprintf(h, "%s\x00%s\x00", live.GetUID(), salt)
-		if e.Time != nil {
-			fmt.Fprint(h, e.Time.UTC().Format("2006-01-02T15:04:05Z"))
-		}
-		h.Write([]byte{0})
-		if e.FieldsV1 != nil {
-			h.Write(e.FieldsV1.Raw)
-		}
-		return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16]), true
+	e := applyEntry(live, manager)
+	if e == nil {
+		return "", false
 	}
-	return "", false
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", live.GetUID(), salt)
+	if e.Time != nil {
+		fmt.Fprint(h, e.Time.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	h.Write([]byte{0})
+	if e.FieldsV1 != nil {
+		h.Write(e.FieldsV1.Raw)
+	}
+	return base64.RawURLEncoding.EncodeToString(h.Sum(nil)[:16]), true
+}
+
+// applyEntry is manager's Apply entry for the object's own apiVersion on
+// the main resource (not a subresource), or nil.
+func applyEntry(u *unstructured.Unstructured, manager string) *metav1.ManagedFieldsEntry {
+	for _, e := range u.GetManagedFields() {
+		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.APIVersion == u.GetAPIVersion() && e.Subresource == "" {
+			return &e
+		}
+	}
+	return nil
 }
 
 // ownedFields returns the fieldsV1 of manager's Apply entry, nil if none.
 func ownedFields(u *unstructured.Unstructured, manager string) []byte {
-	for _, e := range u.GetManagedFields() {
-		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.APIVersion == u.GetAPIVersion() && e.Subresource == "" && e.FieldsV1 != nil {
-			return e.FieldsV1.Raw
-		}
+	if e := applyEntry(u, manager); e != nil && e.FieldsV1 != nil {
+		return e.FieldsV1.Raw
 	}
 	return nil
 }
