@@ -302,13 +302,10 @@ func floor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, erro
 		return measure{}, err
 	}
 	start := time.Now()
-	cfg := rest.CopyConfig(c.Config)
-	cfg.QPS, cfg.Burst = -1, 0
-	dyn, err := dynamic.NewForConfig(cfg)
+	dyn, mapper, err := unthrottled(c)
 	if err != nil {
 		return measure{}, err
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
 	apply := func(objs []*unstructured.Unstructured) error {
 		work := make(chan *unstructured.Unstructured)
 		errs := make(chan error, len(objs))
@@ -347,12 +344,7 @@ func floor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, erro
 	if err := apply(slices.DeleteFunc(slices.Clone(objs), isNS)); err != nil {
 		return measure{}, err
 	}
-	wall := time.Since(start)
-	after, err := requests(c)
-	if err != nil {
-		return measure{}, err
-	}
-	return measure{wall: wall, requests: after - before - 1}, nil
+	return since(c, start, before)
 }
 
 // generate makes the benchmark's objects: namespaces prefix-0..9, then n
@@ -538,13 +530,10 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 	if err != nil {
 		return measure{}, err
 	}
-	cfg := rest.CopyConfig(c.Config)
-	cfg.QPS, cfg.Burst = -1, 0
-	dyn, err := dynamic.NewForConfig(cfg)
+	dyn, mapper, err := unthrottled(c)
 	if err != nil {
 		return measure{}, err
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg)))
 	type group struct {
 		m  *meta.RESTMapping
 		ns string
@@ -600,12 +589,7 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 	if err := <-errs; err != nil {
 		return measure{}, err
 	}
-	wall := time.Since(start)
-	after, err := requests(c)
-	if err != nil {
-		return measure{}, err
-	}
-	return measure{wall: wall, requests: after - before - 1}, nil
+	return since(c, start, before)
 }
 
 // writeKubePrometheusLike writes a repository shaped like kube-prometheus's
@@ -676,4 +660,27 @@ spec:
 		}
 	}
 	return commitAll(dir)
+}
+
+// unthrottled is a dynamic client and a mapper with no client-side rate
+// limit, as the floors use them.
+func unthrottled(c *testenv.Cluster) (dynamic.Interface, *restmapper.DeferredDiscoveryRESTMapper, error) {
+	cfg := rest.CopyConfig(c.Config)
+	cfg.QPS, cfg.Burst = -1, 0
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dyn, restmapper.NewDeferredDiscoveryRESTMapper(memory.NewMemCacheClient(discovery.NewDiscoveryClientForConfigOrDie(cfg))), nil
+}
+
+// since is a floor's measure: the time since start, and the requests the
+// API server served since it counted before (less the count's own).
+func since(c *testenv.Cluster, start time.Time, before int) (measure, error) {
+	wall := time.Since(start)
+	after, err := requests(c)
+	if err != nil {
+		return measure{}, err
+	}
+	return measure{wall: wall, requests: after - before - 1}, nil
 }
