@@ -14,6 +14,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/report"
@@ -48,7 +49,10 @@ type config struct {
 	// holds how.
 	wait   bool
 	health health.Options
-	kube   *genericclioptions.ConfigFlags
+	// chart is how Helm charts are rendered; its Discovery is set once
+	// the cluster is known.
+	chart chart.Options
+	kube  *genericclioptions.ConfigFlags
 
 	// restConfig and parent are known once the run has started; finish
 	// uses them to record the outcome.
@@ -63,7 +67,7 @@ var errHelp = pflag.ErrHelp
 // ConfigMap. Flags win over the environment.
 // --help is written to helpOut.
 func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io.Writer) (*config, error) {
-	cfg := &config{apply: apply.DefaultOptions(), health: health.DefaultOptions()}
+	cfg := &config{apply: apply.DefaultOptions(), health: health.DefaultOptions(), chart: chart.DefaultOptions()}
 	fs := pflag.NewFlagSet("cronsync", pflag.ContinueOnError)
 	// pflag would print the whole flag list after any mistake; the caller
 	// prints the one-line error, and --help prints printHelp's text.
@@ -98,6 +102,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
 	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
 	fs.BoolVar(&cfg.apply.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
+	fs.BoolVar(&cfg.chart.AllowRemote, "helm-allow-remote", false, "let a kustomization's helmCharts fetch a chart that is not vendored, from its HTTP(S) repository or OCI registry")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
 	fs.DurationVar(&cfg.leaseDuration, "lease-duration", 30*time.Second, "how long a Lease whose holder died blocks other runs")
@@ -187,6 +192,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		// A short --timeout alone must not make the default an error.
 		cfg.health.Timeout = cfg.timeout / 2
 	}
+	cfg.chart.MaxFileBytes = cfg.apply.MaxFileBytes
 	cfg.apply.Version = version()
 	cfg.apply.Grace = grace
 	cfg.outputJSON = cfg.output == "json"

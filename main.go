@@ -15,11 +15,14 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/client-go/discovery"
+	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/cronsync/cronsync/apply"
+	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/report"
@@ -153,6 +156,10 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return err
 	}
 	opts.Root, opts.Dir, opts.Out = co.Dir, dir, out
+	opts.Warn = func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }
+	if opts.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
+		return err
+	}
 	waiter, err := newWaiter(restCfg, cfg.health, out)
 	if err != nil {
 		return err
@@ -230,6 +237,37 @@ func newWaiter(restCfg *rest.Config, opts health.Options, out io.Writer) (func(c
 			targets = append(targets, health.Object{Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, Ref: o.Ref, Source: o.Source})
 		}
 		return health.Wait(ctx, client, targets, opts)
+	}, nil
+}
+
+// newChartRenderer returns apply's way to render a Helm chart: Helm's SDK,
+// with the cluster's discovery for .Capabilities.
+func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (func(context.Context, apply.ChartRequest) (*apply.ChartOutput, error), error) {
+	dc, err := discovery.NewDiscoveryClientForConfig(restCfg)
+	if err != nil {
+		return nil, err
+	}
+	opts.Discovery = memory.NewMemCacheClient(dc)
+	r := chart.New(opts)
+	return func(ctx context.Context, req apply.ChartRequest) (*apply.ChartOutput, error) {
+		creq := chart.Request{
+			Root: root, Dir: req.Dir, Shown: req.Shown,
+			ReleaseName: req.ReleaseName, Namespace: req.Namespace, Values: req.Values,
+			IncludeCRDs: req.IncludeCRDs, SkipTests: req.SkipTests,
+			KubeVersion: req.KubeVersion, APIVersions: req.APIVersions,
+		}
+		if req.Dir == "" {
+			creq.Remote = &chart.Remote{Repo: req.Repo, Name: req.Name, Version: req.Version}
+		}
+		res, err := r.Render(ctx, creq)
+		if err != nil {
+			return nil, err
+		}
+		out := &apply.ChartOutput{Hooks: res.Hooks}
+		for _, d := range res.Docs {
+			out.Docs = append(out.Docs, apply.ChartDoc{Source: d.Source, YAML: d.YAML, CRD: d.CRD})
+		}
+		return out, nil
 	}, nil
 }
 

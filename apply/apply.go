@@ -70,6 +70,12 @@ type Options struct {
 	// KustomizeAllowRemote lets kustomizations load resources over
 	// HTTP(S); Git bases are refused either way.
 	KustomizeAllowRemote bool
+	// RenderChart renders the commit's Helm charts: directories holding
+	// Chart.yaml, and kustomizations' helmCharts. nil makes them an error.
+	RenderChart func(context.Context, ChartRequest) (*ChartOutput, error)
+	// Warn receives what the run should say but that fails nothing, such
+	// as the hooks left out of a chart.
+	Warn func(string)
 	// ApplySet is the parent that records which objects cronsync applied;
 	// every object applied is labelled as its member. The zero value turns
 	// membership (and so pruning) off.
@@ -187,7 +193,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.Prune && opts.ApplySet == (ApplySet{}) {
 		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
 	}
-	objs, err := Read(opts.Root, opts.Dir, ReadOptions{MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote})
+	objs, err := Read(ctx, opts.Root, opts.Dir, ReadOptions{
+		MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote,
+		Namespace: opts.Namespace, RenderChart: opts.RenderChart, Warn: opts.Warn,
+	})
 	if err != nil {
 		return nil, err
 	}

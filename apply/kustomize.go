@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -35,14 +36,19 @@ func kustomizationIn(dir string) string {
 // never lets kustomize run git.
 func (r *reader) kustomize(dir, shown, file string) {
 	source := pathJoin(shown, file)
-	if err := r.checkKustomization(dir, dir, map[string]bool{}); err != nil {
-		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+	fsys := &confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: r.root, virtual: map[string][]byte{}}
+	if err := r.checkKustomization(dir, dir, map[string]bool{}, fsys); err != nil {
+		var me *ManifestError
+		if !errors.As(err, &me) {
+			err = &ManifestError{Source: source, Err: err}
+		}
+		r.errs = append(r.errs, err)
 		return
 	}
 	opts := krusty.MakeDefaultOptions()
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 	opts.PluginConfig = types.DisabledPluginConfig()
-	resMap, err := krusty.MakeKustomizer(opts).Run(&confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: r.root}, dir)
+	resMap, err := krusty.MakeKustomizer(opts).Run(fsys, dir)
 	if err != nil {
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("kustomize: %w", err)})
 		return
@@ -58,6 +64,10 @@ func (r *reader) kustomize(dir, shown, file string) {
 			r.errs = append(r.errs, &ManifestError{Source: source, Doc: i + 1, Err: err})
 			continue
 		}
+		if src := helmSource(u); src != "" {
+			r.objs = append(r.objs, &Object{Source: src, Obj: u})
+			continue
+		}
 		r.objs = append(r.objs, &Object{Source: source, Doc: i + 1, Obj: u})
 	}
 }
@@ -65,7 +75,8 @@ func (r *reader) kustomize(dir, shown, file string) {
 // checkKustomization walks the kustomizations dir refers to and refuses
 // references that leave the repository or reach the network, before
 // kustomize gets to follow them.
-func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err error) {
+// Its helmCharts are rendered on the way (see inflate).
+func (r *reader) checkKustomization(top, dir string, seen map[string]bool, fsys *confinedFS) (err error) {
 	if seen[dir] {
 		return nil
 	}
@@ -78,7 +89,8 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err 
 	// one being built; the caller names the one being built.
 	if dir != top {
 		defer func() {
-			if err != nil {
+			var me *ManifestError
+			if err != nil && !errors.As(err, &me) {
 				err = fmt.Errorf("%s: %w", r.rel(filepath.Join(dir, name)), err)
 			}
 		}()
@@ -91,12 +103,15 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err 
 	if err := yaml.Unmarshal(data, &k); err != nil {
 		return err
 	}
+	if err := r.inflate(dir, name, data, &k, fsys); err != nil {
+		return err
+	}
 	// Bases is deprecated, but old kustomizations still use it, and what it
 	// names is loaded all the same.
 	//lint:ignore SA1019 see above
 	for _, ref := range slices.Concat(k.Resources, k.Components, k.Bases) {
 		if isRemote(ref) {
-			if !r.allowRemote {
+			if !r.opts.KustomizeAllowRemote {
 				return fmt.Errorf("remote resource %q: pass --kustomize-allow-remote to load resources from the network", ref)
 			}
 			if looksLikeGit(ref) {
@@ -116,7 +131,7 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool) (err 
 			return fmt.Errorf("resource %q leaves the repository through a symlink", ref)
 		}
 		if st, err := os.Stat(real); err == nil && st.IsDir() {
-			if err := r.checkKustomization(top, real, seen); err != nil {
+			if err := r.checkKustomization(top, real, seen, fsys); err != nil {
 				return err
 			}
 		}
@@ -149,10 +164,27 @@ func looksLikeGit(ref string) bool {
 
 // confinedFS is the disk, minus everything outside root: kustomize's own
 // load restrictions stop at the kustomization's directory, but follow
-// symlinks and allow bases anywhere.
+// symlinks and allow bases anywhere. Files in virtual (by absolute path)
+// are seen instead of, or besides, the disk's: the kustomizations whose
+// helmCharts cronsync rendered.
 type confinedFS struct {
 	filesys.FileSystem
-	root string
+	root    string
+	virtual map[string][]byte
+}
+
+func (f *confinedFS) Exists(path string) bool {
+	if _, ok := f.virtual[path]; ok {
+		return true
+	}
+	return f.FileSystem.Exists(path)
+}
+
+func (f *confinedFS) IsDir(path string) bool {
+	if _, ok := f.virtual[path]; ok {
+		return false
+	}
+	return f.FileSystem.IsDir(path)
 }
 
 func (f *confinedFS) check(path string) error {
@@ -168,6 +200,9 @@ func (f *confinedFS) check(path string) error {
 }
 
 func (f *confinedFS) ReadFile(path string) ([]byte, error) {
+	if data, ok := f.virtual[path]; ok {
+		return data, nil
+	}
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
@@ -189,6 +224,9 @@ func (f *confinedFS) ReadDir(path string) ([]string, error) {
 }
 
 func (f *confinedFS) CleanedAbs(path string) (filesys.ConfirmedDir, string, error) {
+	if _, ok := f.virtual[path]; ok {
+		return filesys.ConfirmedDir(filepath.Dir(path)), filepath.Base(path), nil
+	}
 	if err := f.check(path); err != nil {
 		return "", "", err
 	}

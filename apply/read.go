@@ -3,6 +3,7 @@ package apply
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -57,19 +58,27 @@ type ReadOptions struct {
 	MaxFileBytes int64
 	// KustomizeAllowRemote lets kustomizations load files over HTTP(S).
 	KustomizeAllowRemote bool
+	// Namespace is the release namespace of a chart that names none.
+	Namespace string
+	// RenderChart renders a Helm chart: a directory holding Chart.yaml, or
+	// an entry of a kustomization's helmCharts. nil makes either an error.
+	RenderChart func(context.Context, ChartRequest) (*ChartOutput, error)
+	// Warn receives what a run should say but that fails nothing, such as
+	// the Helm hooks left out of a chart.
+	Warn func(string)
 }
 
 // Read returns the objects of every manifest file under dir, a directory
 // inside root, in a deterministic order (lexical by path, then document).
 // A directory holding a kustomization is built with kustomize as one unit
-// instead. Files and directories whose names start with "." are skipped.
+// instead, and one holding a Helm chart is rendered as one. Files and directories whose names start with "." are skipped.
 // Symlinks are followed only while they stay inside root.
-func Read(root, dir string, opts ReadOptions) ([]*Object, error) {
+func Read(ctx context.Context, root, dir string, opts ReadOptions) ([]*Object, error) {
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{root: root, maxFileBytes: opts.MaxFileBytes, allowRemote: opts.KustomizeAllowRemote, seen: map[string]bool{}}
+	r := &reader{ctx: ctx, root: root, opts: opts, seen: map[string]bool{}}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil, err
@@ -81,9 +90,9 @@ func Read(root, dir string, opts ReadOptions) ([]*Object, error) {
 }
 
 type reader struct {
-	root         string
-	maxFileBytes int64
-	allowRemote  bool
+	ctx  context.Context
+	root string
+	opts ReadOptions
 	// seen holds the real paths of directories already walked, so that a
 	// symlink loop inside the repository ends.
 	seen map[string]bool
@@ -105,6 +114,10 @@ func (r *reader) walk(dir, shown string) error {
 	r.seen[dir] = true
 	if name := kustomizationIn(dir); name != "" {
 		r.kustomize(dir, shown, name)
+		return nil
+	}
+	if isChart(dir) {
+		r.chart(dir, shown)
 		return nil
 	}
 	entries, err := os.ReadDir(dir) // sorted by name
@@ -142,8 +155,8 @@ func (r *reader) walk(dir, shown string) error {
 			continue
 		case !info.Mode().IsRegular():
 			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("not a regular file (%s)", info.Mode().Type())})
-		case r.maxFileBytes > 0 && info.Size() > r.maxFileBytes:
-			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("file is %d bytes, over the limit of %d", info.Size(), r.maxFileBytes)})
+		case r.opts.MaxFileBytes > 0 && info.Size() > r.opts.MaxFileBytes:
+			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("file is %d bytes, over the limit of %d", info.Size(), r.opts.MaxFileBytes)})
 		default:
 			if err := r.readFile(path, source); err != nil {
 				return err
@@ -195,15 +208,21 @@ func (r *reader) readFile(path, source string) error {
 	if err != nil {
 		return err
 	}
+	r.readDocs(data, source)
+	return nil
+}
+
+// readDocs decodes every document of data, read from source.
+func (r *reader) readDocs(data []byte, source string) {
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for doc := 1; ; doc++ {
 		raw, err := docs.Read()
 		if err == io.EOF {
-			return nil
+			return
 		}
 		if err != nil {
 			r.errs = append(r.errs, &ManifestError{Source: source, Doc: doc, Err: err})
-			return nil
+			return
 		}
 		objs, err := decode(raw)
 		if err != nil {
@@ -212,6 +231,26 @@ func (r *reader) readFile(path, source string) error {
 		}
 		for _, o := range objs {
 			r.objs = append(r.objs, &Object{Source: source, Doc: doc, Obj: o})
+		}
+	}
+}
+
+// decodeAll decodes a stream of documents, stopping at the first fault.
+func decodeAll(data []byte) ([]*unstructured.Unstructured, error) {
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	var all []*unstructured.Unstructured
+	for doc := 1; ; doc++ {
+		raw, err := docs.Read()
+		if err == io.EOF {
+			return all, nil
+		}
+		if err == nil {
+			var objs []*unstructured.Unstructured
+			objs, err = decode(raw)
+			all = append(all, objs...)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("document %d: %w", doc, err)
 		}
 	}
 }

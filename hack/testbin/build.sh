@@ -7,7 +7,10 @@
 #   rollouts, Jobs and garbage collection to happen), and
 #   kwok with its stage files in kwok-stages/ (fake nodes, so that pods are
 #   scheduled and become Ready, and Job pods complete, with no container
-#   runtime).
+#   runtime), and
+#   helm and kustomize, the CLIs whose renders of the same charts the Helm
+#   tests compare cronsync's with: helm at the SDK version cronsync's go.mod
+#   requires, kustomize at the release built on the kustomize/api it does.
 #
 # The Kubernetes and etcd versions are the ones go.mod in this directory
 # requires; kwok is its own module with its own dependencies, so it is built
@@ -20,6 +23,10 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
 kwok=v0.8.0
+helm=$(cd ../.. && go list -m -f '{{.Version}}' helm.sh/helm/v4)
+# kustomize v5.8.1 is the CLI release built on sigs.k8s.io/kustomize/api
+# v0.21.1; change both together.
+kustomize=v5.8.1
 k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 out=${TESTBIN_DIR:-$here/../../.cache/testbin}/kubernetes-$k8s-etcd-$etcd
@@ -70,4 +77,20 @@ if [ ! -x "$out/kwok" ]; then
   rm -rf "$tmp"
   trap - EXIT
 fi
+# gotool NAME PKG VERSION installs a CLI from its own module (its go.mod
+# decides its dependencies), again only when the version changed.
+gotool() {
+  local name=$1 pkg=$2 version=$3
+  [ -x "$out/$name" ] && [ "$(cat "$out/$name.version" 2>/dev/null)" = "$version" ] && return 0
+  echo "building $name $version into $out" >&2
+  local tmp="$out/$name.partial.$$"
+  trap 'rm -rf "$tmp"' EXIT
+  (cd / && GOBIN="$tmp" GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' "$pkg@$version") >&2
+  mv "$tmp/$name" "$out/$name"
+  echo "$version" > "$out/$name.version"
+  rm -rf "$tmp"
+  trap - EXIT
+}
+gotool helm helm.sh/helm/v4/cmd/helm "$helm"
+gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize"
 echo "$out"

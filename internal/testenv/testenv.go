@@ -182,3 +182,17 @@ func (c *Cluster) Stop() {
 		_ = os.RemoveAll(c.dir)
 	}
 }
+
+// Tool returns the path of a CLI that hack/testbin/build.sh builds beside
+// the control plane (helm, kustomize), building it first if need be.
+func Tool(name string) (string, error) {
+	dir, err := binaries()
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		return "", fmt.Errorf("%s is not in %s: run hack/testbin/build.sh (KUBEBUILDER_ASSETS points at an older build?): %w", name, dir, err)
+	}
+	return p, nil
+}

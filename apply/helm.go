@@ -1,0 +1,408 @@
+package apply
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/kustomize/api/types"
+	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+	"sigs.k8s.io/kustomize/kyaml/yaml/merge2"
+	"sigs.k8s.io/yaml"
+)
+
+// ChartRequest asks for one Helm chart to be rendered; see ReadOptions.
+type ChartRequest struct {
+	// Dir is the chart's directory, a real path inside Root; empty for a
+	// remote chart.
+	Dir string
+	// Shown is the chart's directory as users see it, or for a remote chart
+	// what names it.
+	Shown string
+	// Repo, Name and Version name a chart that is not in the repository.
+	Repo, Name, Version string
+	// ReleaseName and Namespace are .Release.Name and .Release.Namespace.
+	ReleaseName, Namespace string
+	// Values are coalesced over the chart's values.yaml; nil: its own only.
+	Values map[string]any
+	// IncludeCRDs adds the crds/ directories' files.
+	IncludeCRDs bool
+	// SkipTests drops test hooks silently.
+	SkipTests bool
+	// KubeVersion replaces the cluster's version when set; APIVersions are
+	// added to the cluster's.
+	KubeVersion string
+	APIVersions []string
+}
+
+// ChartDoc is one rendered document or crds/ file.
+type ChartDoc struct {
+	// Source is the template it came from, as users see it.
+	Source string
+	YAML   []byte
+	CRD    bool
+}
+
+// ChartOutput is what one chart rendered to.
+type ChartOutput struct {
+	Docs []ChartDoc
+	// Hooks lists the hooks left out, one "kind/name (source)" each.
+	Hooks []string
+}
+
+// chartFile is the file that makes a directory a Helm chart.
+const chartFile = "Chart.yaml"
+
+func isChart(dir string) bool {
+	st, err := os.Stat(filepath.Join(dir, chartFile))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// renderChart renders one chart through the renderer main wired in. A
+// chart's errors are the commit's: they become manifest errors.
+func (r *reader) renderChart(req ChartRequest) (*ChartOutput, error) {
+	if r.opts.RenderChart == nil {
+		return nil, errors.New("Helm charts are not rendered here")
+	}
+	out, err := r.opts.RenderChart(r.ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(out.Hooks) > 0 && r.opts.Warn != nil {
+		r.opts.Warn(fmt.Sprintf("%s: %d Helm hooks left out, as cronsync renders charts and does not run hooks: %s",
+			req.Shown, len(out.Hooks), strings.Join(out.Hooks, ", ")))
+	}
+	return out, nil
+}
+
+// chart reads a chart directory as one unit, the way a kustomization is:
+// the release is named after the directory and lives in --namespace, the
+// values are the chart's own, and its CRDs are included.
+func (r *reader) chart(dir, shown string) {
+	name := filepath.Base(dir)
+	if shown != "." && shown != "" {
+		name = filepath.Base(filepath.FromSlash(shown))
+	}
+	out, err := r.renderChart(ChartRequest{Dir: dir, Shown: shown, ReleaseName: name, Namespace: r.opts.Namespace, IncludeCRDs: true})
+	if err != nil {
+		r.errs = append(r.errs, chartError(shown, err))
+		return
+	}
+	for _, d := range out.Docs {
+		r.readDocs(d.YAML, d.Source)
+	}
+}
+
+// chartError makes a rendering error a manifest error that names the
+// template and line when Helm said which, and the chart in any case.
+func chartError(shown string, err error) error {
+	var located interface {
+		error
+		Location() (string, int)
+	}
+	if errors.As(err, &located) {
+		src, line := located.Location()
+		if line > 0 {
+			src = fmt.Sprintf("%s:%d", src, line)
+		}
+		return &ManifestError{Source: src, Err: fmt.Errorf("Helm chart %s: %w", shown, errors.Unwrap(located))}
+	}
+	return &ManifestError{Source: shown, Err: fmt.Errorf("Helm chart: %w", err)}
+}
+
+// Annotations that carry a rendered object through kustomize. Kustomize's
+// own helm-generated mark keeps its namespace transformer off the object,
+// as after `helm template` run by kustomize, and is dropped from its output;
+// the source one is cronsync's, read and dropped after the build.
+const (
+	helmGeneratedAnnotation = "internal.config.kubernetes.io/helm-generated"
+	helmSourceAnnotation    = "cronsync.dev/helm-source"
+	// inflatedFile is the file, seen only by kustomize, that holds a
+	// kustomization's rendered charts in place of its helmCharts.
+	inflatedFile = ".cronsync-helm-charts.yaml"
+)
+
+// inflate renders the helmCharts of the kustomization at dir/name and
+// gives kustomize, through fsys, a kustomization that lists the result as
+// a resource instead: kustomize would run a helm binary, and cronsync runs
+// none. The rendered objects still go through the kustomization's
+// transformers, as generated ones would.
+func (r *reader) inflate(dir, name string, raw []byte, k *types.Kustomization, fsys *confinedFS) error {
+	k.FixKustomization()
+	if len(k.HelmCharts) == 0 {
+		return nil
+	}
+	home := types.HelmDefaultHome
+	if k.HelmGlobals != nil && k.HelmGlobals.ChartHome != "" {
+		home = k.HelmGlobals.ChartHome
+	}
+	var stream bytes.Buffer
+	for i, hc := range k.HelmCharts {
+		docs, err := r.inflateOne(dir, home, hc)
+		if err != nil {
+			var me *ManifestError
+			if errors.As(err, &me) {
+				return err
+			}
+			return fmt.Errorf("helmCharts[%d] (%s): %w", i, hc.Name, err)
+		}
+		stream.Write(docs)
+	}
+	var m map[string]any
+	if err := yaml.Unmarshal(raw, &m); err != nil {
+		return err
+	}
+	delete(m, "helmCharts")
+	delete(m, "helmGlobals")
+	delete(m, "helmChartInflationGenerator")
+	resources, _ := m["resources"].([]any)
+	m["resources"] = append(resources, inflatedFile)
+	rewritten, err := yaml.Marshal(m)
+	if err != nil {
+		return err
+	}
+	fsys.virtual[filepath.Join(dir, name)] = rewritten
+	fsys.virtual[filepath.Join(dir, inflatedFile)] = stream.Bytes()
+	return nil
+}
+
+// inflateOne renders one helmCharts entry with kustomize's meanings, and
+// returns its objects as a YAML stream marked for the build.
+func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error) {
+	if hc.Name == "" {
+		return nil, errors.New("chart name cannot be empty")
+	}
+	if filepath.IsAbs(home) {
+		return nil, fmt.Errorf("chartHome %q: must be a path inside the repository", home)
+	}
+	chartHome := filepath.Join(dir, home)
+	if hc.Version != "" && hc.Repo != "" {
+		chartHome = filepath.Join(chartHome, hc.Name+"-"+hc.Version)
+	}
+	chartDir := filepath.Join(chartHome, hc.Name)
+	if !r.inside(chartDir) {
+		return nil, fmt.Errorf("chart directory %s leaves the repository", r.rel(chartDir))
+	}
+	req := ChartRequest{
+		Namespace: hc.Namespace, IncludeCRDs: hc.IncludeCRDs, SkipTests: hc.SkipTests,
+		KubeVersion: hc.KubeVersion, APIVersions: hc.ApiVersions,
+	}
+	if req.Namespace == "" {
+		req.Namespace = r.opts.Namespace
+	}
+	local := false
+	if real, err := filepath.EvalSymlinks(chartDir); err == nil {
+		if !r.inside(real) {
+			return nil, fmt.Errorf("chart directory %s leaves the repository through a symlink", r.rel(chartDir))
+		}
+		if st, err := os.Stat(real); err == nil && st.IsDir() {
+			req.Dir, req.Shown, local = real, r.rel(chartDir), true
+		}
+	}
+	if !local {
+		if hc.Repo == "" {
+			return nil, fmt.Errorf("no chart at %s and no repo to fetch it from", r.rel(chartDir))
+		}
+		req.Repo, req.Name, req.Version = hc.Repo, hc.Name, hc.Version
+		req.Shown = strings.TrimSuffix(hc.Repo, "/") + "/" + hc.Name
+		if hc.Version != "" {
+			req.Shown += "-" + hc.Version
+		}
+	}
+	var err error
+	if req.ReleaseName, err = releaseName(hc); err != nil {
+		return nil, err
+	}
+	if req.Values, err = r.chartValues(dir, chartDir, local, hc); err != nil {
+		return nil, err
+	}
+	out, err := r.renderChart(req)
+	if err != nil {
+		return nil, chartError(req.Shown, err)
+	}
+	var stream bytes.Buffer
+	for _, d := range out.Docs {
+		objs, err := decodeAll(d.YAML)
+		if err != nil {
+			return nil, &ManifestError{Source: d.Source, Err: err}
+		}
+		for _, o := range objs {
+			ann := o.GetAnnotations()
+			if ann == nil {
+				ann = map[string]string{}
+			}
+			ann[helmGeneratedAnnotation] = "true"
+			ann[helmSourceAnnotation] = d.Source
+			o.SetAnnotations(ann)
+			y, err := yaml.Marshal(o.Object)
+			if err != nil {
+				return nil, err
+			}
+			stream.WriteString("---\n")
+			stream.Write(y)
+		}
+	}
+	return stream.Bytes(), nil
+}
+
+// releaseName is releaseName, or nameTemplate rendered. Kustomize would let
+// helm generate a name when both are empty; a name that changes on every
+// run would have every sync create new objects and prune the old, so that
+// is refused, as is a template that does not give the same name twice.
+func releaseName(hc types.HelmChart) (string, error) {
+	switch {
+	case hc.ReleaseName != "" && hc.NameTemplate != "":
+		return "", errors.New("releaseName and nameTemplate cannot both be set")
+	case hc.ReleaseName != "":
+		return hc.ReleaseName, nil
+	case hc.NameTemplate == "":
+		return "", errors.New("releaseName is empty: set it, or every build would name the release anew")
+	}
+	t, err := template.New("nameTemplate").Parse(hc.NameTemplate)
+	if err != nil {
+		return "", fmt.Errorf("nameTemplate: %w", err)
+	}
+	var a, b strings.Builder
+	if err := t.Execute(&a, nil); err != nil {
+		return "", fmt.Errorf("nameTemplate: %w", err)
+	}
+	_ = t.Execute(&b, nil)
+	if a.String() != b.String() || a.Len() == 0 {
+		return "", fmt.Errorf("nameTemplate %q does not give one fixed name", hc.NameTemplate)
+	}
+	return a.String(), nil
+}
+
+// chartValues builds the values kustomize would pass with -f: the values
+// file (the chart's values.yaml by default), with valuesInline merged in as
+// valuesMerge says, then each additional values file over them.
+func (r *reader) chartValues(dir, chartDir string, local bool, hc types.HelmChart) (map[string]any, error) {
+	mode := hc.ValuesMerge
+	switch mode {
+	case "":
+		mode = "override"
+	case "merge", "override", "replace":
+	default:
+		return nil, fmt.Errorf("valuesMerge must be one of [merge override replace], not %q", mode)
+	}
+	file := hc.ValuesFile
+	if file == "" {
+		file = filepath.Join(chartDir, "values.yaml")
+	} else if !filepath.IsAbs(file) {
+		file = filepath.Join(dir, file)
+	}
+	load := func(f string) (*kyaml.RNode, error) {
+		if !r.inside(f) {
+			return nil, fmt.Errorf("values file %s leaves the repository", f)
+		}
+		real, err := filepath.EvalSymlinks(f)
+		if err != nil {
+			return nil, fmt.Errorf("values file %s: %w", r.rel(f), err)
+		}
+		if !r.inside(real) {
+			return nil, fmt.Errorf("values file %s leaves the repository through a symlink", r.rel(f))
+		}
+		data, err := os.ReadFile(real)
+		if err != nil {
+			return nil, err
+		}
+		node, err := kyaml.Parse(string(data))
+		if err != nil {
+			return nil, fmt.Errorf("values file %s: %w", r.rel(f), err)
+		}
+		return node, nil
+	}
+	var values *kyaml.RNode
+	switch {
+	case len(hc.ValuesInline) > 0 && mode == "replace":
+		inline, err := kyaml.FromMap(hc.ValuesInline)
+		if err != nil {
+			return nil, err
+		}
+		values = inline
+	case !local && hc.ValuesFile == "":
+		// A remote chart's own values.yaml is coalesced by Helm.
+		inline, err := kyaml.FromMap(hc.ValuesInline)
+		if err != nil {
+			return nil, err
+		}
+		values = inline
+	default:
+		base, err := load(file)
+		if err != nil {
+			return nil, err
+		}
+		values = base
+		if len(hc.ValuesInline) > 0 {
+			inline, err := kyaml.FromMap(hc.ValuesInline)
+			if err != nil {
+				return nil, err
+			}
+			// merge2.Merge writes its first argument over the second.
+			if mode == "override" {
+				values, err = merge2.Merge(inline, base.Copy(), kyaml.MergeOptions{})
+			} else {
+				values, err = merge2.Merge(base, inline.Copy(), kyaml.MergeOptions{})
+			}
+			if err != nil {
+				return nil, fmt.Errorf("merging valuesInline: %w", err)
+			}
+		}
+	}
+	m, err := values.Map()
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range hc.AdditionalValuesFiles {
+		node, err := load(filepath.Join(dir, f))
+		if err != nil {
+			return nil, err
+		}
+		more, err := node.Map()
+		if err != nil {
+			return nil, err
+		}
+		m = mergeMaps(m, more)
+	}
+	return m, nil
+}
+
+// mergeMaps is Helm's merge of successive -f files: b wins, maps merge.
+func mergeMaps(a, b map[string]any) map[string]any {
+	out := make(map[string]any, len(a))
+	for k, v := range a {
+		out[k] = v
+	}
+	for k, v := range b {
+		if bm, ok := v.(map[string]any); ok {
+			if am, ok := out[k].(map[string]any); ok {
+				out[k] = mergeMaps(am, bm)
+				continue
+			}
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// helmSource takes the template source the build carried through, so that
+// the object is reported at its template rather than its kustomization.
+func helmSource(u *unstructured.Unstructured) string {
+	ann := u.GetAnnotations()
+	src, ok := ann[helmSourceAnnotation]
+	if !ok {
+		return ""
+	}
+	delete(ann, helmSourceAnnotation)
+	if len(ann) == 0 {
+		unstructured.RemoveNestedField(u.Object, "metadata", "annotations")
+	} else {
+		u.SetAnnotations(ann)
+	}
+	return src
+}
