@@ -260,8 +260,8 @@ data:
   greeting: {{ tpl .Values.greeting . | quote }}
 {{ (.Files.Glob "files/*").AsConfig | indent 2 }}
 `,
-		"templates/NOTES.txt": "Thanks for installing {{ .Release.Name }}.\n",
-		"charts/cache/Chart.yaml": "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
+		"templates/NOTES.txt":      "Thanks for installing {{ .Release.Name }}.\n",
+		"charts/cache/Chart.yaml":  "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
 		"charts/cache/values.yaml": "size: 16\n",
 		"charts/cache/templates/configmap.yaml": `apiVersion: v1
 kind: ConfigMap

@@ -99,20 +99,29 @@ func (r *reader) chart(dir, shown string) {
 }
 
 // chartError makes a rendering error a manifest error that names the
-// template and line when Helm said which, and the chart in any case.
+// chart, and the template and line when Helm said which.
 func chartError(shown string, err error) error {
+	if me := atTemplate(shown, err); me != nil {
+		return me
+	}
+	return &ManifestError{Source: shown, Err: fmt.Errorf("Helm chart: %w", err)}
+}
+
+// atTemplate places an error at its template and line, or returns nil when
+// the renderer did not say where it was.
+func atTemplate(shown string, err error) *ManifestError {
 	var located interface {
 		error
 		Location() (string, int)
 	}
-	if errors.As(err, &located) {
-		src, line := located.Location()
-		if line > 0 {
-			src = fmt.Sprintf("%s:%d", src, line)
-		}
-		return &ManifestError{Source: src, Err: fmt.Errorf("Helm chart %s: %w", shown, errors.Unwrap(located))}
+	if !errors.As(err, &located) {
+		return nil
 	}
-	return &ManifestError{Source: shown, Err: fmt.Errorf("Helm chart: %w", err)}
+	src, line := located.Location()
+	if line > 0 {
+		src = fmt.Sprintf("%s:%d", src, line)
+	}
+	return &ManifestError{Source: src, Err: fmt.Errorf("Helm chart %s: %w", shown, errors.Unwrap(located))}
 }
 
 // Annotations that carry a rendered object through kustomize. Kustomize's
@@ -223,7 +232,10 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 	}
 	out, err := r.renderChart(req)
 	if err != nil {
-		return nil, chartError(req.Shown, err)
+		if me := atTemplate(req.Shown, err); me != nil {
+			return nil, me
+		}
+		return nil, err // inflate names the entry, kustomize the file
 	}
 	var stream bytes.Buffer
 	for _, d := range out.Docs {

@@ -44,12 +44,14 @@ type Options struct {
 	RenderBudget time.Duration
 	// MemoryBudget is how much the heap may grow while one chart renders
 	// before it is stopped, for templates that produce output without end.
+	// It stays well below the memory limit manifests/ gives the pod, so
+	// that such a chart is reported rather than OOM-killed.
 	MemoryBudget uint64
 }
 
 // DefaultOptions holds the defaults the command line starts from.
 func DefaultOptions() Options {
-	return Options{RenderBudget: 30 * time.Second, MemoryBudget: 1 << 30}
+	return Options{RenderBudget: 30 * time.Second, MemoryBudget: 256 << 20}
 }
 
 // Request is one chart to render.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -33,34 +34,48 @@ func (e *LocatedError) Unwrap() error { return e.Err }
 
 // locate rewrites one of Helm's rendering errors so that it starts with the
 // template's path as users see it, and keeps the message on one line:
-// Helm's own spreads a call stack over several.
+// Helm's own spreads a call stack over several, and names templates by the
+// chart's name rather than its directory.
 func locate(err error, chartName, shown string) error {
-	msg := err.Error()
+	msg := oneLine(err.Error())
 	m := location.FindStringSubmatchIndex(msg)
 	if m == nil || !strings.HasPrefix(msg[m[2]:m[3]], chartName+"/") {
-		return errors.New(oneLine(msg))
+		return errors.New(relocate(msg, chartName, shown))
 	}
-	file := msg[m[2]:m[3]]
-	line := 0
-	fmt.Sscanf(msg[m[4]:m[5]], "%d", &line)
-	return &LocatedError{Source: source(shown, file), Line: line, Err: errors.New(oneLine(reason(msg)))}
+	line, _ := strconv.Atoi(msg[m[4]:m[5]])
+	return &LocatedError{
+		Source: source(shown, msg[m[2]:m[3]]),
+		Line:   line,
+		Err:    errors.New(relocate(reason(msg, m[1]), chartName, shown)),
+	}
 }
 
-// reason is the part of a Helm error after its last location: what went
-// wrong, without the chain of templates that led there.
-func reason(msg string) string {
-	all := location.FindAllStringIndex(msg, -1)
-	rest := msg[all[len(all)-1][1]:]
-	rest = strings.TrimLeft(rest, "): \n\t")
-	for _, p := range []string{"error calling ", "executing "} {
-		if i := strings.LastIndex(rest, p); i > 0 {
-			rest = rest[i:]
-		}
+// reason is what went wrong, without the location already given (which
+// ends at end) and the chain of templates that led there.
+func reason(msg string, end int) string {
+	rest := msg
+	if strings.HasPrefix(msg, "parse error at (") || strings.HasPrefix(msg, "execution error at (") {
+		rest = strings.TrimLeft(msg[end:], "): ")
+	} else if all := location.FindAllStringIndex(msg, -1); len(all) > 0 {
+		rest = strings.TrimLeft(msg[all[len(all)-1][1]:], "): ")
+	}
+	if i := strings.Index(rest, "error calling "); i > 0 {
+		rest = rest[i:]
 	}
 	if rest == "" {
 		return msg
 	}
 	return rest
+}
+
+// relocate names every template in msg by its path as users see it.
+func relocate(msg, chartName, shown string) string {
+	return location.ReplaceAllStringFunc(msg, func(loc string) string {
+		if !strings.HasPrefix(loc, chartName+"/") {
+			return loc
+		}
+		return source(shown, loc)
+	})
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -51,7 +51,7 @@ func (r *Renderer) render(ctx context.Context, ch *chartv2.Chart, vals common.Va
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-timer.C:
-			return nil, fmt.Errorf("rendering did not finish within %s: does a template loop or recurse without end?", budget.Round(time.Millisecond))
+			return nil, fmt.Errorf("rendering did not finish within %s: does a template loop or recurse without end?", budget.Round(100*time.Millisecond))
 		case <-tick.C:
 			if used := heapBytes(); used > start && used-start > r.opts.MemoryBudget {
 				return nil, fmt.Errorf("rendering used over %d MiB and was stopped: does a template produce output without end?", r.opts.MemoryBudget>>20)
