@@ -82,11 +82,22 @@ func (r *reader) renderChart(req ChartRequest) (*ChartOutput, error) {
 
 // chart reads a chart directory as one unit, the way a kustomization is:
 // the release is named after the directory and lives in --namespace, the
-// values are the chart's own, and its CRDs are included.
+// values are the chart's own, and its CRDs are included. A chart at the
+// repository's root is named by its Chart.yaml instead: the checkout's
+// directory is a temporary name.
 func (r *reader) chart(dir, shown string) {
-	name := filepath.Base(dir)
-	if shown != "." && shown != "" {
-		name = filepath.Base(filepath.FromSlash(shown))
+	name := filepath.Base(filepath.FromSlash(shown))
+	if shown == "." || shown == "" {
+		var meta struct{ Name string }
+		data, err := os.ReadFile(filepath.Join(dir, chartFile))
+		if err == nil {
+			err = yaml.Unmarshal(data, &meta)
+		}
+		if err != nil {
+			r.errs = append(r.errs, &ManifestError{Source: chartFile, Err: err})
+			return
+		}
+		name = meta.Name
 	}
 	out, err := r.renderChart(ChartRequest{Dir: dir, Shown: shown, ReleaseName: name, Namespace: r.opts.Namespace, IncludeCRDs: true})
 	if err != nil {

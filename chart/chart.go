@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"path"
 	"slices"
 	"strings"
@@ -42,6 +43,8 @@ type Options struct {
 	// that runs past it is stopped and the chart is a manifest error. The
 	// run's own deadline shortens it further.
 	RenderBudget time.Duration
+	// HTTPClient fetches remote charts; nil is http.DefaultClient.
+	HTTPClient *http.Client
 	// MemoryBudget is how much the heap may grow while one chart renders
 	// before it is stopped, for templates that produce output without end.
 	// It stays well below the memory limit manifests/ gives the pod, so
@@ -129,6 +132,9 @@ func New(opts Options) *Renderer {
 	}
 	if opts.MemoryBudget == 0 {
 		opts.MemoryBudget = d.MemoryBudget
+	}
+	if opts.HTTPClient == nil {
+		opts.HTTPClient = http.DefaultClient
 	}
 	return &Renderer{opts: opts}
 }

@@ -30,7 +30,7 @@ func (r *Renderer) fetch(ctx context.Context, rm Remote) ([]byte, error) {
 	if err != nil || (base.Scheme != "https" && base.Scheme != "http") {
 		return nil, fmt.Errorf("chart repository %q: not an http(s):// or oci:// URL", rm.Repo)
 	}
-	data, err := get(ctx, base.JoinPath("index.yaml").String(), nil, maxIndexBytes)
+	data, err := r.get(ctx, base.JoinPath("index.yaml").String(), nil, maxIndexBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,7 @@ func (r *Renderer) fetch(ctx context.Context, rm Remote) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("chart %s %s: URL %q: %w", rm.Name, best, bestURL, err)
 	}
-	return get(ctx, u.String(), nil, r.archiveLimit())
+	return r.get(ctx, u.String(), nil, r.archiveLimit())
 }
 
 func (r *Renderer) archiveLimit() int64 {
@@ -90,7 +90,7 @@ func (r *Renderer) fetchOCI(ctx context.Context, rm Remote) ([]byte, error) {
 	if !ok || rm.Version == "" {
 		return nil, fmt.Errorf("chart %s: an OCI chart needs a registry path and an exact version", rm)
 	}
-	reg := &registry{host: host, repo: repo}
+	reg := &registry{r: r, host: host, repo: repo}
 	data, err := reg.get(ctx, "/manifests/"+url.PathEscape(rm.Version), ociManifest, 4<<20)
 	if err != nil {
 		return nil, err
@@ -113,6 +113,7 @@ func (r *Renderer) fetchOCI(ctx context.Context, rm Remote) ([]byte, error) {
 }
 
 type registry struct {
+	r          *Renderer
 	host, repo string
 	token      string
 }
@@ -129,7 +130,7 @@ func (g *registry) get(ctx context.Context, p, accept string, limit int64) ([]by
 	if g.token != "" {
 		hdr.Set("Authorization", "Bearer "+g.token)
 	}
-	data, err := get(ctx, u, hdr, limit)
+	data, err := g.r.get(ctx, u, hdr, limit)
 	var unauth *unauthorized
 	if !errors.As(err, &unauth) || g.token != "" {
 		return data, err
@@ -146,7 +147,7 @@ func (g *registry) get(ctx context.Context, p, accept string, limit int64) ([]by
 		q.Set("service", params["service"])
 	}
 	q.Set("scope", "repository:"+g.repo+":pull")
-	tok, err := get(ctx, params["realm"]+"?"+q.Encode(), nil, 1<<20)
+	tok, err := g.r.get(ctx, params["realm"]+"?"+q.Encode(), nil, 1<<20)
 	if err != nil {
 		return nil, fmt.Errorf("anonymous token for %s: %w", g.host, err)
 	}
@@ -168,7 +169,7 @@ type unauthorized struct{ url, challenge string }
 func (e *unauthorized) Error() string { return "GET " + e.url + ": 401 Unauthorized" }
 
 // get reads one URL, refusing bodies over limit.
-func get(ctx context.Context, u string, hdr http.Header, limit int64) ([]byte, error) {
+func (r *Renderer) get(ctx context.Context, u string, hdr http.Header, limit int64) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -176,7 +177,7 @@ func get(ctx context.Context, u string, hdr http.Header, limit int64) ([]byte, e
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := r.opts.HTTPClient.Do(req)
 	if err != nil {
 		return nil, err
 	}
