@@ -71,9 +71,9 @@ var subChart = map[string]string{
 func TestArchiveAndUnpackedFilesCountAgainstTheLimit(t *testing.T) {
 	root := t.TempDir()
 	write(t, root, map[string]string{
-		"c/Chart.yaml":         "apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies: [{name: sub, version: 0.1.0}]\n",
-		"c/templates/cm.yaml":  "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: top}\n",
-		"c/charts/.keep":       "",
+		"c/Chart.yaml":        "apiVersion: v2\nname: c\nversion: 0.1.0\ndependencies: [{name: sub, version: 0.1.0}]\n",
+		"c/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: top}\n",
+		"c/charts/.keep":      "",
 	})
 	archive := tgz(t, "sub", subChart)
 	if err := os.WriteFile(filepath.Join(root, "c/charts/sub-0.1.0.tgz"), archive, 0o644); err != nil {
