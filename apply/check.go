@@ -8,7 +8,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 )
@@ -74,7 +73,7 @@ func (s *syncer) check(ctx context.Context, it *item) {
 			return
 		}
 	}
-	if s.decideFast(it, live) {
+	if live != nil && s.decideFast(it, &metav1.ObjectMeta{UID: live.GetUID(), Annotations: live.GetAnnotations(), ManagedFields: live.GetManagedFields()}) {
 		it.live = nil
 		return
 	}
@@ -266,13 +265,7 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 			it.live, it.liveRead = nil, true
 			continue
 		}
-		meta, err := runtime.DefaultUnstructuredConverter.ToUnstructured(&pom.ObjectMeta)
-		if err != nil {
-			rest = append(rest, it)
-			continue
-		}
-		live := &unstructured.Unstructured{Object: map[string]any{"apiVersion": it.Obj.GetAPIVersion(), "kind": it.Obj.GetKind(), "metadata": meta}}
-		if !s.decideFast(it, live) {
+		if !s.decideFast(it, &pom.ObjectMeta) {
 			rest = append(rest, it)
 		}
 	}

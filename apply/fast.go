@@ -89,12 +89,18 @@ func setDigest(u *unstructured.Unstructured, key []byte) error {
 // its uid and salt (a CRD's generation for custom resources). ok is false
 // when cronsync owns nothing there.
 func fingerprint(live *unstructured.Unstructured, manager, salt string) (string, bool) {
-	e := applyEntry(live, manager)
+	return fingerprintOf(live.GetUID(), live.GetAPIVersion(), live.GetManagedFields(), manager, salt)
+}
+
+// fingerprintOf is fingerprint on an object's metadata, as a metadata-only
+// LIST returns it.
+func fingerprintOf(uid types.UID, apiVersion string, fields []metav1.ManagedFieldsEntry, manager, salt string) (string, bool) {
+	e := findApplyEntry(fields, apiVersion, manager)
 	if e == nil {
 		return "", false
 	}
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", live.GetUID(), salt)
+	fmt.Fprintf(h, "%s\x00%s\x00", uid, salt)
 	if e.Time != nil {
 		fmt.Fprint(h, e.Time.UTC().Format("2006-01-02T15:04:05Z"))
 	}
@@ -108,9 +114,13 @@ func fingerprint(live *unstructured.Unstructured, manager, salt string) (string,
 // applyEntry is manager's Apply entry for the object's own apiVersion on
 // the main resource (not a subresource), or nil.
 func applyEntry(u *unstructured.Unstructured, manager string) *metav1.ManagedFieldsEntry {
-	for _, e := range u.GetManagedFields() {
-		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.APIVersion == u.GetAPIVersion() && e.Subresource == "" {
-			return &e
+	return findApplyEntry(u.GetManagedFields(), u.GetAPIVersion(), manager)
+}
+
+func findApplyEntry(fields []metav1.ManagedFieldsEntry, apiVersion, manager string) *metav1.ManagedFieldsEntry {
+	for i, e := range fields {
+		if e.Manager == manager && e.Operation == metav1.ManagedFieldsOperationApply && e.APIVersion == apiVersion && e.Subresource == "" {
+			return &fields[i]
 		}
 	}
 	return nil
@@ -234,16 +244,17 @@ func (s *syncer) salt(it *item) string {
 	return s.salts[it.mapping.Resource.GroupResource()]
 }
 
-// decideFast marks it unchanged if its live object proves it, and says so.
-func (s *syncer) decideFast(it *item, live *unstructured.Unstructured) bool {
+// decideFast marks it unchanged if its live metadata, as a metadata-only
+// LIST returns it, proves it, and says so.
+func (s *syncer) decideFast(it *item, live *metav1.ObjectMeta) bool {
 	if !s.fastEnabled() || live == nil || s.salts == nil {
 		return false
 	}
 	want, ok := s.recordedFPs[fastKey(it)]
-	if !ok || live.GetAnnotations()[digestAnn] != it.Obj.GetAnnotations()[digestAnn] {
+	if !ok || live.Annotations[digestAnn] != it.Obj.GetAnnotations()[digestAnn] {
 		return false
 	}
-	got, ok := fingerprint(live, s.opts.FieldManager, s.salt(it))
+	got, ok := fingerprintOf(live.UID, it.Obj.GetAPIVersion(), live.ManagedFields, s.opts.FieldManager, s.salt(it))
 	if !ok || got != want {
 		return false
 	}

@@ -95,6 +95,13 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 	p := &plan{}
 	var errs []error
 	seen := map[string]*Object{}
+	// The mapper copies and searches its whole table per call; a commit
+	// holds thousands of objects of a few dozen kinds.
+	type mapped struct {
+		m   *meta.RESTMapping
+		err error
+	}
+	mappings := map[schema.GroupVersionKind]mapped{}
 	for _, o := range objs {
 		it := &item{Object: o}
 		gvk := o.Obj.GroupVersionKind()
@@ -106,7 +113,12 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 			}
 			it.crd, namespaced = crd, crd.namespaced
 		} else {
-			m, err := mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+			mm, ok := mappings[gvk]
+			if !ok {
+				mm.m, mm.err = mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+				mappings[gvk] = mm
+			}
+			m, err := mm.m, mm.err
 			if meta.IsNoMatchError(err) {
 				errs = append(errs, manifestErr(o, fmt.Errorf("unknown kind: the cluster serves no %s in %s", gvk.Kind, gvk.GroupVersion())))
 				continue
