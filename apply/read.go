@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -86,7 +88,60 @@ func Read(ctx context.Context, root, dir string, opts ReadOptions) ([]*Object, e
 	if err := r.walk(realDir, r.rel(realDir)); err != nil {
 		return nil, err
 	}
+	if err := r.parsePending(); err != nil {
+		return nil, err
+	}
 	return r.objs, errors.Join(r.errs...)
+}
+
+// pendingFile is a plain manifest file found by walk, parsed after it on
+// every core: parsing YAML is most of a no-change run's CPU. objAt and errAt
+// are where its results go among what walk found itself (kustomize builds,
+// charts), so that the order is the same as read one by one.
+type pendingFile struct {
+	path, source string
+	objAt, errAt int
+}
+
+func (r *reader) parsePending() error {
+	type parsed struct {
+		objs []*Object
+		errs []error
+		err  error
+	}
+	results := make([]parsed, len(r.pending))
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(r.pending)) {
+		wg.Go(func() {
+			for i := range next {
+				data, err := os.ReadFile(r.pending[i].path)
+				if err != nil {
+					results[i].err = err
+					continue
+				}
+				results[i].objs, results[i].errs = parseDocs(data, r.pending[i].source)
+			}
+		})
+	}
+	for i := range r.pending {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	var objs []*Object
+	var errs []error
+	oi, ei := 0, 0
+	for i, p := range r.pending {
+		if results[i].err != nil {
+			return results[i].err
+		}
+		objs, errs = append(objs, r.objs[oi:p.objAt]...), append(errs, r.errs[ei:p.errAt]...)
+		oi, ei = p.objAt, p.errAt
+		objs, errs = append(objs, results[i].objs...), append(errs, results[i].errs...)
+	}
+	r.objs, r.errs = append(objs, r.objs[oi:]...), append(errs, r.errs[ei:]...)
+	return nil
 }
 
 type reader struct {
@@ -98,6 +153,8 @@ type reader struct {
 	seen map[string]bool
 	objs []*Object
 	errs []error
+	// pending are the plain files, parsed once the walk is done.
+	pending []pendingFile
 }
 
 func (r *reader) rel(real string) string {
@@ -158,9 +215,7 @@ func (r *reader) walk(dir, shown string) error {
 		case r.opts.MaxFileBytes > 0 && info.Size() > r.opts.MaxFileBytes:
 			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("file is %d bytes, over the limit of %d", info.Size(), r.opts.MaxFileBytes)})
 		default:
-			if err := r.readFile(path, source); err != nil {
-				return err
-			}
+			r.pending = append(r.pending, pendingFile{path: path, source: source, objAt: len(r.objs), errAt: len(r.errs)})
 		}
 	}
 	return nil
@@ -201,36 +256,31 @@ func pathJoin(dir, name string) string {
 	return dir + "/" + name
 }
 
-// readFile decodes every document of one file. Parse errors are collected
-// rather than returned, so that one run reports every broken file.
-func (r *reader) readFile(path, source string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return err
-	}
-	r.readDocs(data, source)
-	return nil
-}
-
 // readDocs decodes every document of data, read from source.
 func (r *reader) readDocs(data []byte, source string) {
+	objs, errs := parseDocs(data, source)
+	r.objs, r.errs = append(r.objs, objs...), append(r.errs, errs...)
+}
+
+// parseDocs decodes every document of one file. Parse errors are collected
+// rather than returned, so that one run reports every broken file.
+func parseDocs(data []byte, source string) (objs []*Object, errs []error) {
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
 	for doc := 1; ; doc++ {
 		raw, err := docs.Read()
 		if err == io.EOF {
-			return
+			return objs, errs
 		}
 		if err != nil {
-			r.errs = append(r.errs, &ManifestError{Source: source, Doc: doc, Err: err})
-			return
+			return objs, append(errs, &ManifestError{Source: source, Doc: doc, Err: err})
 		}
-		objs, err := decode(raw)
+		us, err := decode(raw)
 		if err != nil {
-			r.errs = append(r.errs, &ManifestError{Source: source, Doc: doc, Err: err})
+			errs = append(errs, &ManifestError{Source: source, Doc: doc, Err: err})
 			continue
 		}
-		for _, o := range objs {
-			r.objs = append(r.objs, &Object{Source: source, Doc: doc, Obj: o})
+		for _, o := range us {
+			objs = append(objs, &Object{Source: source, Doc: doc, Obj: o})
 		}
 	}
 }
