@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -283,5 +284,60 @@ subjects: [{kind: User, name: no-delete}]
 	}
 	if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "gone", metav1.GetOptions{}); err == nil {
 		t.Errorf("configmap gone still exists")
+	}
+}
+
+// A namespace whose objects the check lists whole is not listed again to
+// find what to prune: that LIST already said which members are there. The
+// members it finds are pruned; objects that only look like members are not.
+func TestPruneReusesTheCheckList(t *testing.T) {
+	const ns = "prune-listed"
+	ctx := context.Background()
+	set := []string{"--applyset", "default/prune-listed", "--prune"}
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	for i := range 6 {
+		r.Write(fmt.Sprintf("cm-%d.yaml", i), configMap(ns, fmt.Sprintf("cm-%d", i), "v"))
+	}
+	r.Commit("first")
+	mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	for name, labels := range map[string]map[string]string{
+		"other-set": {"applyset.kubernetes.io/part-of": "applyset-someone-else-v1"},
+		"unlabeled": nil,
+	} {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels}}
+		if _, err := cs.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	r.Remove("cm-0.yaml")
+	r.Remove("cm-1.yaml")
+	r.Commit("two fewer")
+	mark := cluster.AuditMark()
+	out := mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+	for _, want := range []string{"configmap/cm-0 -n " + ns + " pruned", "configmap/cm-1 -n " + ns + " pruned", "2 pruned"} {
+		if !strings.Contains(out.stdout, want) {
+			t.Errorf("output lacks %q", want)
+		}
+	}
+	for _, name := range []string{"cm-2", "cm-5", "other-set", "unlabeled"} {
+		if _, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{}); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	events, err := cluster.AuditSince(mark, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lists := 0
+	for _, ev := range events {
+		if ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps?") {
+			lists++
+		}
+	}
+	if lists != 1 {
+		t.Errorf("%d LISTs of the namespace's ConfigMaps, want 1", lists)
 	}
 }

@@ -485,6 +485,12 @@ type syncer struct {
 	// digestKey keys the digests; newDigestKey says this run made it.
 	digestKey    []byte
 	newDigestKey bool
+	// listed holds, for each resource and namespace that a check LIST read
+	// whole (every object there, unfiltered), the ApplySet members it saw
+	// that the commit does not hold: prune's candidates there, so that a
+	// no-change run lists each resource and namespace once, not twice.
+	listedMu sync.Mutex
+	listed   map[string][]metav1.PartialObjectMetadata
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

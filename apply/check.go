@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"slices"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/metadata"
 )
@@ -221,6 +224,7 @@ func batches(items []*item) []batch {
 // run then never downloads a ConfigMap's data or a CRD's schema. Objects it
 // cannot decide are read in full, with a LIST if there are enough of them.
 func (s *syncer) readLive(ctx context.Context, group []*item) {
+	batch := group
 	if s.fastEnabled() && s.salts != nil {
 		if group = s.decideFromMetadata(ctx, group); len(group) < listThreshold {
 			return // check GETs the few left
@@ -229,6 +233,13 @@ func (s *syncer) readLive(ctx context.Context, group []*item) {
 	live, err := s.listAll(ctx, s.client(group[0]))
 	if err != nil {
 		return
+	}
+	if !s.wasListed(batch[0]) {
+		others := make([]metav1.ObjectMeta, 0, len(live))
+		for _, u := range live {
+			others = append(others, metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), Labels: u.GetLabels()})
+		}
+		s.noteListed(batch, others)
 	}
 	for _, it := range group {
 		it.live, it.liveRead = live[it.Obj.GetName()], true
@@ -258,6 +269,11 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 			break
 		}
 	}
+	all := make([]metav1.ObjectMeta, 0, len(found))
+	for _, pom := range found {
+		all = append(all, pom.ObjectMeta)
+	}
+	s.noteListed(group, all)
 	var rest []*item
 	for _, it := range group {
 		pom, ok := found[it.Obj.GetName()]
@@ -270,6 +286,42 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 		}
 	}
 	return rest
+}
+
+// listedKey names a resource and namespace for syncer.listed.
+func listedKey(gr schema.GroupResource, ns string) string { return gr.String() + "/" + ns }
+
+func (s *syncer) wasListed(it *item) bool {
+	s.listedMu.Lock()
+	defer s.listedMu.Unlock()
+	_, ok := s.listed[listedKey(it.mapping.Resource.GroupResource(), it.Obj.GetNamespace())]
+	return ok
+}
+
+// noteListed records, from a LIST of every object of batch's resource and
+// namespace, the members of the ApplySet that are not in batch, which holds
+// every object of the commit there.
+func (s *syncer) noteListed(batch []*item, listed []metav1.ObjectMeta) {
+	if !s.applySet() {
+		return
+	}
+	inBatch := make(map[string]bool, len(batch))
+	for _, it := range batch {
+		inBatch[it.Obj.GetName()] = true
+	}
+	others := []metav1.PartialObjectMetadata{}
+	for _, m := range listed {
+		if !inBatch[m.Name] && m.Labels[applySetPartOfLabel] == s.opts.ApplySet.id() {
+			others = append(others, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID}})
+		}
+	}
+	slices.SortFunc(others, func(a, b metav1.PartialObjectMetadata) int { return strings.Compare(a.Name, b.Name) })
+	s.listedMu.Lock()
+	defer s.listedMu.Unlock()
+	if s.listed == nil {
+		s.listed = map[string][]metav1.PartialObjectMetadata{}
+	}
+	s.listed[listedKey(batch[0].mapping.Resource.GroupResource(), batch[0].Obj.GetNamespace())] = others
 }
 
 func (s *syncer) listAll(ctx context.Context, c dynamic.ResourceInterface) (map[string]*unstructured.Unstructured, error) {

@@ -124,8 +124,17 @@ func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pr
 	}
 	sort.Strings(namespaces)
 
-	selector := metav1.ListOptions{LabelSelector: applySetPartOfLabel + "=" + s.opts.ApplySet.id()}
-	var targets []pruneTarget
+	// Where the check already listed a resource and namespace whole, its
+	// LIST said which members are there; the rest are listed here, up to
+	// --workers at once, and the targets keep the order of one by one.
+	type listing struct {
+		gk    schema.GroupKind
+		m     *meta.RESTMapping
+		ns    string
+		found []metav1.PartialObjectMetadata
+		err   error
+	}
+	var listings []*listing
 	for _, gk := range gks {
 		m, err := s.mapper.RESTMappingWithContext(ctx, gk)
 		if meta.IsNoMatchError(err) {
@@ -134,26 +143,52 @@ func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pr
 		if err != nil {
 			return nil, fmt.Errorf("finding members of ApplySet %s: %w", s.opts.ApplySet, err)
 		}
-		scopes := []string{""}
+		nss := []string{""}
 		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			scopes = namespaces
+			nss = namespaces
 		}
-		for _, ns := range scopes {
-			list, err := s.meta.Resource(m.Resource).Namespace(ns).List(ctx, selector)
+		for _, ns := range nss {
+			listings = append(listings, &listing{gk: gk, m: m, ns: ns})
+		}
+	}
+	selector := metav1.ListOptions{LabelSelector: applySetPartOfLabel + "=" + s.opts.ApplySet.id()}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(s.opts.Workers, 1))
+	for _, sc := range listings {
+		s.listedMu.Lock()
+		found, ok := s.listed[listedKey(sc.m.Resource.GroupResource(), sc.ns)]
+		s.listedMu.Unlock()
+		if ok {
+			sc.found = found
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			list, err := s.meta.Resource(sc.m.Resource).Namespace(sc.ns).List(ctx, selector)
 			if err != nil {
-				return nil, fmt.Errorf("listing %s members of ApplySet %s: %w", m.Resource.GroupResource(), s.opts.ApplySet, err)
+				sc.err = fmt.Errorf("listing %s members of ApplySet %s: %w", sc.m.Resource.GroupResource(), s.opts.ApplySet, err)
+				return
 			}
-			for _, obj := range list.Items {
-				if inCommit[memberKey(gk, obj.Namespace, obj.Name)] {
-					continue
-				}
-				targets = append(targets, pruneTarget{
-					ref:     ref(gk, obj.Name, obj.Namespace),
-					mapping: m,
-					obj:     obj,
-					last:    gk == namespaceGK || gk == crdGK,
-				})
+			sc.found = list.Items
+		})
+	}
+	wg.Wait()
+	var targets []pruneTarget
+	for _, sc := range listings {
+		if sc.err != nil {
+			return nil, sc.err
+		}
+		for _, obj := range sc.found {
+			if inCommit[memberKey(sc.gk, obj.Namespace, obj.Name)] {
+				continue
 			}
+			targets = append(targets, pruneTarget{
+				ref:     ref(sc.gk, obj.Name, obj.Namespace),
+				mapping: sc.m,
+				obj:     obj,
+				last:    sc.gk == namespaceGK || sc.gk == crdGK,
+			})
 		}
 	}
 	return targets, nil
