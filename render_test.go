@@ -290,12 +290,12 @@ func TestRenderMatchesHelmTemplate(t *testing.T) {
 	tree["src/dep/Chart.yaml"] = "apiVersion: v1\nname: dep\nversion: 0.2.0\n"
 	tree["src/dep/values.yaml"] = "message: default\n"
 	tree["src/dep/templates/cm.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-dep\ndata: {message: {{ .Values.message | quote }}}\n"
-	// A chart gated on what the cluster serves: the Widget CRD is served
+	// A chart gated on what the cluster serves: the Renderwidget CRD is served
 	// by the test cluster, the Gadget API is not.
 	tree["gated/g/Chart.yaml"] = "apiVersion: v2\nname: g\nversion: 0.1.0\nkubeVersion: \">= 1.30.0-0\"\n"
-	tree["gated/g/templates/cr.yaml"] = `{{- if .Capabilities.APIVersions.Has "render.cronsync.dev/v1/Widget" }}
-apiVersion: render.cronsync.dev/v1
-kind: Widget
+	tree["gated/g/templates/cr.yaml"] = `{{- if .Capabilities.APIVersions.Has "example.com/v1/Renderwidget" }}
+apiVersion: example.com/v1
+kind: Renderwidget
 metadata: {name: {{ .Release.Name }}}
 spec: {size: 3}
 {{- end }}
@@ -316,13 +316,13 @@ data:
 `
 	// A chart with hooks, a test, and CRDs.
 	tree["ops/h/Chart.yaml"] = "apiVersion: v2\nname: h\nversion: 0.1.0\n"
-	tree["ops/h/crds/things.yaml"] = renderCRD("things.render.cronsync.dev", "render.cronsync.dev", "Thing", "things") + "---\n" + renderCRD("stuffs.render.cronsync.dev", "render.cronsync.dev", "Stuff", "stuffs")
+	tree["ops/h/crds/things.yaml"] = crdYAML("Thing") + "---\n" + crdYAML("Stuff")
 	tree["ops/h/templates/migrate.yaml"] = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {helm.sh/hook: pre-install}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: registry.invalid/m:1}]\n"
 	tree["ops/h/templates/tests/ping.yaml"] = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ping\n  annotations: {helm.sh/hook: test}\nspec:\n  containers: [{name: p, image: registry.invalid/p:1}]\n"
-	tree["ops/h/templates/thing.yaml"] = "apiVersion: render.cronsync.dev/v1\nkind: Thing\nmetadata: {name: one}\n"
+	tree["ops/h/templates/thing.yaml"] = "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: one}\n"
 	writeTree(t, root, tree)
 	runTool(t, root, "helm", "package", "src/dep", "-d", "legacy/old/charts")
-	createWidgetCRD(t)
+	createGatingCRD(t)
 
 	cases := []struct {
 		dir         string
@@ -331,7 +331,7 @@ data:
 	}{
 		{dir: "deploy/web"},
 		{dir: "legacy/old"},
-		{dir: "gated/g", apiVersions: []string{"render.cronsync.dev/v1/Widget"}},
+		{dir: "gated/g", apiVersions: []string{"example.com/v1/Renderwidget"}},
 		{dir: "ops/h", hooks: []string{"job/migrate (ops/h/templates/migrate.yaml)", "pod/ping (ops/h/templates/tests/ping.yaml)"}},
 	}
 	for _, c := range cases {
@@ -350,33 +350,13 @@ data:
 	}
 }
 
-func renderCRD(name, group, kind, plural string) string {
-	return `apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: ` + name + `
-spec:
-  group: ` + group + `
-  names: {kind: ` + kind + `, plural: ` + plural + `, singular: ` + strings.ToLower(kind) + `, listKind: ` + kind + `List}
-  scope: Namespaced
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        x-kubernetes-preserve-unknown-fields: true
-`
-}
-
 var crdsGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 
-// createWidgetCRD makes the cluster serve render.cronsync.dev/v1 Widgets.
-func createWidgetCRD(t *testing.T) {
+// createGatingCRD makes the cluster serve example.com/v1 Renderwidgets.
+func createGatingCRD(t *testing.T) {
 	t.Helper()
 	var m map[string]any
-	if err := yaml.Unmarshal([]byte(renderCRD("widgets.render.cronsync.dev", "render.cronsync.dev", "Widget", "widgets")), &m); err != nil {
+	if err := yaml.Unmarshal([]byte(crdYAML("Renderwidget")), &m); err != nil {
 		t.Fatal(err)
 	}
 	_, err := kube.Resource(crdsGVR).Create(context.Background(), &unstructured.Unstructured{Object: m}, metav1.CreateOptions{})
@@ -385,10 +365,10 @@ func createWidgetCRD(t *testing.T) {
 	}
 	// Discovery shows the group only once the CRD is Established.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if _, err := kubeREST(t).Get().AbsPath("/apis/render.cronsync.dev/v1").DoRaw(context.Background()); err == nil {
+		if _, err := kubeREST(t).Get().AbsPath("/apis/example.com/v1/renderwidgets").DoRaw(context.Background()); err == nil {
 			return
 		} else if time.Now().After(deadline) {
-			t.Fatalf("the Widget CRD is not served: %v", err)
+			t.Fatalf("the Renderwidget CRD is not served: %v", err)
 		}
 	}
 }
@@ -437,7 +417,7 @@ patches:
 	for p, c := range webChart() {
 		tree["base/charts/web/"+p] = c
 	}
-	tree["base/charts/web/crds/thing.yaml"] = renderCRD("things.render.cronsync.dev", "render.cronsync.dev", "Thing", "things")
+	tree["base/charts/web/crds/thing.yaml"] = crdYAML("Thing")
 	tree["base/charts/web/templates/tests/t.yaml"] = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-test\n  annotations: {helm.sh/hook: test}\nspec:\n  containers: [{name: t, image: registry.invalid/t:1}]\n"
 	tree["base/charts/web/templates/caps.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}-caps}\ndata: {minor: {{ .Capabilities.KubeVersion.Minor | quote }}}\n"
 	writeTree(t, root, tree)
