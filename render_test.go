@@ -400,6 +400,9 @@ func TestHelmChartsMatchKustomize(t *testing.T) {
   releaseName: plain
   includeCRDs: true
   kubeVersion: "1.33.0"
+  skipHooks: true
+- name: web
+  releaseName: quiet
   skipTests: true
 `,
 		"base/shop-values.yaml": "replicas: 3\ngreeting: shop says hi\n",
@@ -427,8 +430,8 @@ patches:
 			got, warnings := cronsyncRender(t, root, filepath.Join(root, dir))
 			want := parseHelmOutput(t, runTool(t, root, "kustomize", "build", "--enable-helm", "--helm-command", tool(t, "helm"), dir), "", "")
 			compareRenders(t, got, want, false)
-			// The first chart's test hook is listed, the second's (skipTests)
-			// is not.
+			// The first chart's test hook is listed; the second's (skipHooks)
+			// and the third's (skipTests) are not.
 			if len(warnings) != 1 || !strings.Contains(warnings[0], "pod/shop-test (base/charts/web/templates/tests/t.yaml)") {
 				t.Errorf("warnings: %q", warnings)
 			}

@@ -32,8 +32,9 @@ type ChartRequest struct {
 	Values map[string]any
 	// IncludeCRDs adds the crds/ directories' files.
 	IncludeCRDs bool
-	// SkipTests drops test hooks silently.
-	SkipTests bool
+	// SkipTests drops test hooks silently; SkipHooks, every hook (hooks
+	// are always left out, but otherwise with a warning).
+	SkipTests, SkipHooks bool
 	// KubeVersion replaces the cluster's version when set; APIVersions are
 	// added to the cluster's.
 	KubeVersion string
@@ -73,7 +74,7 @@ func (r *reader) renderChart(req ChartRequest) (*ChartOutput, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(out.Hooks) > 0 && r.opts.Warn != nil {
+	if len(out.Hooks) > 0 && r.opts.Warn != nil && !req.SkipHooks {
 		r.opts.Warn(fmt.Sprintf("%s: %d Helm hooks left out, as cronsync renders charts and does not run hooks: %s",
 			req.Shown, len(out.Hooks), strings.Join(out.Hooks, ", ")))
 	}
@@ -209,7 +210,7 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 		return nil, fmt.Errorf("chart directory %s leaves the repository", r.rel(chartDir))
 	}
 	req := ChartRequest{
-		Namespace: hc.Namespace, IncludeCRDs: hc.IncludeCRDs, SkipTests: hc.SkipTests,
+		Namespace: hc.Namespace, IncludeCRDs: hc.IncludeCRDs, SkipTests: hc.SkipTests, SkipHooks: hc.SkipHooks,
 		KubeVersion: hc.KubeVersion, APIVersions: hc.ApiVersions,
 	}
 	if req.Namespace == "" {

@@ -73,8 +73,9 @@ type ReadOptions struct {
 // Read returns the objects of every manifest file under dir, a directory
 // inside root, in a deterministic order (lexical by path, then document).
 // A directory holding a kustomization is built with kustomize as one unit
-// instead, and one holding a Helm chart is rendered as one. Files and directories whose names start with "." are skipped.
-// Symlinks are followed only while they stay inside root.
+// instead, and one holding a Helm chart is rendered as one. Files and
+// directories whose names start with "." are skipped. Symlinks are followed
+// only while they stay inside root.
 func Read(ctx context.Context, root, dir string, opts ReadOptions) ([]*Object, error) {
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
