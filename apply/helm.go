@@ -46,7 +46,6 @@ type ChartDoc struct {
 	// Source is the template it came from, as users see it.
 	Source string
 	YAML   []byte
-	CRD    bool
 }
 
 // ChartOutput is what one chart rendered to.

@@ -104,8 +104,6 @@ type Doc struct {
 	Source string
 	// YAML is the document; a crds/ file may hold several.
 	YAML []byte
-	// CRD marks a file of a crds/ directory.
-	CRD bool
 }
 
 // Rendered is what one chart produced.
@@ -194,7 +192,7 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 	out := &Rendered{}
 	if req.IncludeCRDs {
 		for _, crd := range ch.CRDObjects() {
-			out.Docs = append(out.Docs, Doc{Source: source(req.Shown, crd.Filename), YAML: crd.File.Data, CRD: true})
+			out.Docs = append(out.Docs, Doc{Source: source(req.Shown, crd.Filename), YAML: crd.File.Data})
 		}
 	}
 	for _, m := range manifests {
