@@ -582,12 +582,12 @@ const (
 // Established, so that its resources can be mapped. It returns, per CRD,
 // why its resources must be skipped (nil for the ones that are ready). An
 // unchanged CRD was waited for by the run that wrote it; reading it again
-// would download its whole schema on every no-change run.
+// would download its whole schema on every no-change run. The waits are one
+// after another: each poll downloads the whole CRD, and polling them all at
+// once slowed the API server that was establishing them (a first sync of
+// ten 600 KB CRDs took 36 s instead of 25 s).
 func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error {
 	out := map[*Object]error{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(s.opts.Workers, 1))
 	for _, it := range first {
 		if it.GroupKind() != crdGK || it.action == ActionUnchanged {
 			continue
@@ -597,24 +597,17 @@ func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error 
 			continue
 		}
 		client := s.dyn.Resource(it.mapping.Resource)
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			err := wait.PollUntilContextTimeout(ctx, crdPoll, crdWait, true, func(ctx context.Context) (bool, error) {
-				live, err := client.Get(ctx, it.Obj.GetName(), metav1.GetOptions{})
-				if err != nil {
-					return false, err
-				}
-				return crdEstablished(live)
-			})
+		err := wait.PollUntilContextTimeout(ctx, crdPoll, crdWait, true, func(ctx context.Context) (bool, error) {
+			live, err := client.Get(ctx, it.Obj.GetName(), metav1.GetOptions{})
 			if err != nil {
-				mu.Lock()
-				out[it.Object] = fmt.Errorf("waiting for CustomResourceDefinition %s to be established: %w", it.Obj.GetName(), err)
-				mu.Unlock()
+				return false, err
 			}
+			return crdEstablished(live)
 		})
+		if err != nil {
+			out[it.Object] = fmt.Errorf("waiting for CustomResourceDefinition %s to be established: %w", it.Obj.GetName(), err)
+		}
 	}
-	wg.Wait()
 	return out
 }
 
