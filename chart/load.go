@@ -58,6 +58,11 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 // readDir reads a chart directory as Helm's directory loader does
 // (.helmignore and its defaults apply), confined to the repository.
 func (r *Renderer) readDir(req Request) ([]*archive.BufferedFile, error) {
+	// Symlink targets are resolved, so the root they must stay in is too.
+	root, err := filepath.EvalSymlinks(req.Root)
+	if err != nil {
+		return nil, err
+	}
 	rules := ignore.Empty()
 	if data, err := os.ReadFile(filepath.Join(req.Dir, ignore.HelmIgnore)); err == nil {
 		if rules, err = ignore.Parse(bytes.NewReader(data)); err != nil {
@@ -80,7 +85,7 @@ func (r *Renderer) readDir(req Request) ([]*archive.BufferedFile, error) {
 				return err
 			}
 			if info.Mode()&fs.ModeSymlink != 0 {
-				if real, err = r.follow(req.Root, real); err != nil {
+				if real, err = r.follow(root, real); err != nil {
 					return fmt.Errorf("%s: %w", name, err)
 				}
 				if info, err = os.Stat(real); err != nil {
