@@ -78,11 +78,16 @@ type Options struct {
 	// valid signature by one of its keys, else Clone fails with
 	// ErrUnverified and writes nothing.
 	VerifyKeysFile string
+	// DeferWrite leaves the commit's files unwritten until Write is called:
+	// a run that finds it applied this very commit last time needs its
+	// SHA, not its files.
+	DeferWrite bool
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
 type Checkout struct {
-	// Dir holds the commit's files and nothing else (no .git).
+	// Dir holds the commit's files and nothing else (no .git), once they
+	// are written.
 	Dir string
 	// Commit is the full SHA of the commit whose tree is in Dir.
 	Commit string
@@ -90,7 +95,25 @@ type Checkout struct {
 	// refs/tags/v1), or the SHA itself when a SHA was asked for.
 	Ref string
 
-	tmp string
+	tmp    string
+	repo   *git.Repository
+	commit *object.Commit
+	// written is set once the tree is in Dir; err is why it is not.
+	written bool
+	err     error
+}
+
+// Write writes the commit's files to Dir, once; Clone has done it unless
+// Options.DeferWrite was set.
+func (c *Checkout) Write(ctx context.Context) error {
+	if !c.written && c.err == nil {
+		if c.err = writeTree(ctx, c.repo.Storer, c.commit, c.Dir); c.err != nil {
+			c.err = fmt.Errorf("writing commit %s: %w", c.Commit, c.err)
+		} else {
+			c.written = true
+		}
+	}
+	return c.err
 }
 
 // Close removes everything Clone wrote.
@@ -99,7 +122,7 @@ func (c *Checkout) Close() error { return os.RemoveAll(c.tmp) }
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
 // Clone resolves opts.Ref in opts.URL and writes that commit's tree to a new
-// temporary directory.
+// temporary directory (or, with DeferWrite, leaves that to Write).
 func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	if opts.URL == "" {
 		return nil, notFound("repository URL is empty")
@@ -145,8 +168,12 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 			return nil, err
 		}
 	}
-	if err := writeTree(ctx, repo.Storer, commit, co.Dir); err != nil {
-		return nil, fmt.Errorf("writing commit %s: %w", co.Commit, err)
+	co.repo, co.commit = repo, commit
+	if opts.DeferWrite {
+		return co, nil
+	}
+	if err := co.Write(ctx); err != nil {
+		return nil, err
 	}
 	return co, nil
 }
@@ -513,6 +540,9 @@ func (r *redacted) Unwrap() error { return r.err }
 // directory inside c.Dir. It refuses paths that leave the repository,
 // lexically or through a symlink, and paths that do not exist.
 func (c *Checkout) Sub(path string) (string, error) {
+	if !c.written {
+		return "", errors.New("the commit's files are not written yet")
+	}
 	clean := filepath.Clean(filepath.FromSlash(path))
 	if !filepath.IsLocal(clean) {
 		return "", notFound("path %q leaves the repository", path)

@@ -221,3 +221,34 @@ func TestCloseRemovesEverything(t *testing.T) {
 		t.Errorf("work dir still holds %v", left)
 	}
 }
+
+// With DeferWrite the commit is resolved, fetched and verified, and its
+// files are written only when asked for, once.
+func TestDeferWrite(t *testing.T) {
+	_, url, _, second, _ := served(t, nil)
+	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), DeferWrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	if co.Commit != second {
+		t.Errorf("commit %s, want %s", co.Commit, second)
+	}
+	if _, err := os.Stat(co.Dir); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the files are there before Write: %v", err)
+	}
+	if _, err := co.Sub("."); err == nil {
+		t.Error("Sub before Write found a directory")
+	}
+	for range 2 {
+		if err := co.Write(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := content(t, co); got != "v: 2\n" {
+		t.Errorf("a.yaml = %q", got)
+	}
+	if _, err := co.Sub("."); err != nil {
+		t.Error(err)
+	}
+}
