@@ -22,7 +22,9 @@ import (
 // and hand edits are followed by a server dry run of every object (the slow
 // path, which asks the server about each) and a run with the fast path:
 // every object the fast path calls unchanged, the server must call
-// unchanged too. CRONSYNC_EQUIVALENCE_SEED replays a failure.
+// unchanged too. Each round is checked again at the same commit after few
+// hand edits or none, where a run may go by the last run's record instead
+// of reading the commit. CRONSYNC_EQUIVALENCE_SEED replays a failure.
 func TestFastPathAgreesWithTheServer(t *testing.T) {
 	seed := uint64(20261123)
 	if s := os.Getenv("CRONSYNC_EQUIVALENCE_SEED"); s != "" {
@@ -144,22 +146,21 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		}},
 	}
 
-	for round := range rounds {
-		// Commits: some values change in Git.
-		for range 20 {
-			objs[rng.IntN(len(objs))].value++
-		}
-		write()
-		r.Commit(fmt.Sprintf("round %d", round))
-		// Hand edits.
-		for range 30 {
+	handEdits := func(round, n int) {
+		t.Helper()
+		for range n {
 			o, e := objs[rng.IntN(len(objs))], edits[rng.IntN(len(edits))]
 			if err := e.do(o); err != nil {
 				t.Fatalf("seed %d round %d: %s of %s/%s: %v", seed, round, e.name, o.ns, o.name, err)
 			}
 		}
+	}
+	// compare runs a server dry run and a real run, and says whether the
+	// real one went by the last run's record without reading the commit.
+	compare := func(round int, when string) bool {
+		t.Helper()
 		server, _ := syncJSON(t, append(args, "--dry-run=server")...)
-		fast, _ := syncJSON(t, args...)
+		fast, out := syncJSON(t, args...)
 		decided := 0
 		for ref, o := range fast {
 			if !o.WithoutRequest {
@@ -167,12 +168,30 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 			}
 			decided++
 			if server[ref].Action != "unchanged" {
-				t.Errorf("seed %d round %d: %s decided unchanged without a request; the server says %s", seed, round, ref, server[ref].Action)
+				t.Errorf("seed %d round %d, %s: %s decided unchanged without a request; the server says %s", seed, round, when, ref, server[ref].Action)
 			}
 		}
-		t.Logf("round %d: %d of %d objects decided without a request", round, decided, len(fast))
+		shortcut := strings.Contains(out.stderr, "without reading its files")
+		t.Logf("round %d, %s: %d of %d objects decided without a request (from the record: %v)", round, when, decided, len(fast), shortcut)
 		if decided < len(fast)/2 {
-			t.Errorf("seed %d round %d: only %d of %d decided without a request: the fast path is not being exercised", seed, round, decided, len(fast))
+			t.Errorf("seed %d round %d, %s: only %d of %d decided without a request: the fast path is not being exercised", seed, round, when, decided, len(fast))
+		}
+		return shortcut
+	}
+	for round := range rounds {
+		// Commits: some values change in Git.
+		for range 20 {
+			objs[rng.IntN(len(objs))].value++
+		}
+		write()
+		r.Commit(fmt.Sprintf("round %d", round))
+		handEdits(round, 30)
+		compare(round, "after a commit")
+		// The same commit again, with few hand edits or none: this run may
+		// go by the last run's record, and must agree with the server too.
+		handEdits(round, round%3)
+		if shortcut := compare(round, "at the same commit"); round%3 == 0 && !shortcut {
+			t.Errorf("seed %d round %d: no hand edit since a complete run at this commit, and the run read the commit", seed, round)
 		}
 	}
 }

@@ -95,6 +95,11 @@ spec:
 		if n != total {
 			t.Fatalf("%d of %d objects decided without a request on a settled run:\n%s", n, total, out.stderr)
 		}
+		// The last run applied this commit completely: this one goes by
+		// its record and reads no file.
+		if !strings.Contains(out.stderr, "without reading its files") {
+			t.Errorf("a settled run at the same commit read the commit")
+		}
 	}
 	// changed asserts that the next run repairs exactly ref.
 	changed := func(t *testing.T, ref string) {
@@ -109,6 +114,9 @@ spec:
 			case r != ref && !o.WithoutRequest:
 				t.Errorf("%s (untouched) took the slow path", r)
 			}
+		}
+		if strings.Contains(out.stderr, "without reading its files") {
+			t.Errorf("the run after a hand change went by the last run's record")
 		}
 		if t.Failed() {
 			t.Log(out.stderr)

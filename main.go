@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -141,7 +143,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
 	co, err := gitsrc.Clone(cloneCtx, gitsrc.Options{
 		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
-		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile,
+		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, DeferWrite: true,
 	})
 	cancelClone()
 	if err != nil {
@@ -151,11 +153,19 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	sum.Ref, sum.Commit = co.Ref, co.Commit
 	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, co.Ref, co.Commit)
 
-	dir, err := co.Sub(cfg.path)
-	if err != nil {
-		return err
+	// The files are written only if the run reads them: one that finds this
+	// commit applied completely last time is decided without them.
+	opts.Revision = co.Commit + ":" + path.Clean(filepath.ToSlash(cfg.path))
+	opts.Files = func(ctx context.Context) (string, string, error) {
+		ctx, cancel := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+		defer cancel()
+		if err := co.Write(ctx); err != nil {
+			return "", "", err
+		}
+		dir, err := co.Sub(cfg.path)
+		return co.Dir, dir, err
 	}
-	opts.Root, opts.Dir, opts.Out = co.Dir, dir, out
+	opts.Out = out
 	opts.Warn = func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }
 	if opts.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
 		return err

@@ -17,6 +17,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,6 +53,15 @@ type Options struct {
 	// Dir is the directory under Root whose manifests are applied,
 	// recursively.
 	Dir string
+	// Files, when set, writes Root and Dir and returns them: a run that is
+	// decided from its record (Revision) never needs them.
+	Files func(context.Context) (root, dir string, err error)
+	// Revision names exactly what Dir holds: the commit's SHA and the path
+	// within it. With FastUnchanged, a run at the Revision the last
+	// complete run applied, with the same options, is decided from the
+	// LISTs without reading a file when the cluster shows nothing moved
+	// (see samecommit.go). Empty turns that off.
+	Revision string
 	// Namespace is set on namespaced objects that have none. It does not
 	// come from the kubeconfig context on purpose: the same commit must land
 	// in the same place whoever runs it.
@@ -193,13 +203,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.Prune && opts.ApplySet == (ApplySet{}) {
 		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
 	}
-	objs, err := Read(ctx, opts.Root, opts.Dir, ReadOptions{
-		MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote,
-		Namespace: opts.Namespace, RenderChart: opts.RenderChart, Warn: opts.Warn,
-	})
-	if err != nil {
-		return nil, err
-	}
 	stop, stopRun := context.WithCancelCause(ctx)
 	defer stopRun(nil)
 	s, err := newSyncer(cfg, opts, stopRun)
@@ -207,8 +210,35 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	s.stop = stop
+	readCtx := ctx
 	ctx, cancel := graceful(ctx, opts.Grace)
 	defer cancel()
+	res := &Result{}
+	if s.sameCommit(ctx, res) {
+		return res, nil
+	}
+	s.forgetShortcut()
+
+	root, dir := opts.Root, opts.Dir
+	if opts.Files != nil {
+		if root, dir, err = opts.Files(readCtx); err != nil {
+			return nil, err
+		}
+	}
+	renderChart := opts.RenderChart
+	if renderChart != nil {
+		renderChart = func(ctx context.Context, req ChartRequest) (*ChartOutput, error) {
+			s.renderedChart.Store(true)
+			return opts.RenderChart(ctx, req)
+		}
+	}
+	objs, err := Read(readCtx, root, dir, ReadOptions{
+		MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote,
+		Namespace: opts.Namespace, RenderChart: renderChart, Warn: opts.Warn,
+	})
+	if err != nil {
+		return nil, err
+	}
 	if opts.ApplySet != (ApplySet{}) {
 		for _, o := range objs {
 			labels := o.Obj.GetLabels()
@@ -223,10 +253,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	res := &Result{}
 	err = s.run(ctx, p, res)
 	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
-		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest)))
+		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest), err == nil && s.stop.Err() == nil))
 	}
 	switch {
 	case s.unreachable() != nil:
@@ -491,6 +520,11 @@ type syncer struct {
 	// no-change run lists each resource and namespace once, not twice.
 	listedMu sync.Mutex
 	listed   map[string][]metav1.PartialObjectMetadata
+	// renderedChart says the commit's objects came in part from a Helm
+	// chart, which reads the cluster: the run leaves no commit record.
+	renderedChart atomic.Bool
+	// recordedCommit is the parent's commit record as read, "" if none.
+	recordedCommit string
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

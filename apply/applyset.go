@@ -118,6 +118,7 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	s.parentAnnotations = parent.GetAnnotations()
 	s.parent = parent
 	s.recordedFPs = decodeFingerprints(parent)
+	s.recordedCommit = recordedData(parent, commitRecordKey)
 	tooling := parent.GetAnnotations()[applySetToolingAnn]
 	if name, _, _ := strings.Cut(tooling, "/"); name != toolingName {
 		return m, refused("ApplySet parent %s exists and is managed by %q, not %s", a, tooling, toolingName)
@@ -146,22 +147,7 @@ func splitList(s string) []string {
 // needed.
 func (s *syncer) writeParent(ctx context.Context, m members, version string) error {
 	a := s.opts.ApplySet
-	var gks, nss []string
-	for gk := range m.gks {
-		gks = append(gks, gk.String())
-	}
-	for ns := range m.namespaces {
-		if ns != a.Namespace {
-			nss = append(nss, ns)
-		}
-	}
-	sort.Strings(gks)
-	sort.Strings(nss)
-	annotations := map[string]string{
-		applySetToolingAnn:    toolingName + "/" + version,
-		applySetGKsAnn:        strings.Join(gks, ","),
-		applySetNamespacesAnn: strings.Join(nss, ","),
-	}
+	annotations := s.membershipAnnotations(m, version)
 	if s.parentAnnotations != nil && subset(annotations, s.parentAnnotations) {
 		return nil // a run that changes nothing writes nothing
 	}
@@ -184,6 +170,27 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 		s.parentAnnotations = annotations
 	}
 	return nil
+}
+
+// membershipAnnotations are the parent's annotations recording m.
+func (s *syncer) membershipAnnotations(m members, version string) map[string]string {
+	a := s.opts.ApplySet
+	var gks, nss []string
+	for gk := range m.gks {
+		gks = append(gks, gk.String())
+	}
+	for ns := range m.namespaces {
+		if ns != a.Namespace {
+			nss = append(nss, ns)
+		}
+	}
+	sort.Strings(gks)
+	sort.Strings(nss)
+	return map[string]string{
+		applySetToolingAnn:    toolingName + "/" + version,
+		applySetGKsAnn:        strings.Join(gks, ","),
+		applySetNamespacesAnn: strings.Join(nss, ","),
+	}
 }
 
 // parentPatch is a server-side apply patch for the parent Secret carrying

@@ -275,31 +275,45 @@ func (s *syncer) confirm(it *item, answer *unstructured.Unstructured) {
 
 // writeFingerprints stores the fingerprints the run confirmed, and only
 // those: an object the run did not confirm (failed, skipped, not reached)
-// has none, so the next run takes the slow path for it.
-func (s *syncer) writeFingerprints(ctx context.Context, items []*item) error {
+// has none, so the next run takes the slow path for it. A complete run
+// (every object confirmed, nothing failed) whose objects the files alone
+// decide also records its commit, for samecommit.go.
+func (s *syncer) writeFingerprints(ctx context.Context, items []*item, complete bool) error {
 	fps := map[string]string{}
 	for _, it := range items {
 		if it.fp != "" && it.err == nil && it.blocked == nil {
 			fps[fastKey(it)] = it.fp
+		} else {
+			complete = false
 		}
-	}
-	if equalMaps(fps, s.recordedFPs) && !s.newDigestKey {
-		return nil // a run that changes nothing writes nothing
 	}
 	enc, err := encodeFingerprints(fps)
 	if err != nil {
 		return err
 	}
-	return s.patchFastData(ctx, enc)
+	record := ""
+	if complete && s.recordable(items) {
+		if record, err = s.encodeCommitRecord(items, enc); err != nil {
+			return err
+		}
+	}
+	if equalMaps(fps, s.recordedFPs) && record == s.recordedCommit && !s.newDigestKey {
+		return nil // a run that changes nothing writes nothing
+	}
+	return s.patchFastData(ctx, enc, record)
 }
 
-// patchFastData writes the digest key and the fingerprints (base64 of their
-// gzip) to the parent, with a field manager of their own.
-func (s *syncer) patchFastData(ctx context.Context, fingerprints string) error {
+// patchFastData writes the digest key, the fingerprints (base64 of their
+// gzip) and the commit record to the parent, with a field manager of their
+// own. What it leaves out, that manager's earlier write loses.
+func (s *syncer) patchFastData(ctx context.Context, fingerprints, record string) error {
 	a := s.opts.ApplySet
 	data := map[string]string{digestKeyKey: base64.StdEncoding.EncodeToString(s.digestKey)}
 	if fingerprints != "" {
 		data[fingerprintsKey] = fingerprints
+	}
+	if record != "" {
+		data[commitRecordKey] = record
 	}
 	patch, err := json.Marshal(map[string]any{
 		"apiVersion": "v1", "kind": "Secret",
@@ -351,7 +365,7 @@ func (s *syncer) storeNewDigestKey(ctx context.Context) error {
 	if !s.newDigestKey || !s.digests() || s.opts.DryRun != DryRunNone {
 		return nil
 	}
-	return s.patchFastData(ctx, "")
+	return s.patchFastData(ctx, "", "")
 }
 
 func equalMaps(a, b map[string]string) bool {

@@ -46,6 +46,10 @@ func TestDeploymentBecomesReady(t *testing.T) {
 		t.Errorf("a run where everything was ready waited:\n%s", out.stdout)
 	}
 	wantLine(t, out.stdout, "2 ready, 0 not ready")
+	// That run went by the first one's record, and still waited.
+	if !tookShortcut(out) {
+		t.Error("the second run at the same commit read the commit")
+	}
 }
 
 func TestRolloutPastItsDeadlineExits6(t *testing.T) {

@@ -91,6 +91,11 @@ func TestChartDirectorySync(t *testing.T) {
 		t.Error("the Deployment is not reported at its template")
 	}
 	wantLine(t, out.stderr, "3 unchanged")
+	// A chart may read the cluster (capabilities, lookup): the same commit
+	// is rendered again, never taken from the last run's record.
+	if strings.Contains(out.stderr, shortcutLine) {
+		t.Error("a chart's objects were taken from the last run's record")
+	}
 
 	r.Write("apps/web/values.yaml", "replicas: 1\nconfig: {enabled: false}\n")
 	r.Commit("no config")
@@ -126,6 +131,9 @@ func TestHelmChartsOverlaySync(t *testing.T) {
 	out = cronsync(t, args...)
 	wantExit(t, out, 0)
 	wantLine(t, out.stdout, "3 unchanged")
+	if tookShortcut(out) {
+		t.Error("helmCharts' objects were taken from the last run's record")
+	}
 
 	// An overlay's valuesInline, per environment.
 	r.Write("prod/kustomization.yaml", "resources: [../base, ns.yaml]\nlabels: [{pairs: {env: prod}}]\n")

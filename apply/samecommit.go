@@ -1,0 +1,242 @@
+package apply
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+)
+
+// Most scheduled runs meet the commit the last run applied. When that run
+// was complete, its desired objects are known without reading a file: the
+// same commit, path and options give the same objects with the same
+// digests. It records, next to the fingerprints, a stamp of what it read
+// (Revision, every option that shapes the desired objects, the digest key,
+// cronsync's version) and the identity of each object in apply order.
+//
+// A later run with the same stamp lists each resource and namespace, as
+// any no-change run does, and needs every recorded object decided from its
+// LIST by the fingerprint rule of fast.go. A fingerprint that matches means
+// nobody has touched what cronsync owns since that run applied it, digest
+// annotation included, so the object is what this commit wants. Anything
+// else (an object absent, a fingerprint that differs, a member to prune, a
+// membership to rewrite, a kind that no longer maps) makes the run read the
+// commit and take the ordinary path: this one only ever concludes "nothing
+// to do", and it never sends an object, so the stand-ins it builds from the
+// record cannot reach a write.
+//
+// What the files alone do not decide is never recorded: a run that rendered
+// a Helm chart (lookup and capabilities read the cluster), that let
+// kustomize load remote resources, or whose objects name dependencies (on
+// objects outside the commit, whose absence the ordinary path reports).
+const (
+	// commitRecordKey is the parent's data key holding the record.
+	commitRecordKey = "cronsync-commit"
+	// maxFastDataBytes keeps the record and the fingerprints together under
+	// the Secret size limit (1 MiB, metadata included); a record that does
+	// not fit is not kept.
+	maxFastDataBytes = 920 << 10
+)
+
+// commitRecord is what a complete run records of the commit it applied.
+type commitRecord struct {
+	// Stamp hashes the revision and options it was applied with.
+	Stamp string `json:"stamp"`
+	// Objects are [apiVersion, kind, namespace, name, source, doc, digest
+	// annotation], in the order the run reported them.
+	Objects [][7]string `json:"objects"`
+}
+
+// stamp hashes what decides the desired objects besides the files: equal
+// stamps, equal objects.
+func (s *syncer) stamp(digestKey []byte) string {
+	o := s.opts
+	h := sha256.New()
+	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00%s\x00%t\x00%t\x00%t\x00",
+		o.Revision, o.Version, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
+		o.ApplySet.id(), o.Prune, o.PruneAllowEmpty, o.PruneNamespacesAndCRDs)
+	h.Write(digestKey)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// recordable says whether a run over items may leave a record: only the
+// files, read locally, made them.
+func (s *syncer) recordable(items []*item) bool {
+	if s.opts.Revision == "" || s.opts.KustomizeAllowRemote || s.renderedChart.Load() {
+		return false
+	}
+	for _, it := range items {
+		if _, ok := it.Obj.GetAnnotations()[dependsOnAnn]; ok {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeCommitRecord returns the record of a complete run over items, or ""
+// when it does not fit beside fingerprints (as encoded).
+func (s *syncer) encodeCommitRecord(items []*item, fingerprints string) (string, error) {
+	rec := commitRecord{Stamp: s.stamp(s.digestKey)}
+	for _, it := range items {
+		o := it.Obj
+		rec.Objects = append(rec.Objects, [7]string{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName(), it.Source, strconv.Itoa(it.Doc), o.GetAnnotations()[digestAnn]})
+	}
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(rec); err != nil {
+		return "", err
+	}
+	if err := zw.Close(); err != nil {
+		return "", err
+	}
+	enc := base64.StdEncoding.EncodeToString(buf.Bytes())
+	if len(enc)+len(fingerprints) > maxFastDataBytes {
+		return "", nil
+	}
+	return enc, nil
+}
+
+// decodeCommitRecord reads the parent's record; false if there is none or
+// it cannot be read.
+func decodeCommitRecord(parent *unstructured.Unstructured) (commitRecord, bool) {
+	var rec commitRecord
+	raw := recordedData(parent, commitRecordKey)
+	gz, err := base64.StdEncoding.DecodeString(raw)
+	if raw == "" || err != nil {
+		return rec, false
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		return rec, false
+	}
+	if err := json.NewDecoder(io.LimitReader(zr, 64<<20)).Decode(&rec); err != nil || rec.Stamp == "" {
+		return rec, false
+	}
+	return rec, true
+}
+
+// sameCommit decides the whole run from the LISTs when the parent's record
+// says the last run applied this revision completely with these options,
+// and the cluster shows nothing has moved since. It reports each object
+// into res and returns true; false means the run must read the commit and
+// take the ordinary path, and res is untouched.
+func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
+	if !s.fastEnabled() || s.opts.Revision == "" {
+		return false
+	}
+	recorded, err := s.readParent(ctx)
+	if err != nil || s.parent == nil {
+		return false
+	}
+	key, isNew := digestKeyFrom(s.parent)
+	rec, ok := decodeCommitRecord(s.parent)
+	if isNew || !ok || rec.Stamp != s.stamp(key) {
+		return false
+	}
+	s.digestKey = key
+
+	p := &plan{}
+	mappings := map[schema.GroupVersionKind]*meta.RESTMapping{}
+	for _, o := range rec.Objects {
+		u := &unstructured.Unstructured{Object: map[string]any{}}
+		u.SetAPIVersion(o[0])
+		u.SetKind(o[1])
+		u.SetNamespace(o[2])
+		u.SetName(o[3])
+		// Equal digests are the first fact of fast.go's rule, as on any run.
+		u.SetAnnotations(map[string]string{digestAnn: o[6]})
+		gvk := u.GroupVersionKind()
+		m, ok := mappings[gvk]
+		if !ok {
+			if m, err = s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version); err != nil {
+				return false
+			}
+			mappings[gvk] = m
+		}
+		if namespaced := m.Scope.Name() == meta.RESTScopeNameNamespace; namespaced != (o[2] != "") {
+			return false
+		}
+		doc, err := strconv.Atoi(o[5])
+		if err != nil {
+			return false
+		}
+		p.rest = append(p.rest, &item{Object: &Object{Source: o[4], Doc: doc, Obj: u}, mapping: m})
+	}
+	// The ordinary path would rewrite a membership other than this: the
+	// commit's after a prune, else the commit's added to what was recorded.
+	want := commitMembers(p)
+	if !s.opts.Prune {
+		want = recorded.union(want)
+	}
+	if !subset(s.membershipAnnotations(want, s.opts.Version), s.parentAnnotations) {
+		return false
+	}
+	if s.salts, err = s.crdSalts(ctx); err != nil {
+		return false
+	}
+
+	// One metadata LIST per resource and namespace, up to --workers at once.
+	groups := map[string][]*item{}
+	var keys []string
+	for _, it := range p.rest {
+		k := listedKey(it.mapping.Resource.GroupResource(), it.Obj.GetNamespace())
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], it)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, s.opts.Workers)
+	for _, k := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if s.stop.Err() == nil {
+				s.decideFromMetadata(ctx, groups[k])
+			}
+		})
+	}
+	wg.Wait()
+	for _, it := range p.rest {
+		if !it.fast {
+			return false
+		}
+	}
+	if s.opts.Prune {
+		if targets, err := s.pruneTargets(ctx, p, recorded); err != nil || len(targets) > 0 {
+			return false
+		}
+	}
+	if s.stop.Err() != nil {
+		return false
+	}
+	fmt.Fprintln(s.opts.Out, "cronsync: the last run applied this commit and path completely with these options; deciding from the LISTs, without reading its files")
+	for _, r := range s.results(p.rest) {
+		s.print(r)
+		res.Objects = append(res.Objects, r)
+	}
+	return true
+}
+
+// forgetShortcut drops what a sameCommit that returned false learnt of the
+// cluster, so that the ordinary path reads it for itself.
+func (s *syncer) forgetShortcut() {
+	s.salts, s.listed = nil, nil
+}
+
+// recordedData is one of the parent Secret's data values, base64 as stored.
+func recordedData(parent *unstructured.Unstructured, key string) string {
+	v, _, _ := unstructured.NestedString(parent.Object, "data", key)
+	return v
+}

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// shortcutLine is what a run says when it decides everything from the
+// record of the last complete run at the same commit, without the files.
+const shortcutLine = "without reading its files"
+
+func tookShortcut(out result) bool { return strings.Contains(out.stdout, shortcutLine) }
+
+// A run at the commit the last run applied completely is decided from the
+// LISTs without reading the commit. Anything the LISTs show moved, and
+// anything that shapes the desired objects besides the files, sends it down
+// the ordinary path, which repairs exactly what moved.
+func TestSameCommitIsDecidedFromTheRecord(t *testing.T) {
+	const ns = "same-commit"
+	ctx := context.Background()
+	files := map[string]string{"ns.yaml": namespace(ns), "web.yaml": deployment(ns, "web", 1, "", "")}
+	for i := range 6 {
+		files[fmt.Sprintf("cm/cm-%d.yaml", i)] = configMap(ns, fmt.Sprintf("cm-%d", i), "v")
+	}
+	r := repoWith(t, files)
+	args := []string{"--repo", r.Dir, "--applyset", ns + "/cs", "--prune", "--wait=false"}
+	const total = 8
+
+	out := cronsync(t, args...)
+	wantExit(t, out, 0)
+	if tookShortcut(out) {
+		t.Fatal("the first run had no record to go by")
+	}
+	settled := func(t *testing.T) {
+		t.Helper()
+		before := snapshot(t, ns)
+		out := cronsync(t, args...)
+		wantExit(t, out, 0)
+		if !tookShortcut(out) {
+			t.Errorf("a run at the commit the last run applied completely read the commit")
+		}
+		wantLine(t, out.stdout, fmt.Sprintf("%d unchanged (%d without a request)", total, total))
+		wantLine(t, out.stdout, "configmap/cm-0 -n "+ns+" unchanged")
+		wantUnchanged(t, before, snapshot(t, ns))
+	}
+	// ordinary asserts that the run read the commit and said want.
+	ordinary := func(t *testing.T, args []string, want ...string) {
+		t.Helper()
+		out := cronsync(t, args...)
+		wantExit(t, out, 0)
+		if tookShortcut(out) {
+			t.Errorf("decided from the record although it should not have been")
+		}
+		for _, w := range want {
+			wantLine(t, out.stdout, w)
+		}
+	}
+	settled(t)
+
+	cms := kube.Resource(configMaps).Namespace(ns)
+	t.Run("a member created by hand is pruned", func(t *testing.T) {
+		id := live(t, secrets, ns, "cs").GetLabels()["applyset.kubernetes.io/id"]
+		cm := &unstructured.Unstructured{}
+		cm.SetAPIVersion("v1")
+		cm.SetKind("ConfigMap")
+		cm.SetName("stowaway")
+		cm.SetLabels(map[string]string{"applyset.kubernetes.io/part-of": id})
+		if _, err := cms.Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ordinary(t, args, "configmap/stowaway -n "+ns+" pruned")
+		if live(t, configMaps, ns, "stowaway") != nil {
+			t.Error("the hand-made member survived")
+		}
+		settled(t)
+	})
+	t.Run("an object deleted by hand is created again", func(t *testing.T) {
+		if err := cms.Delete(ctx, "cm-3", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		ordinary(t, args, "configmap/cm-3 -n "+ns+" created", "7 unchanged (7 without a request)")
+		settled(t)
+	})
+	t.Run("a value changed by hand is restored", func(t *testing.T) {
+		if _, err := cms.Patch(ctx, "cm-1", types.MergePatchType, []byte(`{"data":{"value":"hand"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+		ordinary(t, args, "configmap/cm-1 -n "+ns+" configured")
+		if v, _, _ := unstructured.NestedString(live(t, configMaps, ns, "cm-1").Object, "data", "value"); v != "v" {
+			t.Errorf("value %q after the run", v)
+		}
+		settled(t)
+	})
+	for _, tc := range []struct{ name, patch string }{
+		{"record deleted", `{"data":{"cronsync-commit":null}}`},
+		{"record corrupted", `{"data":{"cronsync-commit":"bm90IGd6aXA="}}`},
+		{"record of another commit", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			patch := tc.patch
+			if patch == "" {
+				// A well-formed record whose stamp is not this run's.
+				other := withStamp(t, live(t, secrets, ns, "cs"), strings.Repeat("0", 64))
+				patch = fmt.Sprintf(`{"data":{"cronsync-commit":%q}}`, other)
+			}
+			if _, err := kube.Resource(secrets).Namespace(ns).Patch(ctx, "cs", types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "vandal"}); err != nil {
+				t.Fatal(err)
+			}
+			ordinary(t, args, fmt.Sprintf("%d unchanged (%d without a request)", total, total))
+			settled(t)
+		})
+	}
+	t.Run("other options", func(t *testing.T) {
+		// Without --prune the same commit is the same objects, but the
+		// record is of a run that pruned.
+		ordinary(t, []string{"--repo", r.Dir, "--applyset", ns + "/cs", "--wait=false"}, "8 unchanged")
+		ordinary(t, args, "8 unchanged")
+		settled(t)
+	})
+	t.Run("a new commit", func(t *testing.T) {
+		r.Write("cm/cm-0.yaml", configMap(ns, "cm-0", "w"))
+		r.Commit("change")
+		ordinary(t, args, "configmap/cm-0 -n "+ns+" configured")
+		settled(t)
+	})
+}
+
+// withStamp is parent's commit record with its stamp replaced.
+func withStamp(t *testing.T, parent *unstructured.Unstructured, stamp string) string {
+	t.Helper()
+	raw, _, _ := unstructured.NestedString(parent.Object, "data", "cronsync-commit")
+	gz, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(gz))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := io.ReadAll(zr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal(plain, &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["stamp"] == nil {
+		t.Fatalf("the record has no stamp: %s", plain)
+	}
+	rec["stamp"] = stamp
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := json.NewEncoder(zw).Encode(rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
