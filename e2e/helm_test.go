@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -155,8 +156,10 @@ func TestBadChartsChangeNothing(t *testing.T) {
 	files := chartAt("apps/web", appChart(ns))
 	files["apps/ns.yaml"] = namespace(ns)
 	r := repoWith(t, files)
-	args := []string{"--repo", r.Dir, "--path", "apps", "--namespace", ns, "--applyset", ns + "/cs", "--prune", "--wait=false", "--timeout", "8s"}
-	wantExit(t, cronsync(t, args...), 0)
+	args := []string{"--repo", r.Dir, "--path", "apps", "--namespace", ns, "--applyset", ns + "/cs", "--prune", "--wait=false"}
+	// The first sync waits for the rollout, so that the Deployment
+	// controller is done writing status before the snapshot.
+	wantExit(t, cronsync(t, append(args[:len(args)-1:len(args)-1], "--wait-timeout", "2m")...), 0)
 	before := snapshot(t, ns)
 
 	bad := `apiVersion: v1
@@ -167,9 +170,12 @@ data:
 `
 	cases := []struct {
 		name, template, want string
-		extra                map[string]string
-		symlink              [2]string
-		kustomize            bool
+		// timeout is --timeout: a template's budget is half of it. Filling
+		// 256 MiB takes seconds of page faults on a busy machine.
+		timeout   string
+		extra     map[string]string
+		symlink   [2]string
+		kustomize bool
 	}{
 		{name: "syntax error", template: "  x: {{ .Values.config.color \n", want: `apps/web/templates/bad.yaml:7: Helm chart apps/web: unclosed action started at apps/web/templates/bad.yaml:5`},
 		{name: "required value missing", template: `  x: {{ required "config.size is required" .Values.config.size }}`, want: "apps/web/templates/bad.yaml:5: Helm chart apps/web: config.size is required"},
@@ -177,7 +183,7 @@ data:
 		{name: "Files.Get outside the chart", template: `  x: {{ .Files.Get "../../secrets/key" | quote }}`, want: `apps/web/templates/bad.yaml:5: Helm chart apps/web: .Files.Get "../../secrets/key" reads outside the chart`},
 		{name: "endless recursion", template: "  x: {{ include \"loop\" . }}\n{{- define \"loop\" }}{{ include \"loop\" . }}{{ end }}", want: `apps/web/templates/bad.yaml:5: Helm chart apps/web: error calling include: rendering template has a nested reference name: loop`},
 		{name: "endless loop", template: "  x: y\n{{- range 1000000000 }}{{ range 1000000000 }}{{ end }}{{ end }}", want: "apps/web: Helm chart: rendering did not finish within 4s"},
-		{name: "endless output", template: "  x: |\n{{- range 1000000000 }}    yyyyyyyyyyyyyyyy{{ end }}", want: "apps/web: Helm chart: rendering used over 256 MiB and was stopped"},
+		{name: "endless output", template: "  x: |\n{{- range 1000000000 }}    {{ repeat 100000 \"y\" }}{{ end }}", want: "apps/web: Helm chart: rendering used over 256 MiB and was stopped", timeout: "60s"},
 		{name: "symlink out of the repository", symlink: [2]string{"apps/web/files/passwd", "/etc/passwd"}, want: `apps/web: Helm chart: files/passwd: symlink to "/etc/passwd" leaves the repository; refused`},
 		{name: "remote chart without the flag", kustomize: true, want: "apps/remote/kustomization.yaml: helmCharts[0] (podinfo): chart podinfo 6.5.0 from https://stefanprodan.github.io/podinfo is not in the repository; vendor it"},
 	}
@@ -192,7 +198,11 @@ data:
 				r.Write("apps/remote/kustomization.yaml", "helmCharts:\n- name: podinfo\n  repo: https://stefanprodan.github.io/podinfo\n  version: 6.5.0\n  releaseName: podinfo\n")
 			}
 			r.Commit(fmt.Sprintf("bad %d", i))
-			out := cronsync(t, args...)
+			timeout := "8s"
+			if c.timeout != "" {
+				timeout = c.timeout
+			}
+			out := cronsync(t, append(slices.Clone(args), "--timeout", timeout)...)
 			wantExit(t, out, 3)
 			wantLine(t, out.stderr, "error: "+c.want)
 			wantUnchanged(t, before, snapshot(t, ns))
