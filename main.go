@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -155,7 +156,30 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 
 	// The files are written only if the run reads them: one that finds this
 	// commit applied completely last time is decided without them.
-	opts.Revision = co.Commit + ":" + path.Clean(filepath.ToSlash(cfg.path))
+	opts.Path = path.Clean(filepath.ToSlash(cfg.path))
+	opts.Revision = co.Commit + ":" + opts.Path
+	opts.Tree = func(ctx context.Context) (*apply.Tree, error) {
+		entries, err := co.Entries(ctx)
+		if err != nil {
+			return nil, err
+		}
+		// go-git's object storage is not documented as safe for concurrent
+		// reads, and the files parsed in parallel are read through it.
+		var mu sync.Mutex
+		t := &apply.Tree{Files: map[string]string{}, Read: func(hash string) ([]byte, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			return co.ReadBlob(hash)
+		}}
+		for _, e := range entries {
+			if e.File {
+				t.Files[e.Path] = e.Hash
+			} else {
+				t.Others = append(t.Others, e.Path)
+			}
+		}
+		return t, nil
+	}
 	opts.Files = func(ctx context.Context) (string, string, error) {
 		ctx, cancel := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
 		defer cancel()

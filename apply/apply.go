@@ -56,6 +56,15 @@ type Options struct {
 	// Files, when set, writes Root and Dir and returns them: a run that is
 	// decided from its record (Revision) never needs them.
 	Files func(context.Context) (root, dir string, err error)
+	// Path is Dir relative to Root, with forward slashes ("." for Root).
+	Path string
+	// Tree lists the commit as Git records it, and reads its files by blob
+	// hash: a run may then read a plain tree straight from Git, taking the
+	// files the last complete run read from its record (see tree.go). nil
+	// reads the files on disk.
+	Tree func(context.Context) (*Tree, error)
+	// noTreeRead makes a run that started over read the files on disk.
+	noTreeRead bool
 	// Revision names exactly what Dir holds: the commit's SHA and the path
 	// within it. With FastUnchanged, a run at the Revision the last
 	// complete run applied, with the same options, is decided from the
@@ -219,12 +228,6 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	}
 	s.forgetShortcut()
 
-	root, dir := opts.Root, opts.Dir
-	if opts.Files != nil {
-		if root, dir, err = opts.Files(readCtx); err != nil {
-			return nil, err
-		}
-	}
 	renderChart := opts.RenderChart
 	if renderChart != nil {
 		renderChart = func(ctx context.Context, req ChartRequest) (*ChartOutput, error) {
@@ -232,7 +235,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 			return opts.RenderChart(ctx, req)
 		}
 	}
-	objs, err := Read(readCtx, root, dir, ReadOptions{
+	objs, err := s.readCommit(readCtx, ReadOptions{
 		MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote,
 		Namespace: opts.Namespace, RenderChart: renderChart, Warn: opts.Warn,
 	})
@@ -254,6 +257,11 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	err = s.run(ctx, p, res)
+	if errors.Is(err, errReread) {
+		fmt.Fprintln(opts.Out, "cronsync: an object of an unchanged file is not as the last run left it; reading the whole commit")
+		opts.noTreeRead = true
+		return Run(readCtx, cfg, opts)
+	}
 	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
 		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest), err == nil && s.stop.Err() == nil))
 	}
@@ -303,6 +311,9 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	now, later := splitDeferred(p)
 	s.checkAll(ctx, now)
 	errs = append(errs, deferDependents(now)...)
+	if mustReread(p) {
+		return errReread // nothing is written yet
+	}
 	if len(errs) > 0 || s.stop.Err() != nil {
 		return s.report(res, append(p.first, p.rest...), errs)
 	}
@@ -525,6 +536,10 @@ type syncer struct {
 	renderedChart atomic.Bool
 	// recordedCommit is the parent's commit record as read, "" if none.
 	recordedCommit string
+	// cache is that record's files, when this run's options shape objects
+	// as that run's did; treeList the commit's tree, once listed.
+	cache    *recordedCache
+	treeList *Tree
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

@@ -80,6 +80,9 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		it.live = nil
 		return
 	}
+	if it.recorded {
+		return // a stand-in is never sent: the run reads the commit (mustReread)
+	}
 	if s.opts.DryRun == DryRunClient {
 		it.action = ActionConfigured
 		if live == nil {

@@ -293,7 +293,7 @@ func (s *syncer) writeFingerprints(ctx context.Context, items []*item, complete 
 	}
 	record := ""
 	if complete && s.recordable(items) {
-		if record, err = s.encodeCommitRecord(items, enc); err != nil {
+		if record, err = s.encodeCommitRecord(ctx, items, enc); err != nil {
 			return err
 		}
 	}
@@ -351,6 +351,9 @@ func digestKeyFrom(parent *unstructured.Unstructured) ([]byte, bool) {
 func (s *syncer) digestAll(items []*item, parent *unstructured.Unstructured) error {
 	s.digestKey, s.newDigestKey = digestKeyFrom(parent)
 	for _, it := range items {
+		if it.recorded {
+			continue // carries the digest it was recorded with
+		}
 		if err := setDigest(it.Obj, s.digestKey); err != nil {
 			return manifestErr(it.Object, err)
 		}

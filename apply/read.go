@@ -31,6 +31,14 @@ type Object struct {
 	Doc int
 	// Obj is the object as written in Git, plus the namespace default.
 	Obj *unstructured.Unstructured
+
+	// plain: read from a plain manifest file, not built by kustomize or
+	// rendered from a chart.
+	plain bool
+	// recorded: taken from the last complete run's record of an unchanged
+	// file (tree.go). Obj holds the identity and the digest annotation
+	// only, so it must never be sent.
+	recorded bool
 }
 
 // GroupKind is the object's group and kind as written.
@@ -102,6 +110,8 @@ func Read(ctx context.Context, root, dir string, opts ReadOptions) ([]*Object, e
 type pendingFile struct {
 	path, source string
 	objAt, errAt int
+	// read, when set, returns the content instead of reading path.
+	read func() ([]byte, error)
 }
 
 func (r *reader) parsePending() error {
@@ -116,12 +126,24 @@ func (r *reader) parsePending() error {
 	for range min(runtime.GOMAXPROCS(0), len(r.pending)) {
 		wg.Go(func() {
 			for i := range next {
-				data, err := os.ReadFile(r.pending[i].path)
+				p := r.pending[i]
+				read := p.read
+				if read == nil {
+					read = func() ([]byte, error) { return os.ReadFile(p.path) }
+				}
+				data, err := read()
 				if err != nil {
 					results[i].err = err
 					continue
 				}
-				results[i].objs, results[i].errs = parseDocs(data, r.pending[i].source)
+				if err := r.checkSize(int64(len(data))); err != nil {
+					results[i].errs = []error{&ManifestError{Source: p.source, Err: err}}
+					continue
+				}
+				results[i].objs, results[i].errs = parseDocs(data, p.source)
+				for _, o := range results[i].objs {
+					o.plain = true
+				}
 			}
 		})
 	}
@@ -213,11 +235,19 @@ func (r *reader) walk(dir, shown string) error {
 			continue
 		case !info.Mode().IsRegular():
 			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("not a regular file (%s)", info.Mode().Type())})
-		case r.opts.MaxFileBytes > 0 && info.Size() > r.opts.MaxFileBytes:
-			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("file is %d bytes, over the limit of %d", info.Size(), r.opts.MaxFileBytes)})
+		case r.checkSize(info.Size()) != nil:
+			r.errs = append(r.errs, &ManifestError{Source: source, Err: r.checkSize(info.Size())})
 		default:
 			r.pending = append(r.pending, pendingFile{path: path, source: source, objAt: len(r.objs), errAt: len(r.errs)})
 		}
+	}
+	return nil
+}
+
+// checkSize refuses a file over MaxFileBytes.
+func (r *reader) checkSize(n int64) error {
+	if r.opts.MaxFileBytes > 0 && n > r.opts.MaxFileBytes {
+		return fmt.Errorf("file is %d bytes, over the limit of %d", n, r.opts.MaxFileBytes)
 	}
 	return nil
 }

@@ -51,23 +51,51 @@ const (
 
 // commitRecord is what a complete run records of the commit it applied.
 type commitRecord struct {
-	// Stamp hashes the revision and options it was applied with.
-	Stamp string `json:"stamp"`
+	// Stamp hashes the revision and options it was applied with; Config
+	// the options alone (see tree.go).
+	Stamp  string `json:"stamp"`
+	Config string `json:"config"`
+	// Files maps the plain files a later run may take from the record to
+	// their blob hashes.
+	Files map[string]string `json:"files,omitempty"`
 	// Objects are [apiVersion, kind, namespace, name, source, doc, digest
 	// annotation], in the order the run reported them.
 	Objects [][7]string `json:"objects"`
 }
 
-// stamp hashes what decides the desired objects besides the files: equal
-// stamps, equal objects.
-func (s *syncer) stamp(digestKey []byte) string {
+// configStamp hashes what decides the desired objects besides the commit:
+// equal stamps, the same file gives the same objects.
+func (s *syncer) configStamp(digestKey []byte) string {
 	o := s.opts
 	h := sha256.New()
 	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00%s\x00%t\x00%t\x00%t\x00",
-		o.Revision, o.Version, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
+		o.Path, o.Version, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
 		o.ApplySet.id(), o.Prune, o.PruneAllowEmpty, o.PruneNamespacesAndCRDs)
 	h.Write(digestKey)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// stamp adds the revision to configStamp: equal stamps, equal objects.
+func (s *syncer) stamp(digestKey []byte) string {
+	h := sha256.Sum256([]byte(s.configStamp(digestKey) + "\x00" + s.opts.Revision))
+	return hex.EncodeToString(h[:])
+}
+
+// standIn is the object a record entry stands for: its identity and
+// digest annotation, nothing that may be sent.
+func standIn(o [7]string) (*Object, error) {
+	doc, err := strconv.Atoi(o[5])
+	if err != nil {
+		return nil, err
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{}}
+	u.SetAPIVersion(o[0])
+	u.SetKind(o[1])
+	u.SetNamespace(o[2])
+	u.SetName(o[3])
+	// Equal digests are the first fact of fast.go's rule, as on any run.
+	u.SetAnnotations(map[string]string{digestAnn: o[6]})
+	return &Object{Source: o[4], Doc: doc, Obj: u}, nil
 }
 
 // recordable says whether a run over items may leave a record: only the
@@ -86,8 +114,8 @@ func (s *syncer) recordable(items []*item) bool {
 
 // encodeCommitRecord returns the record of a complete run over items, or ""
 // when it does not fit beside fingerprints (as encoded).
-func (s *syncer) encodeCommitRecord(items []*item, fingerprints string) (string, error) {
-	rec := commitRecord{Stamp: s.stamp(s.digestKey)}
+func (s *syncer) encodeCommitRecord(ctx context.Context, items []*item, fingerprints string) (string, error) {
+	rec := commitRecord{Stamp: s.stamp(s.digestKey), Config: s.configStamp(s.digestKey), Files: s.cacheableFiles(ctx, items)}
 	for _, it := range items {
 		o := it.Obj
 		rec.Objects = append(rec.Objects, [7]string{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName(), it.Source, strconv.Itoa(it.Doc), o.GetAnnotations()[digestAnn]})
@@ -141,7 +169,13 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	}
 	key, isNew := digestKeyFrom(s.parent)
 	rec, ok := decodeCommitRecord(s.parent)
-	if isNew || !ok || rec.Stamp != s.stamp(key) {
+	if isNew || !ok {
+		return false
+	}
+	if rec.Config == s.configStamp(key) && s.opts.Path != "" {
+		s.cache, _ = newRecordedCache(rec)
+	}
+	if rec.Stamp != s.stamp(key) {
 		return false
 	}
 	s.digestKey = key
@@ -149,14 +183,11 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	p := &plan{}
 	mappings := map[schema.GroupVersionKind]*meta.RESTMapping{}
 	for _, o := range rec.Objects {
-		u := &unstructured.Unstructured{Object: map[string]any{}}
-		u.SetAPIVersion(o[0])
-		u.SetKind(o[1])
-		u.SetNamespace(o[2])
-		u.SetName(o[3])
-		// Equal digests are the first fact of fast.go's rule, as on any run.
-		u.SetAnnotations(map[string]string{digestAnn: o[6]})
-		gvk := u.GroupVersionKind()
+		obj, err := standIn(o)
+		if err != nil {
+			return false
+		}
+		gvk := obj.Obj.GroupVersionKind()
 		m, ok := mappings[gvk]
 		if !ok {
 			if m, err = s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version); err != nil {
@@ -167,11 +198,7 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		if namespaced := m.Scope.Name() == meta.RESTScopeNameNamespace; namespaced != (o[2] != "") {
 			return false
 		}
-		doc, err := strconv.Atoi(o[5])
-		if err != nil {
-			return false
-		}
-		p.rest = append(p.rest, &item{Object: &Object{Source: o[4], Doc: doc, Obj: u}, mapping: m})
+		p.rest = append(p.rest, &item{Object: obj, mapping: m})
 	}
 	// The ordinary path would rewrite a membership other than this: the
 	// commit's after a prune, else the commit's added to what was recorded.

@@ -22,6 +22,10 @@ func (s *syncer) write(ctx context.Context, it *item) {
 	case it.err != nil, it.blocked != nil, it.action == ActionUnchanged:
 		return
 	}
+	if it.recorded {
+		it.action, it.err = ActionFailed, objectErr(it.Object, errReread)
+		return
+	}
 	if it.action == ActionRecreated {
 		if err := s.recreate(ctx, it); err != nil {
 			it.action, it.err = ActionFailed, objectErr(it.Object, err)

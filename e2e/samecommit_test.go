@@ -37,7 +37,9 @@ func TestSameCommitIsDecidedFromTheRecord(t *testing.T) {
 	args := []string{"--repo", r.Dir, "--applyset", ns + "/cs", "--prune", "--wait=false"}
 	const total = 8
 
-	out := cronsync(t, args...)
+	// The first run waits for the rollout, so that the Deployment
+	// controller is done writing status before the snapshots.
+	out := cronsync(t, append(args[:len(args)-1:len(args)-1], "--wait-timeout", "2m")...)
 	wantExit(t, out, 0)
 	if tookShortcut(out) {
 		t.Fatal("the first run had no record to go by")
@@ -169,4 +171,83 @@ func withStamp(t *testing.T, parent *unstructured.Unstructured, stamp string) st
 		t.Fatal(err)
 	}
 	return base64.StdEncoding.EncodeToString(buf.Bytes())
+}
+
+// fromRecordLine is what a run says when it takes unchanged files from the
+// last complete run's record and reads only the others.
+const fromRecordLine = "manifest files are as the last complete run read them"
+
+// A new commit is read file by file only where its blobs changed; whatever
+// the LISTs show moved since the last run makes the run read everything.
+func TestNewCommitReadsOnlyChangedFiles(t *testing.T) {
+	const ns = "new-commit"
+	ctx := context.Background()
+	files := map[string]string{"ns.yaml": namespace(ns)}
+	for i := range 6 {
+		files[fmt.Sprintf("cm/cm-%d.yaml", i)] = configMap(ns, fmt.Sprintf("cm-%d", i), "v")
+	}
+	r := repoWith(t, files)
+	args := []string{"--repo", r.Dir, "--applyset", ns + "/cs", "--prune", "--wait=false"}
+	wantExit(t, cronsync(t, args...), 0)
+	cms := kube.Resource(configMaps).Namespace(ns)
+	value := func(name string) string {
+		v, _, _ := unstructured.NestedString(live(t, configMaps, ns, name).Object, "data", "value")
+		return v
+	}
+	run := func(t *testing.T, want ...string) result {
+		t.Helper()
+		out := cronsync(t, args...)
+		wantExit(t, out, 0)
+		for _, w := range want {
+			wantLine(t, out.stdout, w)
+		}
+		return out
+	}
+
+	t.Run("one file changed", func(t *testing.T) {
+		r.Write("cm/cm-0.yaml", configMap(ns, "cm-0", "w"))
+		r.Commit("one")
+		out := run(t, "cronsync: 6 "+fromRecordLine, "configmap/cm-0 -n "+ns+" configured", "6 unchanged (6 without a request)")
+		if strings.Contains(out.stdout, "reading the whole commit") {
+			t.Error("started over with nothing moved")
+		}
+		if value("cm-0") != "w" {
+			t.Errorf("cm-0 is %q", value("cm-0"))
+		}
+	})
+	t.Run("an unchanged file's object edited by hand", func(t *testing.T) {
+		if _, err := cms.Patch(ctx, "cm-3", types.MergePatchType, []byte(`{"data":{"value":"hand"}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"}); err != nil {
+			t.Fatal(err)
+		}
+		r.Write("cm/cm-1.yaml", configMap(ns, "cm-1", "w"))
+		r.Commit("two")
+		run(t, "reading the whole commit", "configmap/cm-1 -n "+ns+" configured", "configmap/cm-3 -n "+ns+" configured", "5 unchanged (5 without a request)")
+		if value("cm-3") != "v" || value("cm-1") != "w" {
+			t.Errorf("cm-3 %q, cm-1 %q", value("cm-3"), value("cm-1"))
+		}
+	})
+	t.Run("an unchanged file's object deleted by hand", func(t *testing.T) {
+		if err := cms.Delete(ctx, "cm-4", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		r.Write("cm/cm-2.yaml", configMap(ns, "cm-2", "w"))
+		r.Commit("three")
+		run(t, "reading the whole commit", "configmap/cm-4 -n "+ns+" created", "configmap/cm-2 -n "+ns+" configured")
+	})
+	t.Run("a file removed", func(t *testing.T) {
+		r.Remove("cm/cm-5.yaml")
+		r.Commit("four")
+		run(t, "cronsync: 6 "+fromRecordLine, "configmap/cm-5 -n "+ns+" pruned", "6 unchanged (6 without a request)")
+	})
+	t.Run("a kustomization appears", func(t *testing.T) {
+		// A kustomization may read any file: the whole commit is written
+		// and read as before.
+		r.Write("extra/kustomization.yaml", "resources: [cm.yaml]\n")
+		r.Write("extra/cm.yaml", configMap(ns, "extra", "k"))
+		r.Commit("five")
+		out := run(t, "configmap/extra -n "+ns+" created", "6 unchanged (6 without a request)")
+		if strings.Contains(out.stdout, fromRecordLine) {
+			t.Error("a commit with a kustomization was read from the record")
+		}
+	})
 }

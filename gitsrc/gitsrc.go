@@ -8,6 +8,7 @@
 package gitsrc
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -569,4 +570,53 @@ func (c *Checkout) Sub(path string) (string, error) {
 		return "", notFound("path %q is not a directory in commit %s", path, c.Commit)
 	}
 	return full, nil
+}
+
+// Entry is one entry of the commit's tree other than a directory.
+type Entry struct {
+	// Path is relative to the repository root, with forward slashes.
+	Path string
+	// Hash is the Git object ID of its content (a blob, or for a
+	// submodule the commit it points at).
+	Hash string
+	// File: a regular file (executable or not); otherwise a symlink or a
+	// submodule, whose content is not a file's.
+	File bool
+}
+
+// Entries lists the commit's tree, read from Git's objects: no file needs
+// to be written for it.
+func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
+	tree, err := c.commit.Tree()
+	if err != nil {
+		return nil, err
+	}
+	walker := object.NewTreeWalker(tree, true, nil)
+	defer walker.Close()
+	var out []Entry
+	for {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		name, entry, err := walker.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if entry.Mode == filemode.Dir {
+			continue
+		}
+		out = append(out, Entry{Path: name, Hash: entry.Hash.String(), File: entry.Mode.IsFile() && entry.Mode != filemode.Symlink})
+	}
+}
+
+// ReadBlob returns the content of a file of the commit by its hash.
+func (c *Checkout) ReadBlob(hash string) ([]byte, error) {
+	var b bytes.Buffer
+	if err := copyBlob(c.repo.Storer, plumbing.NewHash(hash), &b); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), nil
 }
