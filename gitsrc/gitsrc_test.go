@@ -203,6 +203,16 @@ func TestSub(t *testing.T) {
 	if target, err := os.Readlink(filepath.Join(co.Dir, "outside")); err != nil || target != "/etc" {
 		t.Errorf("outside -> %q (%v), want a symlink to /etc", target, err)
 	}
+	// Entries says which are not regular files.
+	entries, err := co.Entries(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Path == "outside" && e.File {
+			t.Error("a symlink is listed as a file")
+		}
+	}
 }
 
 func TestCloseRemovesEverything(t *testing.T) {
@@ -239,6 +249,14 @@ func TestDeferWrite(t *testing.T) {
 	}
 	if _, err := co.Sub("."); err == nil {
 		t.Error("Sub before Write found a directory")
+	}
+	// The tree and its blobs are read from Git's objects alone.
+	entries, err := co.Entries(context.Background())
+	if err != nil || len(entries) != 1 || entries[0].Path != "a.yaml" || !entries[0].File {
+		t.Fatalf("entries %+v, %v", entries, err)
+	}
+	if b, err := co.ReadBlob(entries[0].Hash); err != nil || string(b) != "v: 2\n" {
+		t.Errorf("blob %q, %v", b, err)
 	}
 	for range 2 {
 		if err := co.Write(context.Background()); err != nil {
