@@ -536,10 +536,10 @@ type syncer struct {
 	renderedChart atomic.Bool
 	// recordedCommit is the parent's commit record as read, "" if none.
 	recordedCommit string
-	// cache is that record's files, when this run's options shape objects
+	// cachedRecord is that record, when this run's options shape objects
 	// as that run's did; treeList the commit's tree, once listed.
-	cache    *recordedCache
-	treeList *Tree
+	cachedRecord *commitRecord
+	treeList     *Tree
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

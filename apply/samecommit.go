@@ -173,7 +173,7 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 	if rec.Config == s.configStamp(key) && s.opts.Path != "" {
-		s.cache, _ = newRecordedCache(rec)
+		s.cachedRecord = &rec // its stand-ins are made only if the commit is read
 	}
 	if rec.Stamp != s.stamp(key) {
 		return false

@@ -139,9 +139,11 @@ func newRecordedCache(rec commitRecord) (*recordedCache, bool) {
 // readCommit reads the commit's objects: from Git and the last run's record
 // where it can, else from its files on disk.
 func (s *syncer) readCommit(ctx context.Context, ro ReadOptions) ([]*Object, error) {
-	if s.fastEnabled() && !s.opts.noTreeRead && s.cache != nil {
-		if t, err := s.tree(ctx); err == nil && t.plain() {
-			objs, n, ok, err := readTree(ctx, t, s.opts.Path, ro, s.cache.files, s.cache.objects)
+	if s.fastEnabled() && !s.opts.noTreeRead && s.cachedRecord != nil {
+		t, err := s.tree(ctx)
+		cache, ok := newRecordedCache(*s.cachedRecord)
+		if err == nil && ok && t.plain() {
+			objs, n, ok, err := readTree(ctx, t, s.opts.Path, ro, cache.files, cache.objects)
 			if ok {
 				if n > 0 {
 					fmt.Fprintf(s.opts.Out, "cronsync: %d manifest files are as the last complete run read them; reading the others from Git\n", n)
