@@ -288,7 +288,10 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 // Namespace, nothing but those CRDs and Namespaces).
 func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	recorded := newMembers()
-	if s.applySet() {
+	switch {
+	case s.parentRead != nil:
+		recorded = *s.parentRead // by sameCommit, a moment ago
+	case s.applySet():
 		var err error
 		if recorded, err = s.readParent(ctx); err != nil {
 			return err
@@ -540,6 +543,9 @@ type syncer struct {
 	// as that run's did; treeList the commit's tree, once listed.
 	cachedRecord *commitRecord
 	treeList     *Tree
+	// parentRead is the membership sameCommit read from the parent, which
+	// the run then need not read again; nil if it did not read it.
+	parentRead *members
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

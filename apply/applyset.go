@@ -17,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 )
 
@@ -237,9 +238,14 @@ func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string
 	if err != nil {
 		return err
 	}
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
 	// A parent another tool manages was refused by the run; recording on it
-	// would claim it after all.
-	parent, err := dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+	// would claim it after all. Its metadata says so: the fingerprints need
+	// not be downloaded again.
+	parent, err := md.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
 	case err != nil:

@@ -164,7 +164,11 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 	recorded, err := s.readParent(ctx)
-	if err != nil || s.parent == nil {
+	if err != nil {
+		return false
+	}
+	s.parentRead = &recorded
+	if s.parent == nil {
 		return false
 	}
 	key, isNew := digestKeyFrom(s.parent)
