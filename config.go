@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -58,6 +59,8 @@ type config struct {
 	// uses them to record the outcome.
 	restConfig *rest.Config
 	parent     apply.ApplySet
+	// releaseLease releases the Lease the run holds; nil if none.
+	releaseLease func(context.Context) error
 }
 
 var errHelp = pflag.ErrHelp

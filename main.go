@@ -121,13 +121,8 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 			sum.Result, sum.Message = "skipped", held.Error()+"; another sync is running, so this one applies nothing"
 			return nil
 		}
-		defer func() {
-			rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			if err := l.Release(rctx); err != nil {
-				fmt.Fprintf(os.Stderr, "warning: %v\n", err)
-			}
-		}()
+		// finish releases it, beside the run's record and Events.
+		cfg.releaseLease = l.Release
 		// Losing the lease stops the run the way SIGTERM does.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -80,24 +81,43 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if cfg.terminationLog != "" {
 		warn(sum.WriteTerminationLog(cfg.terminationLog))
 	}
+	// What is left is requests to other parties, each on its own: run them
+	// side by side, and report their failures in a fixed order.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
+	var tasks []func() error
+	if cfg.releaseLease != nil {
+		tasks = append(tasks, func() error { return cfg.releaseLease(ctx) })
+	}
 	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		if p := cfg.parent; p.Name != "" {
-			warn(apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, map[string]string{
-				"cronsync.dev/last-sync-commit": sum.Commit,
-				"cronsync.dev/last-sync-time":   sum.Started.UTC().Format(time.RFC3339),
-				"cronsync.dev/last-sync-result": sum.Result,
-				"cronsync.dev/last-sync-counts": sum.CountsLine(),
-				"cronsync.dev/last-sync-error":  firstError(sum),
-			}))
+			tasks = append(tasks, func() error {
+				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, map[string]string{
+					"cronsync.dev/last-sync-commit": sum.Commit,
+					"cronsync.dev/last-sync-time":   sum.Started.UTC().Format(time.RFC3339),
+					"cronsync.dev/last-sync-result": sum.Result,
+					"cronsync.dev/last-sync-counts": sum.CountsLine(),
+					"cronsync.dev/last-sync-error":  firstError(sum),
+				})
+			})
 		}
-		warn(report.Events(ctx, cfg.restConfig, report.Targets{
-			ParentNamespace: cfg.parent.Namespace, ParentName: cfg.parent.Name,
-			PodNamespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"),
-		}, sum))
+		tasks = append(tasks, func() error {
+			return report.Events(ctx, cfg.restConfig, report.Targets{
+				ParentNamespace: cfg.parent.Namespace, ParentName: cfg.parent.Name,
+				PodNamespace: os.Getenv("POD_NAMESPACE"), PodName: os.Getenv("POD_NAME"),
+			}, sum)
+		})
 	}
-	warn(cfg.notify.Notify(ctx, sum))
+	tasks = append(tasks, func() error { return cfg.notify.Notify(ctx, sum) })
+	errs := make([]error, len(tasks))
+	var wg sync.WaitGroup
+	for i, task := range tasks {
+		wg.Go(func() { errs[i] = task() })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		warn(err)
+	}
 }
 
 func firstError(sum *report.Summary) string {
