@@ -109,10 +109,35 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 // Only labelled objects are ever candidates: an object with the same name or
 // labels but not in the set is never touched.
 func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pruneTarget, error) {
-	inCommit := map[string]bool{}
-	for _, it := range slices.Concat(p.first, p.rest) {
-		inCommit[memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())] = true
+	listings, err := s.memberListings(ctx, scope)
+	if err != nil {
+		return nil, err
 	}
+	// Where the check already listed a resource and namespace whole, its
+	// LIST said which members are there; the rest are listed here.
+	s.listMembers(ctx, listings, func(l *memberListing) bool {
+		s.listedMu.Lock()
+		defer s.listedMu.Unlock()
+		_, ok := s.listed[listedKey(l.m.Resource.GroupResource(), l.ns)]
+		return ok
+	})
+	return s.targetsFrom(p, listings)
+}
+
+// memberListing is one resource and namespace where members may be.
+type memberListing struct {
+	gk    schema.GroupKind
+	m     *meta.RESTMapping
+	ns    string
+	found []metav1.PartialObjectMetadata
+	err   error
+	// listed: found holds this listing's own LIST.
+	listed bool
+}
+
+// memberListings names every resource and namespace the set may cover, in
+// a fixed order.
+func (s *syncer) memberListings(ctx context.Context, scope members) ([]*memberListing, error) {
 	gks := make([]schema.GroupKind, 0, len(scope.gks))
 	for gk := range scope.gks {
 		gks = append(gks, gk)
@@ -123,18 +148,7 @@ func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pr
 		namespaces = append(namespaces, ns)
 	}
 	sort.Strings(namespaces)
-
-	// Where the check already listed a resource and namespace whole, its
-	// LIST said which members are there; the rest are listed here, up to
-	// --workers at once, and the targets keep the order of one by one.
-	type listing struct {
-		gk    schema.GroupKind
-		m     *meta.RESTMapping
-		ns    string
-		found []metav1.PartialObjectMetadata
-		err   error
-	}
-	var listings []*listing
+	var listings []*memberListing
 	for _, gk := range gks {
 		m, err := s.mapper.RESTMappingWithContext(ctx, gk)
 		if meta.IsNoMatchError(err) {
@@ -148,46 +162,67 @@ func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pr
 			nss = namespaces
 		}
 		for _, ns := range nss {
-			listings = append(listings, &listing{gk: gk, m: m, ns: ns})
+			listings = append(listings, &memberListing{gk: gk, m: m, ns: ns})
 		}
 	}
+	return listings, nil
+}
+
+// listMembers lists the members in each listing that skip does not leave to
+// a check's LIST, up to --workers at once.
+func (s *syncer) listMembers(ctx context.Context, listings []*memberListing, skip func(*memberListing) bool) {
 	selector := metav1.ListOptions{LabelSelector: applySetPartOfLabel + "=" + s.opts.ApplySet.id()}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, max(s.opts.Workers, 1))
-	for _, sc := range listings {
-		s.listedMu.Lock()
-		found, ok := s.listed[listedKey(sc.m.Resource.GroupResource(), sc.ns)]
-		s.listedMu.Unlock()
-		if ok {
-			sc.found = found
+	for _, l := range listings {
+		if skip(l) {
 			continue
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			list, err := s.meta.Resource(sc.m.Resource).Namespace(sc.ns).List(ctx, selector)
+			list, err := s.meta.Resource(l.m.Resource).Namespace(l.ns).List(ctx, selector)
 			if err != nil {
-				sc.err = fmt.Errorf("listing %s members of ApplySet %s: %w", sc.m.Resource.GroupResource(), s.opts.ApplySet, err)
+				l.err = fmt.Errorf("listing %s members of ApplySet %s: %w", l.m.Resource.GroupResource(), s.opts.ApplySet, err)
 				return
 			}
-			sc.found = list.Items
+			l.found, l.listed = list.Items, true
 		})
 	}
 	wg.Wait()
+}
+
+// targetsFrom turns listings, completed by the checks' LISTs, into the
+// members the commit does not hold, in the listings' order.
+func (s *syncer) targetsFrom(p *plan, listings []*memberListing) ([]pruneTarget, error) {
+	inCommit := map[string]bool{}
+	for _, it := range slices.Concat(p.first, p.rest) {
+		inCommit[memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())] = true
+	}
 	var targets []pruneTarget
-	for _, sc := range listings {
-		if sc.err != nil {
-			return nil, sc.err
+	for _, l := range listings {
+		if l.err != nil {
+			return nil, l.err
 		}
-		for _, obj := range sc.found {
-			if inCommit[memberKey(sc.gk, obj.Namespace, obj.Name)] {
+		found := l.found
+		if !l.listed {
+			s.listedMu.Lock()
+			checked, ok := s.listed[listedKey(l.m.Resource.GroupResource(), l.ns)]
+			s.listedMu.Unlock()
+			if !ok {
+				return nil, fmt.Errorf("listing %s members of ApplySet %s: not listed", l.m.Resource.GroupResource(), s.opts.ApplySet)
+			}
+			found = checked
+		}
+		for _, obj := range found {
+			if inCommit[memberKey(l.gk, obj.Namespace, obj.Name)] {
 				continue
 			}
 			targets = append(targets, pruneTarget{
-				ref:     ref(sc.gk, obj.Name, obj.Namespace),
-				mapping: sc.m,
+				ref:     ref(l.gk, obj.Name, obj.Namespace),
+				mapping: l.m,
 				obj:     obj,
-				last:    sc.gk == namespaceGK || sc.gk == crdGK,
+				last:    l.gk == namespaceGK || l.gk == crdGK,
 			})
 		}
 	}

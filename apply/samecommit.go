@@ -227,6 +227,24 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		}
 		groups[k] = append(groups[k], it)
 	}
+	// With --prune, the set's other resources and namespaces are listed by
+	// label beside them: no check LIST reads those.
+	var listings []*memberListing
+	prefetched := make(chan struct{})
+	if s.opts.Prune {
+		if listings, err = s.memberListings(ctx, recorded); err != nil {
+			return false
+		}
+		go func() {
+			defer close(prefetched)
+			s.listMembers(ctx, listings, func(l *memberListing) bool {
+				_, ok := groups[listedKey(l.m.Resource.GroupResource(), l.ns)]
+				return ok
+			})
+		}()
+	} else {
+		close(prefetched)
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, s.opts.Workers)
 	for _, k := range keys {
@@ -239,13 +257,14 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		})
 	}
 	wg.Wait()
+	<-prefetched
 	for _, it := range p.rest {
 		if !it.fast {
 			return false
 		}
 	}
 	if s.opts.Prune {
-		if targets, err := s.pruneTargets(ctx, p, recorded); err != nil || len(targets) > 0 {
+		if targets, err := s.targetsFrom(p, listings); err != nil || len(targets) > 0 {
 			return false
 		}
 	}
