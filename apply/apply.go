@@ -309,6 +309,10 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		// nothing is decided from the LIST: every object asks the server.
 		s.salts, _ = s.crdSalts(ctx)
 	}
+	// A commit with CRDs may serve new kinds only once they are written.
+	if s.opts.Prune && !slices.ContainsFunc(p.first, func(it *item) bool { return it.GroupKind() == crdGK }) {
+		s.prefetchMembers(ctx, p, recorded.union(commitMembers(p)))
+	}
 	errs := s.checkExternalDeps(ctx, append(p.first, p.rest...))
 	errs = append(errs, s.checkAll(ctx, p.first)...)
 	now, later := splitDeferred(p)
@@ -546,6 +550,8 @@ type syncer struct {
 	// parentRead is the membership sameCommit read from the parent, which
 	// the run then need not read again; nil if it did not read it.
 	parentRead *members
+	// prefetch holds prune's LISTs, started beside the checks.
+	prefetch *memberPrefetch
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

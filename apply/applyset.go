@@ -85,6 +85,11 @@ func (m members) add(gk schema.GroupKind, ns string) {
 	}
 }
 
+// equal says whether m and o cover the same kinds and namespaces.
+func (m members) equal(o members) bool {
+	return maps.Equal(m.gks, o.gks) && maps.Equal(m.namespaces, o.namespaces)
+}
+
 func (m members) union(o members) members {
 	u := newMembers()
 	for gk := range m.gks {

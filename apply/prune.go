@@ -109,19 +109,62 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 // Only labelled objects are ever candidates: an object with the same name or
 // labels but not in the set is never touched.
 func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pruneTarget, error) {
-	listings, err := s.memberListings(ctx, scope)
-	if err != nil {
-		return nil, err
+	var listings []*memberListing
+	if pf := s.prefetch; pf != nil && pf.scope.equal(scope) {
+		<-pf.done
+		listings = pf.listings
+	} else {
+		var err error
+		if listings, err = s.memberListings(ctx, scope); err != nil {
+			return nil, err
+		}
 	}
 	// Where the check already listed a resource and namespace whole, its
-	// LIST said which members are there; the rest are listed here.
+	// LIST said which members are there; the rest are listed here, unless
+	// prefetchMembers already did.
 	s.listMembers(ctx, listings, func(l *memberListing) bool {
+		if l.listed {
+			return true
+		}
 		s.listedMu.Lock()
 		defer s.listedMu.Unlock()
 		_, ok := s.listed[listedKey(l.m.Resource.GroupResource(), l.ns)]
 		return ok
 	})
 	return s.targetsFrom(p, listings)
+}
+
+// memberPrefetch lists members beside the checks (prefetchMembers).
+type memberPrefetch struct {
+	scope    members
+	listings []*memberListing
+	done     chan struct{}
+}
+
+// prefetchMembers starts listing, beside the checks, the members prune
+// will look for where no check LIST reads a resource and namespace whole:
+// those LISTs do not depend on what the run writes (the commit's own
+// objects are never candidates), so prune need not wait for them after the
+// writes.
+func (s *syncer) prefetchMembers(ctx context.Context, p *plan, scope members) {
+	listings, err := s.memberListings(ctx, scope)
+	if err != nil {
+		return // prune finds the error itself
+	}
+	covered := map[string]bool{}
+	for _, b := range batches(slices.Concat(p.first, p.rest)) {
+		if b.list {
+			covered[listedKey(b.items[0].mapping.Resource.GroupResource(), b.items[0].Obj.GetNamespace())] = true
+		}
+	}
+	pf := &memberPrefetch{scope: scope, listings: listings, done: make(chan struct{})}
+	s.prefetch = pf
+	go func() {
+		defer close(pf.done)
+		s.listMembers(ctx, listings, func(l *memberListing) bool {
+			return covered[listedKey(l.m.Resource.GroupResource(), l.ns)]
+		})
+	}()
 }
 
 // memberListing is one resource and namespace where members may be.
