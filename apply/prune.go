@@ -229,7 +229,7 @@ func (s *syncer) listMembers(ctx context.Context, listings []*memberListing, ski
 				l.err = fmt.Errorf("listing %s members of ApplySet %s: %w", l.m.Resource.GroupResource(), s.opts.ApplySet, err)
 				return
 			}
-			l.found, l.listed = list.Items, true
+			l.found, l.listed, l.err = list.Items, true, nil // an earlier try may have failed
 		})
 	}
 	wg.Wait()
@@ -244,18 +244,19 @@ func (s *syncer) targetsFrom(p *plan, listings []*memberListing) ([]pruneTarget,
 	}
 	var targets []pruneTarget
 	for _, l := range listings {
-		if l.err != nil {
-			return nil, l.err
-		}
 		found := l.found
 		if !l.listed {
 			s.listedMu.Lock()
 			checked, ok := s.listed[listedKey(l.m.Resource.GroupResource(), l.ns)]
 			s.listedMu.Unlock()
-			if !ok {
+			switch {
+			case ok:
+				found = checked
+			case l.err != nil:
+				return nil, l.err
+			default:
 				return nil, fmt.Errorf("listing %s members of ApplySet %s: not listed", l.m.Resource.GroupResource(), s.opts.ApplySet)
 			}
-			found = checked
 		}
 		for _, obj := range found {
 			if inCommit[memberKey(l.gk, obj.Namespace, obj.Name)] {
