@@ -311,7 +311,7 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	}
 	// A commit with CRDs may serve new kinds only once they are written.
 	if s.opts.Prune && !slices.ContainsFunc(p.first, func(it *item) bool { return it.GroupKind() == crdGK }) {
-		s.prefetchMembers(ctx, p, recorded.union(commitMembers(p)))
+		s.prefetchMembers(ctx, recorded.union(commitMembers(p)), listedWhole(slices.Concat(p.first, p.rest)))
 	}
 	errs := s.checkExternalDeps(ctx, append(p.first, p.rest...))
 	errs = append(errs, s.checkAll(ctx, p.first)...)

@@ -142,20 +142,14 @@ type memberPrefetch struct {
 }
 
 // prefetchMembers starts listing, beside the checks, the members prune
-// will look for where no check LIST reads a resource and namespace whole:
-// those LISTs do not depend on what the run writes (the commit's own
-// objects are never candidates), so prune need not wait for them after the
-// writes.
-func (s *syncer) prefetchMembers(ctx context.Context, p *plan, scope members) {
+// will look for in scope where no check LIST reads a resource and namespace
+// whole (covered, by listedKey): those LISTs do not depend on what the run
+// writes (the commit's own objects are never candidates), so prune need
+// not wait for them after the writes.
+func (s *syncer) prefetchMembers(ctx context.Context, scope members, covered map[string]bool) {
 	listings, err := s.memberListings(ctx, scope)
 	if err != nil {
 		return // prune finds the error itself
-	}
-	covered := map[string]bool{}
-	for _, b := range batches(slices.Concat(p.first, p.rest)) {
-		if b.list {
-			covered[listedKey(b.items[0].mapping.Resource.GroupResource(), b.items[0].Obj.GetNamespace())] = true
-		}
 	}
 	pf := &memberPrefetch{scope: scope, listings: listings, done: make(chan struct{})}
 	s.prefetch = pf
@@ -165,6 +159,18 @@ func (s *syncer) prefetchMembers(ctx context.Context, p *plan, scope members) {
 			return covered[listedKey(l.m.Resource.GroupResource(), l.ns)]
 		})
 	}()
+}
+
+// listedWhole says which resources and namespaces the checks of items list
+// whole: the batches big enough for a LIST.
+func listedWhole(items []*item) map[string]bool {
+	covered := map[string]bool{}
+	for _, b := range batches(items) {
+		if b.list {
+			covered[listedKey(b.items[0].mapping.Resource.GroupResource(), b.items[0].Obj.GetNamespace())] = true
+		}
+	}
+	return covered
 }
 
 // memberListing is one resource and namespace where members may be.

@@ -228,22 +228,14 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		groups[k] = append(groups[k], it)
 	}
 	// With --prune, the set's other resources and namespaces are listed by
-	// label beside them: no check LIST reads those.
-	var listings []*memberListing
-	prefetched := make(chan struct{})
+	// label beside them: every resource and namespace of the commit is
+	// listed whole here.
 	if s.opts.Prune {
-		if listings, err = s.memberListings(ctx, recorded); err != nil {
-			return false
+		covered := map[string]bool{}
+		for _, k := range keys {
+			covered[k] = true
 		}
-		go func() {
-			defer close(prefetched)
-			s.listMembers(ctx, listings, func(l *memberListing) bool {
-				_, ok := groups[listedKey(l.m.Resource.GroupResource(), l.ns)]
-				return ok
-			})
-		}()
-	} else {
-		close(prefetched)
+		s.prefetchMembers(ctx, recorded, covered)
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, s.opts.Workers)
@@ -257,14 +249,13 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		})
 	}
 	wg.Wait()
-	<-prefetched
 	for _, it := range p.rest {
 		if !it.fast {
 			return false
 		}
 	}
 	if s.opts.Prune {
-		if targets, err := s.targetsFrom(p, listings); err != nil || len(targets) > 0 {
+		if targets, err := s.pruneTargets(ctx, p, recorded); err != nil || len(targets) > 0 {
 			return false
 		}
 	}
@@ -282,7 +273,7 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 // forgetShortcut drops what a sameCommit that returned false learnt of the
 // cluster, so that the ordinary path reads it for itself.
 func (s *syncer) forgetShortcut() {
-	s.salts, s.listed = nil, nil
+	s.salts, s.listed, s.prefetch = nil, nil, nil
 }
 
 // recordedData is one of the parent Secret's data values, base64 as stored.
