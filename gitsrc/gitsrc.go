@@ -605,6 +605,11 @@ func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
 		if err != nil {
 			return nil, err
 		}
+		// As writeTree: a name that would leave the repository makes the
+		// commit unsafe, whether its files are written or not.
+		if !filepath.IsLocal(name) {
+			return nil, &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
+		}
 		if entry.Mode == filemode.Dir {
 			continue
 		}
