@@ -10,12 +10,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/kubernetes"
 	kubectlapply "k8s.io/kubectl/pkg/cmd/apply"
 	cmdutil "k8s.io/kubectl/pkg/cmd/util"
+	"sigs.k8s.io/yaml"
 
 	"github.com/cronsync/cronsync/internal/testenv"
 )
@@ -340,4 +342,126 @@ func TestPruneReusesTheCheckList(t *testing.T) {
 	if lists != 1 {
 		t.Errorf("%d LISTs of the namespace's ConfigMaps, want 1", lists)
 	}
+}
+
+// A kind the set holds in many namespaces is searched for members with one
+// LIST across namespaces, leaving out those a check lists whole, and prune
+// finds the same members as per-namespace LISTs would: a member made by
+// hand in a namespace of the set is pruned; one outside the set's
+// namespaces is not, as kubectl would not find it. Where RBAC stops at the
+// namespaces, the refused wide LIST falls back to one per namespace.
+func TestPruneListsMembersAcrossNamespaces(t *testing.T) {
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	nss := []string{"pw-0", "pw-1", "pw-2", "pw-3", "pw-4", "pw-outside"}
+	for _, ns := range nss {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A user whose Roles cover the set's namespaces and nothing else.
+	rbac := testenv.NewRepo(t)
+	for _, ns := range nss[:5] {
+		rbac.Write(ns+".yaml", fmt.Sprintf(`apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: pw, namespace: %[1]s}
+rules:
+- apiGroups: ["", apps]
+  resources: [configmaps, secrets, events, deployments]
+  verbs: [get, list, create, patch, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: pw, namespace: %[1]s}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pw}
+subjects: [{kind: User, name: pw-team}]
+`, ns))
+	}
+	rbac.Commit("rbac")
+	mustSync(t, "--repo", rbac.Dir, "--applyset", "", "--lease", "")
+	teamKC, err := cluster.WriteKubeconfig("pw-team")
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	r := testenv.NewRepo(t)
+	for _, ns := range nss[:5] {
+		r.Write(ns+".yaml", configMap(ns, "c", "v"))
+	}
+	r.Write("web.yaml", deployment("pw-0", "web", 1))
+	r.Commit("first")
+	set := []string{"--repo", r.Dir, "--applyset", "pw-0/set", "--lease", "", "--prune"}
+	mustSync(t, set...)
+
+	// handMember makes a Deployment carrying the set's label, as a member
+	// made by hand.
+	setID := get(t, configMaps, "pw-0", "c", "metadata", "labels", "applyset.kubernetes.io/part-of")
+	handMember := func(ns, name string) {
+		t.Helper()
+		var d map[string]any
+		if err := yaml.Unmarshal([]byte(deployment(ns, name, 1)), &d); err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: d}
+		u.SetLabels(map[string]string{"applyset.kubernetes.io/part-of": setID})
+		if _, err := kube.Resource(deployments).Namespace(ns).Create(ctx, u, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	memberLists := func(mark int64, user string) (wide, scoped int) {
+		t.Helper()
+		events, err := cluster.AuditSince(mark, user)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ev := range events {
+			switch {
+			case ev.Verb != "list" || !strings.Contains(ev.RequestURI, "labelSelector=applyset.kubernetes.io"):
+			case strings.HasPrefix(ev.RequestURI, "/apis/apps/v1/deployments?"):
+				wide++
+			case strings.HasPrefix(ev.RequestURI, "/apis/apps/v1/namespaces/"):
+				scoped++
+			}
+		}
+		return wide, scoped
+	}
+
+	t.Run("one LIST across namespaces", func(t *testing.T) {
+		handMember("pw-3", "hand-made")
+		handMember("pw-outside", "outside")
+		mark := cluster.AuditMark()
+		out := mustSync(t, set...)
+		if !strings.Contains(out.stdout, "deployment.apps/hand-made -n pw-3 pruned") {
+			t.Errorf("the member made by hand in pw-3 was not pruned:\n%s", out.stdout)
+		}
+		if get(t, deployments, "pw-3", "hand-made", "metadata", "name") != "<absent>" {
+			t.Errorf("deployment hand-made -n pw-3 still exists")
+		}
+		if get(t, deployments, "pw-outside", "outside", "metadata", "name") != "outside" {
+			t.Errorf("a labelled Deployment outside the set's namespaces was pruned")
+		}
+		// A run that first tries the last run's record lists twice.
+		if wide, scoped := memberLists(mark, "admin"); wide == 0 || scoped != 0 {
+			t.Errorf("Deployment members listed by %d LISTs across namespaces and %d in one, want some and none", wide, scoped)
+		}
+	})
+
+	t.Run("RBAC that stops at the namespaces", func(t *testing.T) {
+		handMember("pw-2", "hand-made")
+		r.Remove("web.yaml")
+		r.Commit("no web")
+		mark := cluster.AuditMark()
+		out := mustSync(t, append(set, "--kubeconfig", teamKC)...)
+		for _, want := range []string{"deployment.apps/hand-made -n pw-2 pruned", "deployment.apps/web -n pw-0 pruned"} {
+			if !strings.Contains(out.stdout, want) {
+				t.Errorf("output lacks %q:\n%s", want, out.stdout)
+			}
+		}
+		if wide, scoped := memberLists(mark, "pw-team"); wide == 0 || scoped != 5*wide {
+			t.Errorf("Deployment members listed by %d LISTs across namespaces and %d in one, want each refused one followed by 5", wide, scoped)
+		}
+		if get(t, deployments, "pw-outside", "outside", "metadata", "name") != "outside" {
+			t.Errorf("a labelled Deployment outside the set's namespaces was pruned")
+		}
+	})
 }

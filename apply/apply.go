@@ -219,6 +219,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 		return nil, err
 	}
 	s.stop = stop
+	// Discovery depends on nothing the run reads first, and every path
+	// needs it: let it go beside the parent's read and the commit's.
+	go s.mapper.RESTMappingWithContext(stop, schema.GroupKind{Kind: "Namespace"}) //nolint:errcheck // the real lookups report
 	readCtx := ctx
 	ctx, cancel := graceful(ctx, opts.Grace)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -217,25 +218,86 @@ func (s *syncer) memberListings(ctx context.Context, scope members) ([]*memberLi
 	return listings, nil
 }
 
+// wideListFrom is how many namespaces of one resource make listMembers ask
+// for that resource's members in every namespace at once. Each request has
+// a fixed cost on the API server and the client (authentication, a
+// response, a round trip), where a label-selected LIST served from the
+// watch cache costs little per object it passes over; with few namespaces
+// the scoped LISTs read less, and a team whose RBAC stops at its own
+// namespace never makes a LIST it may not.
+const wideListFrom = 4
+
 // listMembers lists the members in each listing that skip does not leave to
-// a check's LIST, up to --workers at once.
+// a check's LIST, up to --workers LISTs at once: one LIST per resource
+// across namespaces where wideListFrom of its namespaces are to be listed,
+// one per resource and namespace otherwise, and those also where RBAC
+// refuses the wide one.
 func (s *syncer) listMembers(ctx context.Context, listings []*memberListing, skip func(*memberListing) bool) {
 	selector := metav1.ListOptions{LabelSelector: applySetPartOfLabel + "=" + s.opts.ApplySet.id()}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(s.opts.Workers, 1))
+	byResource := map[schema.GroupVersionResource][]*memberListing{}
+	var resources []schema.GroupVersionResource
+	// A wide LIST leaves out the namespaces a check lists whole, so that it
+	// returns no more than the scoped LISTs would.
+	skipped := map[schema.GroupVersionResource][]string{}
 	for _, l := range listings {
 		if skip(l) {
+			skipped[l.m.Resource] = append(skipped[l.m.Resource], l.ns)
 			continue
+		}
+		if _, ok := byResource[l.m.Resource]; !ok {
+			resources = append(resources, l.m.Resource)
+		}
+		byResource[l.m.Resource] = append(byResource[l.m.Resource], l)
+	}
+	record := func(ls []*memberListing, list *metav1.PartialObjectMetadataList, err error) {
+		for _, l := range ls {
+			if err != nil {
+				l.err = fmt.Errorf("listing %s members of ApplySet %s: %w", l.m.Resource.GroupResource(), s.opts.ApplySet, err)
+				continue
+			}
+			l.found, l.listed, l.err = nil, true, nil // an earlier try may have failed
+			for _, obj := range list.Items {
+				if obj.Namespace == l.ns {
+					l.found = append(l.found, obj)
+				}
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(s.opts.Workers, 1))
+	listEach := func(ls []*memberListing) {
+		for _, l := range ls {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				list, err := s.meta.Resource(l.m.Resource).Namespace(l.ns).List(ctx, selector)
+				record([]*memberListing{l}, list, err)
+			})
+		}
+	}
+	for _, r := range resources {
+		ls := byResource[r]
+		if len(ls) < wideListFrom || ls[0].ns == "" {
+			listEach(ls)
+			continue
+		}
+		wide := selector
+		var others []fields.Selector
+		for _, ns := range skipped[r] {
+			others = append(others, fields.OneTermNotEqualSelector("metadata.namespace", ns))
+		}
+		if len(others) > 0 {
+			wide.FieldSelector = fields.AndSelectors(others...).String()
 		}
 		wg.Go(func() {
 			sem <- struct{}{}
-			defer func() { <-sem }()
-			list, err := s.meta.Resource(l.m.Resource).Namespace(l.ns).List(ctx, selector)
-			if err != nil {
-				l.err = fmt.Errorf("listing %s members of ApplySet %s: %w", l.m.Resource.GroupResource(), s.opts.ApplySet, err)
+			list, err := s.meta.Resource(r).List(ctx, wide)
+			<-sem
+			if apierrors.IsForbidden(err) {
+				listEach(ls)
 				return
 			}
-			l.found, l.listed, l.err = list.Items, true, nil // an earlier try may have failed
+			record(ls, list, err)
 		})
 	}
 	wg.Wait()

@@ -163,6 +163,15 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	if !s.fastEnabled() || s.opts.Revision == "" {
 		return false
 	}
+	// The CRDs' generations go beside the parent's read: with a record,
+	// every object's decision waits for both.
+	var salts map[schema.GroupResource]string
+	var saltsErr error
+	saltsRead := make(chan struct{})
+	go func() {
+		defer close(saltsRead)
+		salts, saltsErr = s.crdSalts(ctx)
+	}()
 	recorded, err := s.readParent(ctx)
 	if err != nil {
 		return false
@@ -213,9 +222,11 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	if !subset(s.membershipAnnotations(want, s.opts.Version), s.parentAnnotations) {
 		return false
 	}
-	if s.salts, err = s.crdSalts(ctx); err != nil {
+	<-saltsRead
+	if saltsErr != nil {
 		return false
 	}
+	s.salts = salts
 
 	// One metadata LIST per resource and namespace, up to --workers at once.
 	groups := map[string][]*item{}
