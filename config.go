@@ -61,6 +61,9 @@ type config struct {
 	parent     apply.ApplySet
 	// releaseLease releases the Lease the run holds; nil if none.
 	releaseLease func(context.Context) error
+	// parentChecked: the run found the ApplySet parent cronsync's, or
+	// absent (apply.Result.ParentChecked).
+	parentChecked bool
 }
 
 var errHelp = pflag.ErrHelp

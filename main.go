@@ -28,6 +28,7 @@ import (
 	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/lease"
 	"github.com/cronsync/cronsync/report"
 )
 
@@ -112,40 +113,59 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}
 	cfg.parent = opts.ApplySet
 
-	if cfg.lease != "" && opts.DryRun == apply.DryRunNone {
-		l, held, err := takeLease(ctx, cfg, restCfg)
-		if err != nil {
-			return err
+	// The clone reads nothing from the cluster, so it goes beside taking
+	// the Lease; a Lease held by another run, or not taken, stops it.
+	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+	defer cancelClone()
+	type taken struct {
+		l    *lease.Lease
+		held *lease.HeldError
+		err  error
+	}
+	leased := make(chan taken, 1)
+	go func() {
+		var t taken
+		if cfg.lease != "" && opts.DryRun == apply.DryRunNone {
+			t.l, t.held, t.err = takeLease(ctx, cfg, restCfg)
 		}
-		if held != nil {
-			sum.Result, sum.Message = "skipped", held.Error()+"; another sync is running, so this one applies nothing"
-			return nil
+		if t.held != nil || t.err != nil {
+			cancelClone()
 		}
+		leased <- t
+	}()
+	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
+		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
+		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, DeferWrite: true,
+	})
+	cancelClone()
+	if cloneErr == nil {
+		defer co.Close()
+	}
+	t := <-leased
+	switch {
+	case t.err != nil:
+		return t.err
+	case t.held != nil:
+		sum.Result, sum.Message = "skipped", t.held.Error()+"; another sync is running, so this one applies nothing"
+		return nil
+	case t.l != nil:
 		// finish releases it, beside the run's record and Events.
-		cfg.releaseLease = l.Release
+		cfg.releaseLease = t.l.Release
 		// Losing the lease stops the run the way SIGTERM does.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
 		defer cancel(nil)
 		go func() {
 			select {
-			case <-l.Lost():
+			case <-t.l.Lost():
 				cancel(errors.New("the lease was lost to another run"))
 			case <-ctx.Done():
 			}
 		}()
 	}
-
-	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
-	co, err := gitsrc.Clone(cloneCtx, gitsrc.Options{
-		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
-		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, DeferWrite: true,
-	})
-	cancelClone()
-	if err != nil {
-		return err
+	if cloneErr != nil {
+		return cloneErr
 	}
-	defer co.Close()
 	sum.Ref, sum.Commit = co.Ref, co.Commit
 	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, co.Ref, co.Commit)
 
@@ -202,6 +222,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}
 	res, err := apply.Run(ctx, restCfg, opts)
 	if res != nil {
+		cfg.parentChecked = res.ParentChecked
 		for _, o := range res.Objects {
 			sum.Counts[o.Action]++
 			ro := report.Object{Ref: o.Ref, Source: o.Source, Action: o.Action, WithoutRequest: o.WithoutRequest}

@@ -98,7 +98,7 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 					"cronsync.dev/last-sync-result": sum.Result,
 					"cronsync.dev/last-sync-counts": sum.CountsLine(),
 					"cronsync.dev/last-sync-error":  firstError(sum),
-				})
+				}, cfg.parentChecked)
 			})
 		}
 		tasks = append(tasks, func() error {

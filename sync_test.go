@@ -146,11 +146,18 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var writes, dryRuns, cmLists int
+	var writes, dryRuns, cmLists, parentGets, leaseGets int
+	parent := "/api/v1/namespaces/default/secrets/" + flags[len(flags)-1][len("default/"):]
 	for _, ev := range events {
 		switch {
 		case ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps?"):
 			cmLists++
+			continue
+		case ev.Verb == "get" && strings.HasPrefix(ev.RequestURI+"?", parent+"?"):
+			parentGets++
+			continue
+		case ev.Verb == "get" && strings.Contains(ev.RequestURI, "/leases/"):
+			leaseGets++
 			continue
 		case ev.Verb == "get" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps/"):
 			t.Errorf("ConfigMap read one by one: %s", ev.RequestURI)
@@ -173,6 +180,10 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 	}
 	if cmLists != 1 {
 		t.Errorf("%d LISTs of the namespace's ConfigMaps, want 1", cmLists)
+	}
+	// The run's record and the Lease's release write what the run read.
+	if parentGets != 1 || leaseGets != 1 {
+		t.Errorf("the ApplySet parent read %d times and the Lease %d, want once each", parentGets, leaseGets)
 	}
 
 	// A hand edit to one listed object is still seen.

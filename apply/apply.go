@@ -187,6 +187,9 @@ type ObjectResult struct {
 type Result struct {
 	// Objects holds one entry per object, in apply order.
 	Objects []ObjectResult
+	// ParentChecked says the run read the ApplySet parent and found it
+	// cronsync's, or absent: RecordRun need not read it again.
+	ParentChecked bool
 }
 
 // Count returns how many objects ended with action.
@@ -227,6 +230,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	defer cancel()
 	res := &Result{}
 	if s.sameCommit(ctx, res) {
+		res.ParentChecked = s.parentChecked
 		return res, nil
 	}
 	s.forgetShortcut()
@@ -268,6 +272,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
 		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest), err == nil && s.stop.Err() == nil))
 	}
+	res.ParentChecked = s.parentChecked
 	switch {
 	case s.unreachable() != nil:
 		err = s.collapseUnreachable(res, err)
@@ -553,6 +558,8 @@ type syncer struct {
 	// parentRead is the membership sameCommit read from the parent, which
 	// the run then need not read again; nil if it did not read it.
 	parentRead *members
+	// parentChecked: readParent found the parent absent, or cronsync's.
+	parentChecked bool
 	// prefetch holds prune's LISTs, started beside the checks.
 	prefetch *memberPrefetch
 }

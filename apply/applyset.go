@@ -116,6 +116,7 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	parent, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
 		s.recordedFPs = map[string]string{}
+		s.parentChecked = true
 		return m, nil
 	}
 	if err != nil {
@@ -139,6 +140,7 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 		m.namespaces[ns] = true
 	}
 	m.namespaces[a.Namespace] = true
+	s.parentChecked = true
 	return m, nil
 }
 
@@ -237,27 +239,30 @@ func commitMembers(p *plan) members {
 // parent (creating it if this is the first run), so that
 // `kubectl get secret cronsync -o yaml` answers "which commit is live?". It
 // uses its own field manager, so that the membership annotations, which the
-// run itself owns, are neither touched nor dropped.
-func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string, annotations map[string]string) error {
+// run itself owns, are neither touched nor dropped. checked is the run's
+// Result.ParentChecked: a parent the run found its own is not read again.
+func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string, annotations map[string]string, checked bool) error {
 	dyn, err := dynamic.NewForConfig(cfg)
-	if err != nil {
-		return err
-	}
-	md, err := metadata.NewForConfig(cfg)
 	if err != nil {
 		return err
 	}
 	// A parent another tool manages was refused by the run; recording on it
 	// would claim it after all. Its metadata says so: the fingerprints need
 	// not be downloaded again.
-	parent, err := md.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
-	switch {
-	case apierrors.IsNotFound(err):
-	case err != nil:
-		return fmt.Errorf("recording the run on ApplySet parent %s: %w", a, err)
-	default:
-		if name, _, _ := strings.Cut(parent.GetAnnotations()[applySetToolingAnn], "/"); name != toolingName {
-			return fmt.Errorf("not recording the run on ApplySet parent %s: it is managed by %q", a, name)
+	if !checked {
+		md, err := metadata.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		parent, err := md.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("recording the run on ApplySet parent %s: %w", a, err)
+		default:
+			if name, _, _ := strings.Cut(parent.GetAnnotations()[applySetToolingAnn], "/"); name != toolingName {
+				return fmt.Errorf("not recording the run on ApplySet parent %s: it is managed by %q", a, name)
+			}
 		}
 	}
 	anns := map[string]string{applySetToolingAnn: toolingName + "/" + version}

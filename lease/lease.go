@@ -50,6 +50,9 @@ type Lease struct {
 	// done is closed when the renewing goroutine has returned, so that
 	// Release never races a renewal in flight.
 	done chan struct{}
+	// held is the Lease as this run last wrote it: Release frees it without
+	// reading it again, unless someone wrote it since.
+	held *coordinationv1.Lease
 }
 
 // Acquire takes the Lease if it is free, released, or expired, and returns a
@@ -74,7 +77,7 @@ func (l *Lease) take(ctx context.Context) error {
 	seconds := int32(l.opts.Duration / time.Second)
 	cur, err := l.client.Get(ctx, l.opts.Name, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		_, err = l.client.Create(ctx, &coordinationv1.Lease{
+		created, err := l.client.Create(ctx, &coordinationv1.Lease{
 			ObjectMeta: metav1.ObjectMeta{Name: l.opts.Name, Namespace: l.opts.Namespace},
 			Spec: coordinationv1.LeaseSpec{
 				HolderIdentity: &l.opts.Holder, LeaseDurationSeconds: &seconds,
@@ -87,6 +90,7 @@ func (l *Lease) take(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("creating lease %s: %w", l.name(), err)
 		}
+		l.held = created
 		return nil
 	}
 	if err != nil {
@@ -98,13 +102,14 @@ func (l *Lease) take(ctx context.Context) error {
 	}
 	cur.Spec.HolderIdentity, cur.Spec.LeaseDurationSeconds = &l.opts.Holder, &seconds
 	cur.Spec.AcquireTime, cur.Spec.RenewTime = &now, &now
-	_, err = l.client.Update(ctx, cur, metav1.UpdateOptions{})
+	taken, err := l.client.Update(ctx, cur, metav1.UpdateOptions{})
 	if apierrors.IsConflict(err) {
 		return l.take(ctx) // someone took it between our read and write
 	}
 	if err != nil {
 		return fmt.Errorf("taking lease %s: %w", l.name(), err)
 	}
+	l.held = taken
 	return nil
 }
 
@@ -161,7 +166,10 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 	}
 	now := metav1.NewMicroTime(time.Now())
 	cur.Spec.RenewTime = &now
-	_, err = l.client.Update(ctx, cur, metav1.UpdateOptions{})
+	renewed, err := l.client.Update(ctx, cur, metav1.UpdateOptions{})
+	if err == nil {
+		l.held = renewed
+	}
 	return err
 }
 
@@ -170,6 +178,19 @@ func (l *Lease) renewOnce(ctx context.Context) error {
 func (l *Lease) Release(ctx context.Context) error {
 	close(l.stop)
 	<-l.done
+	// The write carries the resourceVersion this run last wrote, so it
+	// fails if anyone has written the Lease since; only then is it read.
+	if l.held != nil {
+		free := l.held.DeepCopy()
+		free.Spec.HolderIdentity = nil
+		_, err := l.client.Update(ctx, free, metav1.UpdateOptions{})
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsConflict(err) {
+			return fmt.Errorf("releasing lease %s: %w", l.name(), err)
+		}
+	}
 	cur, err := l.client.Get(ctx, l.opts.Name, metav1.GetOptions{})
 	if err != nil {
 		return fmt.Errorf("releasing lease %s: %w", l.name(), err)
