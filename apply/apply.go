@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -383,27 +384,7 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 		// CRDs as they are now.
 		s.salts, _ = s.crdSalts(ctx)
 	}
-	// Discovery changed if the commit holds CRDs: map their custom
-	// resources only now.
-	if len(crdErrs) > 0 || slices.ContainsFunc(later, func(it *item) bool { return it.crd != nil }) {
-		s.mapper.Reset()
-	}
-	for _, it := range later {
-		if it.crd == nil {
-			continue
-		}
-		if err := crdErrs[it.crd.obj]; err != nil {
-			it.skip = err
-			continue
-		}
-		gvk := it.Obj.GroupVersionKind()
-		m, err := s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			it.skip = fmt.Errorf("its CustomResourceDefinition %s is not served: %w", it.crd.obj.Obj.GetName(), err)
-			continue
-		}
-		it.mapping = m
-	}
+	s.mapCustomResources(ctx, later, crdErrs)
 	if errs := s.checkAll(ctx, later); len(errs) > 0 || s.stop.Err() != nil {
 		s.report(res, p.rest, errs)
 		return errors.Join(resultErrs(res.Objects)...)
@@ -680,6 +661,49 @@ func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error 
 		}
 	}
 	return out
+}
+
+// mapCustomResources maps the items of later whose kinds the commit's CRDs
+// define, now that those are written: discovery changed. Established is
+// the CRD's own status; the discovery document that serves its kind
+// follows a moment later, more so on a busy API server, so a kind not yet
+// there is looked up again until crdWait has passed.
+func (s *syncer) mapCustomResources(ctx context.Context, later []*item, crdErrs map[*Object]error) {
+	var pending []*item
+	for _, it := range later {
+		if it.crd == nil {
+			continue
+		}
+		if err := crdErrs[it.crd.obj]; err != nil {
+			it.skip = err
+			continue
+		}
+		pending = append(pending, it)
+	}
+	deadline := time.Now().Add(crdWait)
+	for len(pending) > 0 {
+		s.mapper.Reset()
+		var unmapped []*item
+		for _, it := range pending {
+			gvk := it.Obj.GroupVersionKind()
+			m, err := s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version)
+			switch {
+			case err == nil:
+				it.mapping = m
+			case meta.IsNoMatchError(err) && time.Now().Before(deadline) && ctx.Err() == nil:
+				unmapped = append(unmapped, it)
+			default:
+				it.skip = fmt.Errorf("its CustomResourceDefinition %s is not served: %w", it.crd.obj.Obj.GetName(), err)
+			}
+		}
+		pending = unmapped
+		if len(pending) > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(crdPoll):
+			}
+		}
+	}
 }
 
 // crdEstablished reads a CRD's conditions. A CRD whose names were refused
