@@ -226,6 +226,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	// Discovery depends on nothing the run reads first, and every path
 	// needs it: let it go beside the parent's read and the commit's.
 	go s.mapper.RESTMappingWithContext(stop, schema.GroupKind{Kind: "Namespace"}) //nolint:errcheck // the real lookups report
+	if s.fastEnabled() {
+		s.startSalts(stop)
+	}
 	readCtx := ctx
 	ctx, cancel := graceful(ctx, opts.Grace)
 	defer cancel()
@@ -316,7 +319,8 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	if s.fastEnabled() {
 		// Without the CRDs' generations (RBAC may not allow listing them)
 		// nothing is decided from the LIST: every object asks the server.
-		s.salts, _ = s.crdSalts(ctx)
+		s.salts, _ = s.firstSalts(ctx)
+		s.startRecord(ctx, slices.Concat(p.first, p.rest))
 	}
 	// A commit with CRDs may serve new kinds only once they are written.
 	if s.opts.Prune && !slices.ContainsFunc(p.first, func(it *item) bool { return it.GroupKind() == crdGK }) {
@@ -518,6 +522,10 @@ type syncer struct {
 	// salts the CRD generations they are bound to (nil: no fast path).
 	recordedFPs map[string]string
 	salts       map[schema.GroupResource]string
+	// early is the CRDs' generations as read when the run began.
+	early *saltsRead
+	// record is the commit record being encoded beside the checks.
+	record *recordEncoding
 	// digestKey keys the digests; newDigestKey says this run made it.
 	digestKey    []byte
 	newDigestKey bool

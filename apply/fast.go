@@ -218,6 +218,35 @@ func (s *syncer) fastEnabled() bool {
 	return s.opts.FastUnchanged && s.applySet() && s.opts.DryRun == DryRunNone
 }
 
+// startSalts reads the CRDs' generations in the background, beside the
+// parent's read when the run begins; firstSalts waits for them. The record
+// check and the ordinary path after it decide from the same read, which
+// comes before every LIST they decide from. A CRD that changes after it is
+// seen by the next run, as one that changes after the LISTs would be.
+func (s *syncer) startSalts(ctx context.Context) {
+	r := &saltsRead{done: make(chan struct{})}
+	s.early = r
+	go func() {
+		defer close(r.done)
+		r.salts, r.err = s.crdSalts(ctx)
+	}()
+}
+
+// saltsRead is startSalts's read.
+type saltsRead struct {
+	salts map[schema.GroupResource]string
+	err   error
+	done  chan struct{}
+}
+
+func (s *syncer) firstSalts(ctx context.Context) (map[schema.GroupResource]string, error) {
+	if s.early == nil {
+		return s.crdSalts(ctx)
+	}
+	<-s.early.done
+	return s.early.salts, s.early.err
+}
+
 // crdSalts reads, with one metadata-only LIST, the generation of every CRD,
 // for the fingerprints of custom resources.
 func (s *syncer) crdSalts(ctx context.Context) (map[schema.GroupResource]string, error) {
@@ -292,8 +321,8 @@ func (s *syncer) writeFingerprints(ctx context.Context, items []*item, complete 
 		return err
 	}
 	record := ""
-	if complete && s.recordable(items) {
-		if record, err = s.encodeCommitRecord(ctx, items, enc); err != nil {
+	if complete {
+		if record, err = s.encodedRecord(ctx, items, enc); err != nil {
 			return err
 		}
 	}

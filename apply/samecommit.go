@@ -112,14 +112,57 @@ func (s *syncer) recordable(items []*item) bool {
 	return true
 }
 
-// encodeCommitRecord returns the record of a complete run over items, or ""
-// when it does not fit beside fingerprints (as encoded).
-func (s *syncer) encodeCommitRecord(ctx context.Context, items []*item, fingerprints string) (string, error) {
+// startRecord encodes, beside the checks, the record a complete run over
+// items would leave: their identities and digests are final once digestAll
+// has run, and compressing them is the costliest part of a run that
+// changes little. It reads items now, so that no write can race it.
+func (s *syncer) startRecord(ctx context.Context, items []*item) {
+	if !s.recordable(items) {
+		return
+	}
+	rec := s.commitRecordOf(ctx, items)
+	r := &recordEncoding{done: make(chan struct{})}
+	s.record = r
+	go func() {
+		defer close(r.done)
+		r.enc, r.err = encodeCommitRecord(rec)
+	}()
+}
+
+// recordEncoding is startRecord's work.
+type recordEncoding struct {
+	enc  string
+	err  error
+	done chan struct{}
+}
+
+// encodedRecord returns the record of a complete run over items, encoded,
+// or "" when it does not fit beside fingerprints (as encoded).
+func (s *syncer) encodedRecord(ctx context.Context, items []*item, fingerprints string) (string, error) {
+	if s.record == nil {
+		s.startRecord(ctx, items)
+	}
+	if s.record == nil {
+		return "", nil
+	}
+	<-s.record.done
+	if s.record.err != nil || len(s.record.enc)+len(fingerprints) > maxFastDataBytes {
+		return "", s.record.err
+	}
+	return s.record.enc, nil
+}
+
+// commitRecordOf is the record of a complete run over items.
+func (s *syncer) commitRecordOf(ctx context.Context, items []*item) commitRecord {
 	rec := commitRecord{Stamp: s.stamp(s.digestKey), Config: s.configStamp(s.digestKey), Files: s.cacheableFiles(ctx, items)}
 	for _, it := range items {
 		o := it.Obj
 		rec.Objects = append(rec.Objects, [7]string{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName(), it.Source, strconv.Itoa(it.Doc), o.GetAnnotations()[digestAnn]})
 	}
+	return rec
+}
+
+func encodeCommitRecord(rec commitRecord) (string, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	if err := json.NewEncoder(zw).Encode(rec); err != nil {
@@ -128,11 +171,7 @@ func (s *syncer) encodeCommitRecord(ctx context.Context, items []*item, fingerpr
 	if err := zw.Close(); err != nil {
 		return "", err
 	}
-	enc := base64.StdEncoding.EncodeToString(buf.Bytes())
-	if len(enc)+len(fingerprints) > maxFastDataBytes {
-		return "", nil
-	}
-	return enc, nil
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
 }
 
 // decodeCommitRecord reads the parent's record; false if there is none or
@@ -163,15 +202,6 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	if !s.fastEnabled() || s.opts.Revision == "" {
 		return false
 	}
-	// The CRDs' generations go beside the parent's read: with a record,
-	// every object's decision waits for both.
-	var salts map[schema.GroupResource]string
-	var saltsErr error
-	saltsRead := make(chan struct{})
-	go func() {
-		defer close(saltsRead)
-		salts, saltsErr = s.crdSalts(ctx)
-	}()
 	recorded, err := s.readParent(ctx)
 	if err != nil {
 		return false
@@ -222,11 +252,9 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	if !subset(s.membershipAnnotations(want, s.opts.Version), s.parentAnnotations) {
 		return false
 	}
-	<-saltsRead
-	if saltsErr != nil {
+	if s.salts, err = s.firstSalts(ctx); err != nil {
 		return false
 	}
-	s.salts = salts
 
 	// One metadata LIST per resource and namespace, up to --workers at once.
 	groups := map[string][]*item{}

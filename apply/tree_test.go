@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"sync/atomic"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -85,9 +86,9 @@ func TestReadTreeTakesUnchangedFilesFromTheRecord(t *testing.T) {
 	stand.Obj = parseOne(t, cm("x", "b-as-recorded"))
 	known := map[string]string{"b.yaml": tree.Files["b.yaml"], "c.yaml": "another blob"}
 	recorded := map[string][]*Object{"b.yaml": {stand}, "c.yaml": {stand}}
-	reads := 0
+	var reads atomic.Int32 // files are read in parallel
 	read := tree.Read
-	tree.Read = func(h string) ([]byte, error) { reads++; return read(h) }
+	tree.Read = func(h string) ([]byte, error) { reads.Add(1); return read(h) }
 	got, n, ok, err := readTree(context.Background(), tree, ".", ReadOptions{}, known, recorded)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
@@ -95,8 +96,8 @@ func TestReadTreeTakesUnchangedFilesFromTheRecord(t *testing.T) {
 	if want := []string{"configmap/a -n x @a.yaml", "configmap/b-as-recorded -n x @b.yaml", "configmap/c -n x @c.yaml"}; !reflect.DeepEqual(refs(got), want) {
 		t.Errorf("got %v, want %v", refs(got), want)
 	}
-	if n != 1 || reads != 2 || !got[1].recorded || got[0].recorded || !got[0].plain {
-		t.Errorf("%d from the record, %d files read, flags %v/%v/%v", n, reads, got[1].recorded, got[0].recorded, got[0].plain)
+	if n != 1 || reads.Load() != 2 || !got[1].recorded || got[0].recorded || !got[0].plain {
+		t.Errorf("%d from the record, %d files read, flags %v/%v/%v", n, reads.Load(), got[1].recorded, got[0].recorded, got[0].plain)
 	}
 }
 
