@@ -90,6 +90,19 @@ func TestBadInput(t *testing.T) {
 		files:   map[string]string{"apps/svc.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: bad-port, namespace: badinput}\nspec:\n  ports: [{port: 99999}]\n"},
 		code:    exitContent,
 		wantErr: []string{"service/bad-port -n badinput (apps/svc.yaml): ", "Invalid value: 99999"},
+	}, {
+		// The API server answers this one with a 500, though it is the
+		// commit's fault and the same on every try.
+		name: "field the schema does not declare",
+		files: map[string]string{"apps/web.yaml": strings.Replace(deployment(ns, "undeclared", 1),
+			"spec:\n", "spec:\n  replicaz: 2\n", 1)},
+		code:    exitContent,
+		wantErr: []string{"deployment.apps/undeclared -n badinput (apps/web.yaml): ", ".spec.replicaz: field not declared in schema"},
+	}, {
+		name:    "field of the wrong type",
+		files:   map[string]string{"apps/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: wrong-type, namespace: badinput}\ndata: {a: [1]}\n"},
+		code:    exitContent,
+		wantErr: []string{"configmap/wrong-type -n badinput (apps/cm.yaml): "},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := testenv.NewRepo(t)

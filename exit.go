@@ -109,6 +109,14 @@ func apiStatusCode(status apierrors.APIStatus) int {
 		return exitConfig
 	case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 		return exitContent
+	case http.StatusInternalServerError:
+		// Server-side apply answers a field the schema does not declare, or
+		// one of the wrong type, with a 500 ("failed to create typed patch
+		// object ...: .spec.replicaz: field not declared in schema"): the
+		// commit's fault, the same on every try.
+		if strings.Contains(s.Message, "failed to create typed patch object") {
+			return exitContent
+		}
 	}
 	return exitRetry
 }

@@ -41,6 +41,7 @@ func TestExitCode(t *testing.T) {
 		{"too many requests", obj(apierrors.NewTooManyRequests("slow down", 1)), exitRetry},
 		{"unavailable", obj(apierrors.NewServiceUnavailable("later")), exitRetry},
 		{"internal", obj(apierrors.NewInternalError(errors.New("etcd"))), exitRetry},
+		{"undeclared field", obj(apierrors.NewInternalError(errors.New("failed to create typed patch object (x/c; /v1, Kind=ConfigMap): .bogus: field not declared in schema"))), exitContent},
 		{"deadline", obj(context.DeadlineExceeded), exitRetry},
 		{"cancelled", context.Canceled, exitRetry},
 		{"unknown", errors.New("connection reset"), exitRetry},
