@@ -352,7 +352,7 @@ func (s *syncer) patchFastData(ctx context.Context, fingerprints, record string)
 	if err != nil {
 		return err
 	}
-	_, err = s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
+	_, err = s.meta.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
 		metav1.PatchOptions{FieldManager: fingerprintsManager, Force: new(true)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("recording fingerprints on ApplySet parent %s: %w", a, err)
