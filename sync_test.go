@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -147,7 +148,8 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 		t.Fatal(err)
 	}
 	var writes, dryRuns, cmLists, parentGets, leaseGets int
-	parent := "/api/v1/namespaces/default/secrets/" + flags[len(flags)-1][len("default/"):]
+	set := flags[slices.Index(flags, "--applyset")+1] // namespace/name
+	parent := "/api/v1/namespaces/" + strings.Replace(set, "/", "/secrets/", 1)
 	for _, ev := range events {
 		switch {
 		case ev.Verb == "list" && strings.HasPrefix(ev.RequestURI, "/api/v1/namespaces/"+ns+"/configmaps?"):
