@@ -20,8 +20,9 @@
 //   - kubectl apply --server-side -R -f, first and unchanged;
 //   - the write floor: every object server-side-applied once by 8 parallel
 //     workers with no throttling, no validation and no prune; and the read
-//     floor: one LIST per resource and namespace the commit uses, the mean
-//     of one measured right before the no-change runs and one right after.
+//     floor: one LIST per resource and namespace the commit uses, measured
+//     in turns with the no-change run (five of each a round, plus a last
+//     floor), each row the median of its turns.
 //
 // Each tool gets its own namespaces, so every "first" run creates everything.
 package main
@@ -57,6 +58,11 @@ import (
 )
 
 const namespaces = 10
+
+// pairs is how many no-change runs each round measures, each after a read
+// floor of its own: a single run of 200 ms moves by a third with the
+// controllers' work, so one sample a round is too few to compare.
+const pairs = 5
 
 func main() {
 	objects := flag.Int("objects", 1000, "objects in the generated repository, besides its namespaces")
@@ -153,7 +159,7 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 	runs := []struct {
 		label string
 		args  []string
-	}{{"cronsync: unchanged", args}, {"cronsync: unchanged, --fast-unchanged=false", slowArgs}}
+	}{{"cronsync: unchanged, --fast-unchanged=false", slowArgs}}
 	if controllers {
 		// Untimed: let every Deployment roll out, so that the no-change
 		// runs meet a settled, healthy cluster, as most scheduled runs do.
@@ -165,14 +171,26 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 			args  []string
 		}{"cronsync: unchanged, --wait", waitArgs})
 	}
-	// The read floor: one LIST per resource and namespace of the commit,
-	// which is all a no-change run must read. It is measured right before
-	// and right after the no-change runs, and their mean is the floor, so
-	// that it meets the cluster as they do (with controllers, still
-	// settling after the rollout).
-	floorBefore, err := readFloor(c, generate(prefix("cs"), objects))
-	if err != nil {
-		return nil, err
+	// The no-change run and the read floor (one LIST per resource and
+	// namespace of the commit, which is all a no-change run must read)
+	// take turns, floor first and last, so that both meet the cluster in
+	// the same state (with controllers, still settling after the rollout)
+	// and a burst of the controllers' work lands on either alike. Each
+	// turn is a sample of its row, and the row is the median of them all.
+	for i := range pairs + 1 {
+		m, err := readFloor(c, generate(prefix("cs"), objects))
+		if err != nil {
+			return nil, err
+		}
+		m.name = "read floor: one LIST per resource and namespace"
+		out = append(out, m)
+		if i == pairs {
+			break
+		}
+		if m, err = timed(c, "cronsync: unchanged", exec.Command(binary, args...)); err != nil {
+			return nil, err
+		}
+		out = append(out, m)
 	}
 	for _, run := range runs {
 		m, err := timed(c, run.label, exec.Command(binary, run.args...))
@@ -181,13 +199,6 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 		}
 		out = append(out, m)
 	}
-	m, err = readFloor(c, generate(prefix("cs"), objects))
-	if err != nil {
-		return nil, err
-	}
-	m.name = "read floor: one LIST per resource and namespace"
-	m.wall = (m.wall + floorBefore.wall) / 2
-	out = append(out, m)
 	// A new commit that changes no object (a file beside the manifests):
 	// the run lists the commit's tree and takes every manifest file from
 	// the last run's record, then decides from the LISTs.
@@ -497,8 +508,8 @@ func report(all []measure, objects int, haveKubectl bool) {
 		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
 		med[name] = ms[len(ms)/2]
 	}
-	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs; machine: %s\n\n",
-		objects, (objects+4)/5, namespaces, len(byName[order[0]]), machine())
+	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs (the no-change run and the read floor: of %d and %d turns); machine: %s\n\n",
+		objects, (objects+4)/5, namespaces, len(byName[order[0]]), len(byName["cronsync: unchanged"]), len(byName["read floor: one LIST per resource and namespace"]), machine())
 	fmt.Println("| run | wall time | requests | peak RSS |")
 	fmt.Println("|---|---|---|---|")
 	for _, name := range order {
@@ -523,6 +534,12 @@ func report(all []measure, objects int, haveKubectl bool) {
 	fmt.Printf("- unchanged / read floor: %s (target ≤ 2x); with --fast-unchanged=false %s\n",
 		ratio("cronsync: unchanged", "read floor: one LIST per resource and namespace"),
 		ratio("cronsync: unchanged, --fast-unchanged=false", "read floor: one LIST per resource and namespace"))
+	if rs, fs := byName["cronsync: unchanged"], byName["read floor: one LIST per resource and namespace"]; len(rs) > 1 && len(fs) > 1 {
+		// Sorted by wall time above.
+		fmt.Printf("  - spread of the turns: unchanged %s–%s, read floor %s–%s\n",
+			rs[0].wall.Round(time.Millisecond), rs[len(rs)-1].wall.Round(time.Millisecond),
+			fs[0].wall.Round(time.Millisecond), fs[len(fs)-1].wall.Round(time.Millisecond))
+	}
 	fmt.Printf("- unchanged objects at a new commit / read floor: %s\n",
 		ratio("cronsync: unchanged objects, new commit", "read floor: one LIST per resource and namespace"))
 	fmt.Printf("- one object changed / read floor: %s (target ≤ 2x plus one dry run and one apply)\n",
