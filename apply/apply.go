@@ -10,6 +10,7 @@
 package apply
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -445,17 +446,19 @@ func (s *syncer) report(res *Result, items []*item, errs []error) error {
 		}
 	}
 	out := s.results(items)
+	var b bytes.Buffer
 	for i, r := range out {
-		s.print(r)
+		s.print(&b, r)
 		it := items[i]
 		if s.opts.DryRun == DryRunServer && (it.action == ActionCreated || it.action == ActionConfigured) {
 			d, err := it.diff()
 			if err != nil {
 				d = fmt.Sprintf("(no diff: %v)\n", err)
 			}
-			fmt.Fprint(s.opts.Out, d)
+			b.WriteString(d)
 		}
 	}
+	s.opts.Out.Write(b.Bytes()) //nolint:errcheck // as fmt.Fprintf's would be
 	res.Objects = append(res.Objects, out...)
 	return errors.Join(errs...)
 }
@@ -613,20 +616,31 @@ func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Contex
 	wg.Wait()
 }
 
-func (s *syncer) print(r ObjectResult) {
+// printAll prints rs with one write: line by line, a run that decides
+// thousands of objects from the LISTs makes as many system calls, and wakes
+// whatever reads its output (a container runtime's log pipe) as often.
+func (s *syncer) printAll(rs []ObjectResult) {
+	var b bytes.Buffer
+	for _, r := range rs {
+		s.print(&b, r)
+	}
+	s.opts.Out.Write(b.Bytes()) //nolint:errcheck // as fmt.Fprintf's would be
+}
+
+func (s *syncer) print(w io.Writer, r ObjectResult) {
 	switch {
 	case s.unreachable() != nil && (r.Action == ActionSkipped || isTransport(r.Err)):
 		// Said once for all of them, by Run.
 	case r.Action == ActionFailed || r.Action == ActionSkipped:
-		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
+		fmt.Fprintf(w, "%s %s\n", r.Ref, r.Action)
 	case r.Action == ActionSetAside:
-		fmt.Fprintf(s.opts.Out, "%s set aside until the rest is written: %v\n", r.Ref, errors.Unwrap(r.Err))
+		fmt.Fprintf(w, "%s set aside until the rest is written: %v\n", r.Ref, errors.Unwrap(r.Err))
 	case s.opts.DryRun == DryRunServer:
-		fmt.Fprintf(s.opts.Out, "%s %s (server dry run)\n", r.Ref, r.Action)
+		fmt.Fprintf(w, "%s %s (server dry run)\n", r.Ref, r.Action)
 	case s.opts.DryRun == DryRunClient:
-		fmt.Fprintf(s.opts.Out, "%s %s (dry run)\n", r.Ref, r.Action)
+		fmt.Fprintf(w, "%s %s (dry run)\n", r.Ref, r.Action)
 	default:
-		fmt.Fprintf(s.opts.Out, "%s %s\n", r.Ref, r.Action)
+		fmt.Fprintf(w, "%s %s\n", r.Ref, r.Action)
 	}
 }
 

@@ -61,9 +61,9 @@ func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Resu
 		wg.Wait()
 	}
 
+	s.printAll(results)
 	var errs []error
 	for i, r := range results {
-		s.print(r)
 		if r.Err != nil {
 			errs = append(errs, r.Err)
 			t := targets[i]

@@ -88,13 +88,14 @@ func standIn(o [7]string) (*Object, error) {
 	if err != nil {
 		return nil, err
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{}}
-	u.SetAPIVersion(o[0])
-	u.SetKind(o[1])
-	u.SetNamespace(o[2])
-	u.SetName(o[3])
+	// Built whole rather than field by field: a run over a recorded commit
+	// makes one for each of its objects before its first LIST.
 	// Equal digests are the first fact of fast.go's rule, as on any run.
-	u.SetAnnotations(map[string]string{digestAnn: o[6]})
+	md := map[string]any{"name": o[3], "annotations": map[string]any{digestAnn: o[6]}}
+	if o[2] != "" {
+		md["namespace"] = o[2]
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": o[0], "kind": o[1], "metadata": md}}
 	return &Object{Source: o[4], Doc: doc, Obj: u}, nil
 }
 
@@ -302,10 +303,9 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 	fmt.Fprintln(s.opts.Out, "cronsync: the last run applied this commit and path completely with these options; deciding from the LISTs, without reading its files")
-	for _, r := range s.results(p.rest) {
-		s.print(r)
-		res.Objects = append(res.Objects, r)
-	}
+	rs := s.results(p.rest)
+	s.printAll(rs)
+	res.Objects = append(res.Objects, rs...)
 	return true
 }
 

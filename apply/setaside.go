@@ -71,7 +71,7 @@ func (s *syncer) retryBlocked(ctx context.Context, items []*item) {
 				still = append(still, it)
 				continue
 			}
-			s.print(s.results([]*item{it})[0])
+			s.printAll(s.results([]*item{it}))
 		}
 		blocked = still
 		left := time.Until(deadline)
@@ -89,7 +89,7 @@ func (s *syncer) retryBlocked(ctx context.Context, items []*item) {
 	for _, it := range blocked {
 		it.action = ActionFailed
 		it.err = objectErr(it.Object, fmt.Errorf("set aside and not written: %w", it.blocked))
-		s.print(s.results([]*item{it})[0])
+		s.printAll(s.results([]*item{it}))
 	}
 }
 

@@ -9,9 +9,7 @@ import (
 // unchanged, and prints one line per item in plan order.
 func (s *syncer) writeAll(ctx context.Context, items []*item) {
 	s.each(ctx, items, s.write)
-	for _, r := range s.results(items) {
-		s.print(r)
-	}
+	s.printAll(s.results(items))
 }
 
 func (s *syncer) write(ctx context.Context, it *item) {
