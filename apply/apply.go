@@ -183,6 +183,13 @@ type ObjectResult struct {
 	Name      string
 	// Err is set when Action is failed or skipped.
 	Err error
+	// Live is what the run last saw of the object in the cluster (the LIST
+	// it was decided from, or the answer to its write or to a dry run that
+	// changed nothing), kept to its annotations and deletion timestamp; nil
+	// when the run saw nothing of it. What follows the run may judge from
+	// it rather than read the object again: the health wait does, for
+	// kinds without a status.
+	Live *metav1.ObjectMeta
 }
 
 // Result is a run's outcome per object.
@@ -467,7 +474,8 @@ func (s *syncer) results(items []*item) []ObjectResult {
 	out := make([]ObjectResult, len(items))
 	for i, it := range items {
 		out[i] = ObjectResult{Ref: it.Ref(), Source: it.Source, Action: it.action, Err: it.err,
-			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName(), WithoutRequest: it.fast && it.action == ActionUnchanged}
+			Namespace: it.Obj.GetNamespace(), Name: it.Obj.GetName(), WithoutRequest: it.fast && it.action == ActionUnchanged,
+			Live: it.seen}
 		if it.mapping != nil {
 			out[i].Resource = it.mapping.Resource
 		}

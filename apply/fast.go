@@ -288,13 +288,24 @@ func (s *syncer) decideFast(it *item, live *metav1.ObjectMeta) bool {
 		return false
 	}
 	it.action, it.fast, it.fp = ActionUnchanged, true, want
+	it.seen = seenOf(live)
 	return true
+}
+
+// seenOf keeps of a live object what ObjectResult.Live promises, so that a
+// run over thousands of objects holds no more of them than that.
+func seenOf(live metav1.Object) *metav1.ObjectMeta {
+	return &metav1.ObjectMeta{Annotations: live.GetAnnotations(), DeletionTimestamp: live.GetDeletionTimestamp()}
 }
 
 // confirm records the fingerprint of what the server returned for it after
 // an apply, or after a dry run that found nothing to change.
 func (s *syncer) confirm(it *item, answer *unstructured.Unstructured) {
-	if !s.fastEnabled() || answer == nil {
+	if answer == nil {
+		return
+	}
+	it.seen = seenOf(answer)
+	if !s.fastEnabled() {
 		return
 	}
 	if fp, ok := fingerprint(answer, s.opts.FieldManager, s.salt(it)); ok {

@@ -7,6 +7,7 @@ import (
 	"slices"
 
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
@@ -46,6 +47,9 @@ type item struct {
 	recreateUID types.UID
 	// fast: decided unchanged from the LIST, without a request of its own.
 	fast bool
+	// seen is what the run last saw of it in the cluster; see
+	// ObjectResult.Live.
+	seen *metav1.ObjectMeta
 	// fp is the fingerprint of cronsync's managedFields entry that this run
 	// confirmed (or, when fast, carried over); see fast.go.
 	fp string
