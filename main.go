@@ -284,7 +284,7 @@ func newWaiter(restCfg *rest.Config, opts health.Options, out io.Writer) (func(c
 			if o.Resource.Resource == "" {
 				continue
 			}
-			targets = append(targets, health.Object{Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, Ref: o.Ref, Source: o.Source})
+			targets = append(targets, health.Object{Resource: o.Resource, Namespace: o.Namespace, Name: o.Name, Ref: o.Ref, Source: o.Source, Seen: o.Live})
 		}
 		return health.Wait(ctx, client, targets, opts)
 	}, nil

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/cronsync/cronsync/internal/testenv"
 )
@@ -175,4 +179,74 @@ func eventWithReason(t *testing.T, ns, name, reason string) bool {
 		}
 	}
 	return false
+}
+
+// TestWaitReadsNoStatuslessObject: ConfigMaps, Secrets, ServiceAccounts and
+// Roles have no status, so the wait judges them from what the run saw of
+// them (the answer to its write, or the LIST it decided from) and lists
+// only what kstatus needs whole, here the Deployment. One being deleted is
+// still not ready.
+func TestWaitReadsNoStatuslessObject(t *testing.T) {
+	ns := "h-statusless"
+	r := repoWith(t, map[string]string{
+		"ns.yaml":  namespace(ns),
+		"web.yaml": deployment(ns, "web", 1, "", ""),
+		"cfg.yaml": configMap(ns, "settings", "1") + "---\n" +
+			"apiVersion: v1\nkind: Secret\nmetadata: {name: token, namespace: " + ns + "}\nstringData: {token: x}\n---\n" +
+			"apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: app, namespace: " + ns + "}\n---\n" +
+			"apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: app, namespace: " + ns + "}\n" +
+			"rules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [get]}]\n",
+	})
+	lists := func(mark int64) map[string]int {
+		t.Helper()
+		events, err := cluster.AuditSince(mark, "admin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := map[string]int{}
+		for _, e := range events {
+			if e.Verb != "list" {
+				continue
+			}
+			path, _, _ := strings.Cut(e.RequestURI, "?")
+			if _, res, ok := strings.Cut(path, "/namespaces/"+ns+"/"); ok {
+				n[res]++
+			}
+		}
+		return n
+	}
+	for _, run := range []string{"first", "unchanged"} {
+		mark := cluster.AuditMark()
+		out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m")
+		wantExit(t, out, 0)
+		wantLine(t, out.stdout, "6 ready, 0 not ready")
+		n := lists(mark)
+		// The unchanged run decides every object from one LIST of its
+		// resource; only the Deployment is listed again, by the wait.
+		for _, res := range []string{"configmaps", "secrets", "serviceaccounts", "roles"} {
+			if run == "unchanged" && n[res] != 1 || n[res] > 1 {
+				t.Errorf("%s run: %s listed %d times in %s, want the run's own LIST only", run, res, n[res], ns)
+			}
+		}
+		if n["deployments"] < 1 || run == "unchanged" && n["deployments"] != 2 {
+			t.Errorf("%s run: deployments listed %d times in %s, want the wait's LIST beside the run's", run, n["deployments"], ns)
+		}
+	}
+
+	// A ConfigMap held by a finalizer while it is deleted is terminating:
+	// nothing cronsync owns changed, so the run decides it from the LIST,
+	// and the wait must still see the deletion there.
+	cms := kube.Resource(configMaps).Namespace(ns)
+	if _, err := cms.Patch(t.Context(), "settings", types.MergePatchType, []byte(`{"metadata":{"finalizers":["example.com/hold"]}}`), metav1.PatchOptions{FieldManager: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cms.Patch(context.Background(), "settings", types.MergePatchType, []byte(`{"metadata":{"finalizers":null}}`), metav1.PatchOptions{FieldManager: "test"}) //nolint:errcheck // best effort
+	})
+	if err := cms.Delete(t.Context(), "settings", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out := cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "3s")
+	wantExit(t, out, 6)
+	wantLine(t, out.stderr, "configmap/settings -n "+ns+" (cfg.yaml): not ready after 3s: terminating")
 }

@@ -1,7 +1,13 @@
 // Package health answers "is what was applied running?" for a set of
 // objects, the way Flux does: kstatus judges each object from its own status
-// fields, so no rule per kind is written here, and the objects are read with
-// one LIST per resource and namespace per round rather than a GET each.
+// fields, so no rule of readiness per kind is written here, and the objects
+// are read with one LIST per resource and namespace per round rather than a
+// GET each.
+//
+// Objects of kinds whose API has no status at all (ConfigMaps, Secrets,
+// RBAC, ...) are not read when the caller saw them a moment ago: kstatus
+// can judge them only by their deletion timestamp, and the caller's view
+// holds it. Their LISTs were most of a no-change run's wait.
 //
 // On top of kstatus: a Job counts only once it is Complete (kstatus calls a
 // running Job Current, which would let a migration that fails later pass),
@@ -41,7 +47,37 @@ type Object struct {
 	Ref string
 	// Source is the file the object came from.
 	Source string
+	// Seen is the object's metadata as the caller last saw it in the
+	// cluster (its annotations and deletion timestamp are what is read),
+	// nil if it did not. For a kind in Statusless, it is judged from this
+	// and not read.
+	Seen *metav1.ObjectMeta
 }
+
+// statusless holds the built-in resources whose API has no status: kstatus
+// calls such an object Current unless it is being deleted, so its
+// metadata is all there is to judge.
+var statusless = map[schema.GroupResource]bool{
+	{Resource: "configmaps"}:                                                             true,
+	{Resource: "secrets"}:                                                                true,
+	{Resource: "serviceaccounts"}:                                                        true,
+	{Resource: "limitranges"}:                                                            true,
+	{Resource: "podtemplates"}:                                                           true,
+	{Group: "rbac.authorization.k8s.io", Resource: "roles"}:                              true,
+	{Group: "rbac.authorization.k8s.io", Resource: "rolebindings"}:                       true,
+	{Group: "rbac.authorization.k8s.io", Resource: "clusterroles"}:                       true,
+	{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"}:                true,
+	{Group: "scheduling.k8s.io", Resource: "priorityclasses"}:                            true,
+	{Group: "storage.k8s.io", Resource: "storageclasses"}:                                true,
+	{Group: "networking.k8s.io", Resource: "ingressclasses"}:                             true,
+	{Group: "node.k8s.io", Resource: "runtimeclasses"}:                                   true,
+	{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations"}: true,
+	{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}:   true,
+}
+
+// Statusless says whether objects of gr have no status, so that Seen
+// suffices to judge them.
+func Statusless(gr schema.GroupResource) bool { return statusless[gr] }
 
 // Options configures a wait.
 type Options struct {
@@ -125,8 +161,8 @@ func (e *UnhealthyError) Error() string {
 }
 
 // Wait reads objs until every one is ready, one has failed, or
-// opts.Timeout passes. A run where everything is ready at once costs one
-// round of LISTs and no sleep. The error is an *UnhealthyError when the
+// opts.Timeout passes. A run where everything is ready at once costs at
+// most one round of LISTs and no sleep. The error is an *UnhealthyError when the
 // wait ended without everything ready, or what reading failed with; the
 // Result is valid either way once a round has been read.
 func Wait(ctx context.Context, client dynamic.Interface, objs []Object, opts Options) (*Result, error) {
@@ -134,10 +170,18 @@ func Wait(ctx context.Context, client dynamic.Interface, objs []Object, opts Opt
 		opts.Out = io.Discard
 	}
 	w := &waiter{client: client, opts: opts, states: make([]State, len(objs))}
-	pending := make([]int, len(objs))
+	var pending []int
 	for i, o := range objs {
 		w.states[i] = State{Object: o, Verdict: Waiting, Reason: "not read yet"}
-		pending[i] = i
+		if o.Seen != nil && Statusless(o.Resource.GroupResource()) {
+			// One being deleted is read like any other, and kstatus's
+			// verdict on it taken, as it goes.
+			if v, reason := judgeSeen(o.Seen); v != Waiting {
+				w.states[i].Verdict, w.states[i].Reason = v, reason
+				continue
+			}
+		}
+		pending = append(pending, i)
 	}
 	start := time.Now()
 	deadline := start.Add(opts.Timeout)
@@ -312,6 +356,18 @@ func Judge(u *unstructured.Unstructured) (verdict, reason string) {
 		return Failed, failedReason(u, res)
 	}
 	return Waiting, inProgressReason(res)
+}
+
+// judgeSeen is Judge for an object of a Statusless kind, from its metadata:
+// what kstatus does with an object that has no status.
+func judgeSeen(m *metav1.ObjectMeta) (verdict, reason string) {
+	switch {
+	case m.Annotations[SkipAnnotation] == "false":
+		return NotWaited, ""
+	case m.DeletionTimestamp != nil:
+		return Waiting, "terminating"
+	}
+	return Ready, ""
 }
 
 func jobComplete(u *unstructured.Unstructured) bool {

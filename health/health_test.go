@@ -4,7 +4,9 @@ import (
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/yaml"
 )
 
@@ -132,5 +134,52 @@ func TestUnhealthyError(t *testing.T) {
 	late := &UnhealthyError{First: State{Object: Object{Ref: "deployment.apps/web -n shop", Source: "web.yaml"}, Verdict: Waiting, Reason: "Available: 1/3"}, Waiting: 3, Timeout: 5e9}
 	if got := late.Error(); got != "deployment.apps/web -n shop (web.yaml): not ready after 5s: Available: 1/3 (and 2 more objects not ready)" {
 		t.Errorf("got %q", got)
+	}
+}
+
+// TestJudgeSeenAgreesWithKstatus holds judgeSeen to its promise: for every
+// Statusless kind, the metadata alone gives the verdict kstatus gives the
+// whole object.
+func TestJudgeSeenAgreesWithKstatus(t *testing.T) {
+	kinds := map[schema.GroupResource]string{
+		{Resource: "configmaps"}:                                                             "v1/ConfigMap",
+		{Resource: "secrets"}:                                                                "v1/Secret",
+		{Resource: "serviceaccounts"}:                                                        "v1/ServiceAccount",
+		{Resource: "limitranges"}:                                                            "v1/LimitRange",
+		{Resource: "podtemplates"}:                                                           "v1/PodTemplate",
+		{Group: "rbac.authorization.k8s.io", Resource: "roles"}:                              "rbac.authorization.k8s.io/v1/Role",
+		{Group: "rbac.authorization.k8s.io", Resource: "rolebindings"}:                       "rbac.authorization.k8s.io/v1/RoleBinding",
+		{Group: "rbac.authorization.k8s.io", Resource: "clusterroles"}:                       "rbac.authorization.k8s.io/v1/ClusterRole",
+		{Group: "rbac.authorization.k8s.io", Resource: "clusterrolebindings"}:                "rbac.authorization.k8s.io/v1/ClusterRoleBinding",
+		{Group: "scheduling.k8s.io", Resource: "priorityclasses"}:                            "scheduling.k8s.io/v1/PriorityClass",
+		{Group: "storage.k8s.io", Resource: "storageclasses"}:                                "storage.k8s.io/v1/StorageClass",
+		{Group: "networking.k8s.io", Resource: "ingressclasses"}:                             "networking.k8s.io/v1/IngressClass",
+		{Group: "node.k8s.io", Resource: "runtimeclasses"}:                                   "node.k8s.io/v1/RuntimeClass",
+		{Group: "admissionregistration.k8s.io", Resource: "validatingwebhookconfigurations"}: "admissionregistration.k8s.io/v1/ValidatingWebhookConfiguration",
+		{Group: "admissionregistration.k8s.io", Resource: "mutatingwebhookconfigurations"}:   "admissionregistration.k8s.io/v1/MutatingWebhookConfiguration",
+	}
+	for gr := range statusless {
+		if kinds[gr] == "" {
+			t.Errorf("%s is Statusless but not tested here", gr)
+		}
+	}
+	metas := map[string]string{
+		"plain":         "name: x\n",
+		"being deleted": "name: x\n  deletionTimestamp: \"2026-01-01T00:00:00Z\"\n  finalizers: [example.com/hold]\n",
+		"not waited":    "name: x\n  annotations: {cronsync.dev/wait: \"false\"}\n",
+	}
+	for gr, kind := range kinds {
+		if !Statusless(gr) {
+			t.Errorf("%s is tested here but not Statusless", gr)
+		}
+		i := strings.LastIndex(kind, "/")
+		for name, m := range metas {
+			u := obj(t, "apiVersion: "+kind[:i]+"\nkind: "+kind[i+1:]+"\nmetadata:\n  "+m)
+			wantV, _ := Judge(u)
+			om := &metav1.ObjectMeta{Annotations: u.GetAnnotations(), DeletionTimestamp: u.GetDeletionTimestamp()}
+			if gotV, _ := judgeSeen(om); gotV != wantV {
+				t.Errorf("%s, %s: from its metadata %q, kstatus says %q", kind, name, gotV, wantV)
+			}
+		}
 	}
 }
