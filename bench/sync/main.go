@@ -21,8 +21,9 @@
 //   - the write floor: every object server-side-applied once by 8 parallel
 //     workers with no throttling, no validation and no prune; and the read
 //     floor: one LIST per resource and namespace the commit uses, measured
-//     in turns with the no-change run (five of each a round, plus a last
-//     floor), each row the median of its turns.
+//     in turns with the no-change run, the new commit that changes no object
+//     and the one that changes one (five of each a round), each row the
+//     median of its turns.
 //
 // Each tool gets its own namespaces, so every "first" run creates everything.
 package main
@@ -59,9 +60,10 @@ import (
 
 const namespaces = 10
 
-// pairs is how many no-change runs each round measures, each after a read
-// floor of its own: a single run of 200 ms moves by a third with the
-// controllers' work, so one sample a round is too few to compare.
+// pairs is how many samples a round takes of each run measured in turns
+// with the read floor (each right after a floor of its own): a single run
+// of 200 ms moves by a third with the controllers' work, so one sample a
+// round is too few to compare.
 const pairs = 5
 
 func main() {
@@ -156,20 +158,12 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 		return nil, err
 	}
 	out = append(out, m)
-	runs := []struct {
-		label string
-		args  []string
-	}{{"cronsync: unchanged, --fast-unchanged=false", slowArgs}}
 	if controllers {
 		// Untimed: let every Deployment roll out, so that the no-change
 		// runs meet a settled, healthy cluster, as most scheduled runs do.
 		if _, err := timed(c, "cronsync: wait for the rollout", exec.Command(binary, waitArgs...)); err != nil {
 			return nil, err
 		}
-		runs = append(runs, struct {
-			label string
-			args  []string
-		}{"cronsync: unchanged, --wait", waitArgs})
 	}
 	// The no-change run and the read floor (one LIST per resource and
 	// namespace of the commit, which is all a no-change run must read)
@@ -177,61 +171,87 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 	// the same state (with controllers, still settling after the rollout)
 	// and a burst of the controllers' work lands on either alike. Each
 	// turn is a sample of its row, and the row is the median of them all.
-	for i := range pairs + 1 {
+	floorTurn := func() error {
 		m, err := readFloor(c, generate(prefix("cs"), objects))
-		if err != nil {
-			return nil, err
-		}
 		m.name = "read floor: one LIST per resource and namespace"
 		out = append(out, m)
+		return err
+	}
+	for i := range pairs + 1 {
+		if err := floorTurn(); err != nil {
+			return nil, err
+		}
 		if i == pairs {
 			break
 		}
-		if m, err = timed(c, "cronsync: unchanged", exec.Command(binary, args...)); err != nil {
-			return nil, err
-		}
-		out = append(out, m)
-	}
-	for _, run := range runs {
-		m, err := timed(c, run.label, exec.Command(binary, run.args...))
+		m, err := timed(c, "cronsync: unchanged", exec.Command(binary, args...))
 		if err != nil {
 			return nil, err
 		}
 		out = append(out, m)
+		if controllers {
+			// Right after the same run without it: what the wait adds.
+			if m, err = timed(c, "cronsync: unchanged, --wait", exec.Command(binary, waitArgs...)); err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
 	}
+	if m, err = timed(c, "cronsync: unchanged, --fast-unchanged=false", exec.Command(binary, slowArgs...)); err != nil {
+		return nil, err
+	}
+	out = append(out, m)
+
 	// A new commit that changes no object (a file beside the manifests):
 	// the run lists the commit's tree and takes every manifest file from
-	// the last run's record, then decides from the LISTs.
-	if err := os.WriteFile(filepath.Join(repo, "NOTES.txt"), []byte("not a manifest\n"), 0o644); err != nil {
-		return nil, err
-	}
-	if err := git(repo, "add", "NOTES.txt"); err != nil {
-		return nil, err
-	}
-	if err := git(repo, "commit", "-qm", "notes"); err != nil {
-		return nil, err
-	}
-	m, err = timed(c, "cronsync: unchanged objects, new commit", exec.Command(binary, args...))
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, m)
+	// the last run's record, then decides from the LISTs. Then a commit
+	// that changes one ConfigMap. Each takes turns with the read floor too.
 	cm := filepath.Join(repo, "apps", "file-000.yaml")
-	b, err := os.ReadFile(cm)
-	if err != nil {
-		return nil, err
+	for i := range pairs {
+		if err := os.WriteFile(filepath.Join(repo, "NOTES.txt"), fmt.Appendf(nil, "not a manifest (%d)\n", i), 0o644); err != nil {
+			return nil, err
+		}
+		if err := git(repo, "add", "NOTES.txt"); err != nil {
+			return nil, err
+		}
+		if err := git(repo, "commit", "-qm", "notes"); err != nil {
+			return nil, err
+		}
+		b, err := os.ReadFile(cm)
+		if err != nil {
+			return nil, err
+		}
+		next := bytes.Replace(b, fmt.Appendf(nil, "revision: \"%d\"", i+1), fmt.Appendf(nil, "revision: \"%d\"", i+2), 1)
+		if bytes.Equal(next, b) {
+			return nil, fmt.Errorf("%s: no revision %d to change", cm, i+1)
+		}
+		for _, turn := range []struct {
+			label  string
+			before func() error
+		}{
+			{"cronsync: unchanged objects, new commit", nil},
+			{"cronsync: one object changed", func() error {
+				if err := os.WriteFile(cm, next, 0o644); err != nil {
+					return err
+				}
+				return git(repo, "commit", "-qam", "one change")
+			}},
+		} {
+			if err := floorTurn(); err != nil {
+				return nil, err
+			}
+			if turn.before != nil {
+				if err := turn.before(); err != nil {
+					return nil, err
+				}
+			}
+			m, err := timed(c, turn.label, exec.Command(binary, args...))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, m)
+		}
 	}
-	if err := os.WriteFile(cm, bytes.Replace(b, []byte("revision: \"1\""), []byte("revision: \"2\""), 1), 0o644); err != nil {
-		return nil, err
-	}
-	if err := git(repo, "commit", "-qam", "one change"); err != nil {
-		return nil, err
-	}
-	m, err = timed(c, "cronsync: one object changed", exec.Command(binary, args...))
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, m)
 
 	// A repository shaped like kube-prometheus: ten CRDs with schemas of
 	// several hundred KB, and about a hundred objects, some of them their
@@ -508,7 +528,7 @@ func report(all []measure, objects int, haveKubectl bool) {
 		slices.SortFunc(ms, func(a, b measure) int { return int(a.wall - b.wall) })
 		med[name] = ms[len(ms)/2]
 	}
-	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs (the no-change run and the read floor: of %d and %d turns); machine: %s\n\n",
+	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs (of %d for the rows taken in turns with the read floor, of %d for the floor); machine: %s\n\n",
 		objects, (objects+4)/5, namespaces, len(byName[order[0]]), len(byName["cronsync: unchanged"]), len(byName["read floor: one LIST per resource and namespace"]), machine())
 	fmt.Println("| run | wall time | requests | peak RSS |")
 	fmt.Println("|---|---|---|---|")
