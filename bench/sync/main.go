@@ -23,7 +23,10 @@
 //     floor: one LIST per resource and namespace the commit uses, measured
 //     in turns with the no-change run, the new commit that changes no object
 //     and the one that changes one (five of each a round), each row the
-//     median of its turns.
+//     median of its turns; and, beside the no-change run's turns, the same
+//     LISTs from bench/listfloor, a program that links client-go and
+//     nothing else, started as a process (not a target: what starting one
+//     adds to the LISTs).
 //
 // Each tool gets its own namespaces, so every "first" run creates everything.
 package main
@@ -85,6 +88,9 @@ type measure struct {
 	// base is what this run is compared with, measured right before it:
 	// the read floor of its turn, or for --wait the same run without it.
 	base time.Duration
+	// processBase is the read floor as a process of its turn, for the
+	// no-change run.
+	processBase time.Duration
 	rss      int64 // bytes; 0 when not measured
 }
 
@@ -117,11 +123,15 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 		return err
 	}
 	defer os.RemoveAll(work)
+	listfloor := filepath.Join(work, "listfloor")
+	if out, err := exec.Command("go", "build", "-o", listfloor, filepath.Join(root, "bench", "listfloor")).CombinedOutput(); err != nil {
+		return fmt.Errorf("building listfloor: %v\n%s", err, out)
+	}
 
 	var results []measure
 	for i := range runs {
 		fmt.Fprintf(os.Stderr, "round %d of %d ...\n", i+1, runs)
-		round, err := oneRound(c, work, binary, kubectl, objects, i, controllers)
+		round, err := oneRound(c, work, binary, listfloor, kubectl, objects, i, controllers)
 		if err != nil {
 			return err
 		}
@@ -133,7 +143,7 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 
 // oneRound measures every scenario once, in namespaces of its own (suffix
 // round), so that first runs always create.
-func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round int, controllers bool) ([]measure, error) {
+func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objects, round int, controllers bool) ([]measure, error) {
 	var out []measure
 	prefix := func(tool string) string { return fmt.Sprintf("%s%d", tool, round) }
 
@@ -184,6 +194,10 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 		lastFloor = m.wall
 		return err
 	}
+	floorArgs, err := listFloorArgs(c, generate(prefix("cs"), objects))
+	if err != nil {
+		return nil, err
+	}
 	for i := range pairs + 1 {
 		if err := floorTurn(); err != nil {
 			return nil, err
@@ -191,11 +205,16 @@ func oneRound(c *testenv.Cluster, work, binary, kubectl string, objects, round i
 		if i == pairs {
 			break
 		}
+		pf, err := timed(c, "read floor as a process (client-go and nothing else)", exec.Command(listfloor, floorArgs...))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, pf)
 		m, err := timed(c, "cronsync: unchanged", exec.Command(binary, args...))
 		if err != nil {
 			return nil, err
 		}
-		m.base = lastFloor
+		m.base, m.processBase = lastFloor, pf.wall
 		out = append(out, m)
 		if controllers {
 			// Right after the same run without it: what the wait adds.
@@ -561,11 +580,11 @@ func report(all []measure, objects int, haveKubectl bool) {
 	// settling over a round (the read floor moves from 70 to 240 ms with
 	// controllers) does not decide the ratio: the median of the samples'
 	// ratios, and their range.
-	paired := func(a string) string {
+	paired := func(a string, base func(measure) time.Duration) string {
 		var rs []float64
 		for _, m := range byName[a] {
-			if m.base > 0 {
-				rs = append(rs, float64(m.wall)/float64(m.base))
+			if b := base(m); b > 0 {
+				rs = append(rs, float64(m.wall)/float64(b))
 			}
 		}
 		if len(rs) == 0 {
@@ -574,21 +593,24 @@ func report(all []measure, objects int, haveKubectl bool) {
 		slices.Sort(rs)
 		return fmt.Sprintf("%.2fx (of %d turns, %.2fx–%.2fx)", rs[len(rs)/2], len(rs), rs[0], rs[len(rs)-1])
 	}
+	byBase := func(m measure) time.Duration { return m.base }
 	fmt.Println()
 	fmt.Printf("- cronsync / floor: first sync %s (target ≤ 2.5x), unchanged %s (≤ 1.5x), one object changed %s (≤ 1.5x)\n",
 		ratio("cronsync: first sync", "floor: first apply"),
 		ratio("cronsync: unchanged", "floor: unchanged"),
 		ratio("cronsync: one object changed", "floor: unchanged"))
 	fmt.Printf("- unchanged / read floor of its turn: %s (target ≤ 2x); medians' ratio %s; with --fast-unchanged=false %s\n",
-		paired("cronsync: unchanged"),
+		paired("cronsync: unchanged", byBase),
 		ratio("cronsync: unchanged", "read floor: one LIST per resource and namespace"),
 		ratio("cronsync: unchanged, --fast-unchanged=false", "read floor: one LIST per resource and namespace"))
-	fmt.Printf("- unchanged objects at a new commit / read floor of its turn: %s\n", paired("cronsync: unchanged objects, new commit"))
-	fmt.Printf("- one object changed / read floor of its turn: %s (target ≤ 2x plus one dry run and one apply)\n", paired("cronsync: one object changed"))
+	fmt.Printf("  - the same against the read floor as a process of its turn (not a target: what starting a process adds): %s\n",
+		paired("cronsync: unchanged", func(m measure) time.Duration { return m.processBase }))
+	fmt.Printf("- unchanged objects at a new commit / read floor of its turn: %s\n", paired("cronsync: unchanged objects, new commit", byBase))
+	fmt.Printf("- one object changed / read floor of its turn: %s (target ≤ 2x plus one dry run and one apply)\n", paired("cronsync: one object changed", byBase))
 	fmt.Printf("- kube-prometheus-like, unchanged: %s (target < 1.5 s)\n", med["kube-prometheus-like: unchanged"].wall.Round(time.Millisecond))
 	if med["cronsync: unchanged, --wait"].wall > 0 {
 		fmt.Printf("- --wait on an unchanged, healthy commit: %s of the run without it right before (target ≤ 1.10x)\n",
-			paired("cronsync: unchanged, --wait"))
+			paired("cronsync: unchanged, --wait", byBase))
 	}
 	if haveKubectl {
 		fmt.Printf("- kubectl / cronsync: first %s, unchanged %s\n",
@@ -612,6 +634,54 @@ func machine() string {
 
 // readFloor lists every resource and namespace objs live in, once each,
 // with 8 workers: what any tool must read to know a commit is unchanged.
+// floorGroup is one LIST of the read floor: a resource, in a namespace
+// unless it is cluster-scoped.
+type floorGroup struct {
+	m  *meta.RESTMapping
+	ns string
+}
+
+// floorGroups is the read floor's LISTs for objs: one per resource and
+// namespace.
+func floorGroups(mapper meta.RESTMapper, objs []*unstructured.Unstructured) ([]floorGroup, error) {
+	seen := map[string]bool{}
+	var groups []floorGroup
+	for _, o := range objs {
+		gvk := o.GroupVersionKind()
+		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+		if err != nil {
+			return nil, err
+		}
+		ns := ""
+		if m.Scope.Name() == meta.RESTScopeNameNamespace {
+			ns = o.GetNamespace()
+		}
+		if k := m.Resource.String() + "/" + ns; !seen[k] {
+			seen[k] = true
+			groups = append(groups, floorGroup{m, ns})
+		}
+	}
+	return groups, nil
+}
+
+// listFloorArgs are bench/listfloor's arguments for the same LISTs.
+func listFloorArgs(c *testenv.Cluster, objs []*unstructured.Unstructured) ([]string, error) {
+	_, mapper, err := unthrottled(c)
+	if err != nil {
+		return nil, err
+	}
+	groups, err := floorGroups(mapper, objs)
+	if err != nil {
+		return nil, err
+	}
+	args := []string{c.Kubeconfig}
+	for _, g := range groups {
+		r := g.m.Resource
+		args = append(args, strings.Join([]string{r.Group, r.Version, r.Resource, g.ns}, ","))
+	}
+	return args, nil
+}
+
 func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, error) {
 	before, err := requests(c)
 	if err != nil {
@@ -621,29 +691,12 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 	if err != nil {
 		return measure{}, err
 	}
-	type group struct {
-		m  *meta.RESTMapping
-		ns string
-	}
-	seen := map[string]bool{}
-	var groups []group
-	for _, o := range objs {
-		gvk := o.GroupVersionKind()
-		m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
-		if err != nil {
-			return measure{}, err
-		}
-		ns := ""
-		if m.Scope.Name() == meta.RESTScopeNameNamespace {
-			ns = o.GetNamespace()
-		}
-		if k := m.Resource.String() + "/" + ns; !seen[k] {
-			seen[k] = true
-			groups = append(groups, group{m, ns})
-		}
+	groups, err := floorGroups(mapper, objs)
+	if err != nil {
+		return measure{}, err
 	}
 	start := time.Now()
-	work := make(chan group)
+	work := make(chan floorGroup)
 	errs := make(chan error, len(groups))
 	var wg sync.WaitGroup
 	for range 8 {
