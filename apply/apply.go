@@ -465,7 +465,7 @@ func (s *syncer) report(res *Result, items []*item, errs []error) error {
 			b.WriteString(d)
 		}
 	}
-	s.opts.Out.Write(b.Bytes()) //nolint:errcheck // as fmt.Fprintf's would be
+	s.emit(&b)
 	res.Objects = append(res.Objects, out...)
 	return errors.Join(errs...)
 }
@@ -632,7 +632,14 @@ func (s *syncer) printAll(rs []ObjectResult) {
 	for _, r := range rs {
 		s.print(&b, r)
 	}
-	s.opts.Out.Write(b.Bytes()) //nolint:errcheck // as fmt.Fprintf's would be
+	s.emit(&b)
+}
+
+// emit writes what printAll or report gathered.
+func (s *syncer) emit(b *bytes.Buffer) {
+	if b.Len() > 0 {
+		s.opts.Out.Write(b.Bytes()) //nolint:errcheck // as fmt.Fprintf's would be
+	}
 }
 
 func (s *syncer) print(w io.Writer, r ObjectResult) {

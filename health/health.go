@@ -162,9 +162,9 @@ func (e *UnhealthyError) Error() string {
 
 // Wait reads objs until every one is ready, one has failed, or
 // opts.Timeout passes. A run where everything is ready at once costs at
-// most one round of LISTs and no sleep. The error is an *UnhealthyError when the
-// wait ended without everything ready, or what reading failed with; the
-// Result is valid either way once a round has been read.
+// most one round of LISTs and no sleep. The error is an *UnhealthyError
+// when the wait ended without everything ready, or what reading failed
+// with; the Result is valid either way once a round has been read.
 func Wait(ctx context.Context, client dynamic.Interface, objs []Object, opts Options) (*Result, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard

@@ -91,7 +91,7 @@ type measure struct {
 	// processBase is the read floor as a process of its turn, for the
 	// no-change run.
 	processBase time.Duration
-	rss      int64 // bytes; 0 when not measured
+	rss         int64 // bytes; 0 when not measured
 }
 
 func run(objects, runs int, withKubectl, controllers bool) error {
@@ -183,9 +183,9 @@ func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objec
 	// take turns, floor first and last, so that both meet the cluster in
 	// the same state (with controllers, still settling after the rollout)
 	// and a burst of the controllers' work lands on either alike. Each
-	// turn is a sample of its row, and the row is the median of them all.
-	// lastFloor is the floor of the turn under way: the runs of the turn
-	// are compared with it, not with floors measured minutes apart.
+	// turn is a sample of its row (the table shows the rows' medians), and
+	// each run is compared with lastFloor, the floor of its own turn, not
+	// with floors measured minutes apart.
 	var lastFloor time.Duration
 	floorTurn := func() error {
 		m, err := readFloor(c, generate(prefix("cs"), objects))
