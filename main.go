@@ -20,7 +20,6 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
@@ -273,7 +272,7 @@ func waitHealthy(ctx context.Context, waiter func(context.Context, []apply.Objec
 func newWaiter(restCfg *rest.Config, opts health.Options, out io.Writer) (func(context.Context, []apply.ObjectResult) (*health.Result, error), error) {
 	restCfg = rest.CopyConfig(restCfg)
 	restCfg.QPS, restCfg.Burst = -1, 0 // as apply: priority and fairness protect the server
-	client, err := dynamic.NewForConfig(restCfg)
+	client, err := health.RESTClientFor(restCfg)
 	if err != nil {
 		return nil, err
 	}

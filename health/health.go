@@ -16,6 +16,7 @@ package health
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +29,7 @@ import (
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 )
 
 // SkipAnnotation set to "false" on an object leaves it out of the wait: for
@@ -165,7 +167,11 @@ func (e *UnhealthyError) Error() string {
 // most one round of LISTs and no sleep. The error is an *UnhealthyError
 // when the wait ended without everything ready, or what reading failed
 // with; the Result is valid either way once a round has been read.
-func Wait(ctx context.Context, client dynamic.Interface, objs []Object, opts Options) (*Result, error) {
+//
+// client must send its requests to the API server's root and accept JSON,
+// as the dynamic client's does (see RESTClientFor): the LISTs are decoded
+// here, without what kstatus does not read.
+func Wait(ctx context.Context, client rest.Interface, objs []Object, opts Options) (*Result, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
@@ -238,7 +244,7 @@ func Wait(ctx context.Context, client dynamic.Interface, objs []Object, opts Opt
 }
 
 type waiter struct {
-	client dynamic.Interface
+	client rest.Interface
 	opts   Options
 	states []State
 }
@@ -298,34 +304,40 @@ func (w *waiter) read(ctx context.Context, indexes []int) error {
 }
 
 func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error {
-	var c dynamic.ResourceInterface = w.client.Resource(k.resource)
-	if k.namespace != "" {
-		c = w.client.Resource(k.resource).Namespace(k.namespace)
-	}
-	opts := metav1.ListOptions{Limit: 500}
-	if len(indexes) == 1 {
-		// One object: do not read a whole namespace of its kind for it.
-		opts.FieldSelector = fields.OneTermEqualSelector("metadata.name", w.states[indexes[0]].Name).String()
+	req := func(cont string) *rest.Request {
+		r := w.client.Get().AbsPath(listPath(k.resource, k.namespace)).Param("limit", "500")
+		if len(indexes) == 1 {
+			// One object: do not read a whole namespace of its kind for it.
+			r.Param("fieldSelector", fields.OneTermEqualSelector("metadata.name", w.states[indexes[0]].Name).String())
+		}
+		if cont != "" {
+			r.Param("continue", cont)
+		}
+		return r
 	}
 	want := map[string]int{}
 	for _, i := range indexes {
 		want[w.states[i].Name] = i
 	}
 	found := map[string]bool{}
+	cont := ""
 	for {
-		list, err := c.List(ctx, opts)
+		var list page
+		body, err := req(cont).Do(ctx).Raw()
+		if err == nil {
+			err = json.Unmarshal(body, &list)
+		}
 		if err != nil {
 			st := w.states[indexes[0]]
 			return fmt.Errorf("%s (%s): reading its status: %w", st.Ref, st.Source, err)
 		}
-		for n := range list.Items {
-			u := &list.Items[n]
+		for _, u := range list.objects() {
 			if i, ok := want[u.GetName()]; ok {
 				found[u.GetName()] = true
 				w.states[i].Verdict, w.states[i].Reason = Judge(u)
 			}
 		}
-		if opts.Continue = list.GetContinue(); opts.Continue == "" {
+		if cont = list.Metadata.Continue; cont == "" {
 			break
 		}
 	}
@@ -335,6 +347,15 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 		}
 	}
 	return nil
+}
+
+// RESTClientFor returns the client Wait needs for cfg: the dynamic
+// client's, JSON only.
+func RESTClientFor(cfg *rest.Config) (rest.Interface, error) {
+	c := dynamic.ConfigFor(cfg)
+	c.AcceptContentTypes, c.ContentType = "application/json", "application/json"
+	c.GroupVersion, c.APIPath = nil, ""
+	return rest.UnversionedRESTClientFor(c)
 }
 
 // Judge gives one live object's verdict and, unless it is ready, why.

@@ -1,6 +1,8 @@
 package health
 
 import (
+	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -23,11 +25,12 @@ func obj(t *testing.T, y string) *unstructured.Unstructured {
 	return u
 }
 
-func TestJudge(t *testing.T) {
-	for _, tc := range []struct {
-		name, y, verdict, reason string
-	}{
-		{"deployment available", `
+// judgeCases are objects in the states kstatus tells apart, with the
+// verdict each must get.
+var judgeCases = []struct {
+	name, y, verdict, reason string
+}{
+	{"deployment available", `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, generation: 2}
@@ -42,7 +45,7 @@ status:
   - {type: Available, status: "True"}
   - {type: Progressing, status: "True", reason: NewReplicaSetAvailable}
 `, Ready, ""},
-		{"deployment past its deadline", `
+	{"deployment past its deadline", `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: api, generation: 1}
@@ -54,28 +57,28 @@ status:
   conditions:
   - {type: Progressing, status: "False", reason: ProgressDeadlineExceeded, message: 'ReplicaSet "api-7d9" has timed out progressing.'}
 `, Failed, `ProgressDeadlineExceeded: ReplicaSet "api-7d9" has timed out progressing.`},
-		{"deployment rolling out", `
+	{"deployment rolling out", `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, generation: 1}
 spec: {replicas: 3}
 status: {observedGeneration: 1, replicas: 3, updatedReplicas: 3, readyReplicas: 1, availableReplicas: 1}
 `, Waiting, "Available: 1/3"},
-		{"deployment not yet observed", `
+	{"deployment not yet observed", `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: web, generation: 2}
 spec: {replicas: 1}
 status: {observedGeneration: 1, replicas: 1, updatedReplicas: 1, readyReplicas: 1, availableReplicas: 1}
 `, Waiting, ""},
-		{"job running", `
+	{"job running", `
 apiVersion: batch/v1
 kind: Job
 metadata: {name: migrate}
 spec: {completions: 1}
 status: {startTime: "2026-01-01T00:00:00Z", active: 1}
 `, Waiting, "not complete"},
-		{"job complete", `
+	{"job complete", `
 apiVersion: batch/v1
 kind: Job
 metadata: {name: migrate}
@@ -84,7 +87,7 @@ status:
   succeeded: 1
   conditions: [{type: Complete, status: "True"}]
 `, Ready, ""},
-		{"job failed", `
+	{"job failed", `
 apiVersion: batch/v1
 kind: Job
 metadata: {name: migrate}
@@ -93,19 +96,19 @@ status:
   failed: 1
   conditions: [{type: Failed, status: "True", reason: DeadlineExceeded, message: Job was active longer than specified deadline}]
 `, Failed, "DeadlineExceeded: Job was active longer than specified deadline"},
-		{"not waited", `
+	{"not waited", `
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: bg, generation: 1, annotations: {cronsync.dev/wait: "false"}}
 spec: {replicas: 1}
 `, NotWaited, ""},
-		{"custom resource without conditions", `
+	{"custom resource without conditions", `
 apiVersion: example.com/v1
 kind: Widget
 metadata: {name: w}
 spec: {size: 1}
 `, Ready, ""},
-		{"custom resource stalled", `
+	{"custom resource stalled", `
 apiVersion: example.com/v1
 kind: Widget
 metadata: {name: w, generation: 1}
@@ -113,12 +116,15 @@ status:
   observedGeneration: 1
   conditions: [{type: Ready, status: "False", reason: Broken, message: no widgets today}]
 `, Waiting, "no widgets today"},
-		{"terminating", `
+	{"terminating", `
 apiVersion: v1
 kind: ConfigMap
 metadata: {name: c, deletionTimestamp: "2026-01-01T00:00:00Z"}
 `, Waiting, "terminating"},
-	} {
+}
+
+func TestJudge(t *testing.T) {
+	for _, tc := range judgeCases {
 		verdict, reason := Judge(obj(t, tc.y))
 		if verdict != tc.verdict || !strings.Contains(reason, tc.reason) {
 			t.Errorf("%s: got %s %q, want %s containing %q", tc.name, verdict, reason, tc.verdict, tc.reason)
@@ -180,6 +186,109 @@ func TestJudgeSeenAgreesWithKstatus(t *testing.T) {
 			if gotV, _ := judgeSeen(om); gotV != wantV {
 				t.Errorf("%s, %s: from its metadata %q, kstatus says %q", kind, name, gotV, wantV)
 			}
+		}
+	}
+}
+
+// TestPageKeepsWhatKstatusReads decodes each of judgeCases, given the
+// managedFields and pod template a live object carries, both as the
+// dynamic client does and as a page of the wait's LIST: the two must be
+// equal but for those two fields, and get the same verdict and reason.
+func TestPageKeepsWhatKstatusReads(t *testing.T) {
+	managed := []any{map[string]any{"manager": "cronsync", "operation": "Apply", "apiVersion": "v1",
+		"fieldsType": "FieldsV1", "fieldsV1": map[string]any{"f:spec": map[string]any{"f:replicas": map[string]any{}}}}}
+	template := map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "x"}},
+		"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "example.invalid/app:1"}}}}
+	var items []json.RawMessage
+	var want []*unstructured.Unstructured
+	for _, tc := range judgeCases {
+		full := obj(t, tc.y)
+		full.SetManagedFields(nil)
+		if err := unstructured.SetNestedSlice(full.Object, managed, "metadata", "managedFields"); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := full.Object["spec"].(map[string]any); ok {
+			if err := unstructured.SetNestedMap(full.Object, template, "spec", "template"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		b, err := full.MarshalJSON()
+		if err != nil {
+			t.Fatal(err)
+		}
+		items = append(items, b)
+		// As the dynamic client would decode it.
+		u := &unstructured.Unstructured{}
+		if err := u.UnmarshalJSON(b); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, u)
+	}
+	body, err := json.Marshal(map[string]any{"apiVersion": "v1", "kind": "List", "metadata": map[string]any{"continue": "next"}, "items": items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var p page
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Metadata.Continue != "next" || len(p.Items) != len(judgeCases) {
+		t.Fatalf("page: continue %q, %d items; want \"next\", %d", p.Metadata.Continue, len(p.Items), len(judgeCases))
+	}
+	got := p.objects()
+	for i, tc := range judgeCases {
+		got, full := got[i], want[i]
+		wantV, wantR := Judge(full)
+		if v, r := Judge(got); v != wantV || r != wantR {
+			t.Errorf("%s: from the page %s %q, from the whole object %s %q", tc.name, v, r, wantV, wantR)
+		}
+		unstructured.RemoveNestedField(full.Object, "metadata", "managedFields")
+		unstructured.RemoveNestedField(full.Object, "spec", "template")
+		if !reflect.DeepEqual(got.Object, full.Object) {
+			t.Errorf("%s: the page holds\n%v\nwant\n%v", tc.name, got.Object, full.Object)
+		}
+		if _, ok := got.Object["metadata"].(map[string]any)["managedFields"]; ok {
+			t.Errorf("%s: managedFields decoded", tc.name)
+		}
+	}
+}
+
+// TestPageSetsTheItemsKind: the items of a built-in kind's list come
+// without apiVersion and kind, and kstatus without a kind judges a
+// Deployment that has not rolled out as ready.
+func TestPageSetsTheItemsKind(t *testing.T) {
+	body := `{"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {}, "items": [
+		{"metadata": {"name": "web", "generation": 1}, "spec": {"replicas": 2},
+		 "status": {"observedGeneration": 1, "replicas": 2, "updatedReplicas": 2, "readyReplicas": 0, "availableReplicas": 0}}]}`
+	var p page
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatal(err)
+	}
+	objs := p.objects()
+	if len(objs) != 1 {
+		t.Fatalf("%d objects, want 1", len(objs))
+	}
+	if gvk := objs[0].GroupVersionKind(); gvk != (schema.GroupVersionKind{Group: "apps", Version: "v1", Kind: "Deployment"}) {
+		t.Errorf("item kind %v, want apps/v1 Deployment", gvk)
+	}
+	if v, _ := Judge(objs[0]); v != Waiting {
+		t.Errorf("a Deployment with no pod available: %s, want %s", v, Waiting)
+	}
+}
+
+func TestListPath(t *testing.T) {
+	for _, tc := range []struct {
+		r    schema.GroupVersionResource
+		ns   string
+		want string
+	}{
+		{schema.GroupVersionResource{Version: "v1", Resource: "services"}, "shop", "/api/v1/namespaces/shop/services"},
+		{schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}, "shop", "/apis/apps/v1/namespaces/shop/deployments"},
+		{schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}, "", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"},
+		{schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}, "", "/api/v1/namespaces"},
+	} {
+		if got := listPath(tc.r, tc.ns); got != tc.want {
+			t.Errorf("listPath(%v, %q) = %q, want %q", tc.r, tc.ns, got, tc.want)
 		}
 	}
 }
