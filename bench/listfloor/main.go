@@ -12,12 +12,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/cronsync/cronsync/bench/floorlist"
 )
 
 func main() {
@@ -37,40 +37,13 @@ func run(kubeconfig string, specs []string) error {
 	if err != nil {
 		return err
 	}
-	work := make(chan string)
-	errs := make(chan error, len(specs))
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for spec := range work {
-				f := strings.Split(spec, ",")
-				if len(f) != 4 {
-					errs <- fmt.Errorf("%q is not GROUP,VERSION,RESOURCE,NAMESPACE", spec)
-					continue
-				}
-				var ri dynamic.ResourceInterface = dyn.Resource(schema.GroupVersionResource{Group: f[0], Version: f[1], Resource: f[2]})
-				if f[3] != "" {
-					ri = dyn.Resource(schema.GroupVersionResource{Group: f[0], Version: f[1], Resource: f[2]}).Namespace(f[3])
-				}
-				opts := metav1.ListOptions{Limit: 500}
-				for {
-					list, err := ri.List(context.Background(), opts)
-					if err != nil {
-						errs <- err
-						break
-					}
-					if opts.Continue = list.GetContinue(); opts.Continue == "" {
-						break
-					}
-				}
-			}
-		})
+	var targets []floorlist.Target
+	for _, spec := range specs {
+		f := strings.Split(spec, ",")
+		if len(f) != 4 {
+			return fmt.Errorf("%q is not GROUP,VERSION,RESOURCE,NAMESPACE", spec)
+		}
+		targets = append(targets, floorlist.Target{Resource: schema.GroupVersionResource{Group: f[0], Version: f[1], Resource: f[2]}, Namespace: f[3]})
 	}
-	for _, s := range specs {
-		work <- s
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	return <-errs
+	return floorlist.List(context.Background(), dyn, targets)
 }

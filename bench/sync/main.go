@@ -58,6 +58,7 @@ import (
 	"k8s.io/client-go/restmapper"
 	"sigs.k8s.io/yaml"
 
+	"github.com/cronsync/cronsync/bench/floorlist"
 	"github.com/cronsync/cronsync/internal/testenv"
 )
 
@@ -695,38 +696,12 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 	if err != nil {
 		return measure{}, err
 	}
+	targets := make([]floorlist.Target, len(groups))
+	for i, g := range groups {
+		targets[i] = floorlist.Target{Resource: g.m.Resource, Namespace: g.ns}
+	}
 	start := time.Now()
-	work := make(chan floorGroup)
-	errs := make(chan error, len(groups))
-	var wg sync.WaitGroup
-	for range 8 {
-		wg.Go(func() {
-			for g := range work {
-				var ri dynamic.ResourceInterface = dyn.Resource(g.m.Resource)
-				if g.ns != "" {
-					ri = dyn.Resource(g.m.Resource).Namespace(g.ns)
-				}
-				opts := metav1.ListOptions{Limit: 500}
-				for {
-					list, err := ri.List(context.Background(), opts)
-					if err != nil {
-						errs <- err
-						break
-					}
-					if opts.Continue = list.GetContinue(); opts.Continue == "" {
-						break
-					}
-				}
-			}
-		})
-	}
-	for _, g := range groups {
-		work <- g
-	}
-	close(work)
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := floorlist.List(context.Background(), dyn, targets); err != nil {
 		return measure{}, err
 	}
 	return since(c, start, before)
