@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -45,23 +46,50 @@ func (b *breaker) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := b.next.RoundTrip(req)
 	switch {
 	case err == nil:
-		// An answer ends the streak; the error reported is its first.
-		b.inARow.Store(0)
-		b.first.Store(nil)
+		// The body decides whether this was an answer.
+		resp.Body = &cutBody{ReadCloser: resp.Body, b: b, req: req}
 	case req.Context().Err() != nil:
 		// Cancelled by the run itself (SIGTERM, --timeout): not the server.
 	default:
-		b.first.CompareAndSwap(nil, &err)
-		if b.inARow.Add(1) >= unreachableAfter {
-			first := err
-			if p := b.first.Load(); p != nil {
-				first = *p
-			}
-			b.once.Do(func() { b.stop(&unreachableError{first: first}) })
-		}
-		err = &transportError{err}
+		err = b.failed(err)
 	}
 	return resp, err
+}
+
+// failed counts a request that got no answer, and stops the run once
+// unreachableAfter of them came in a row.
+func (b *breaker) failed(err error) error {
+	b.first.CompareAndSwap(nil, &err)
+	if b.inARow.Add(1) >= unreachableAfter {
+		first := err
+		if p := b.first.Load(); p != nil {
+			first = *p
+		}
+		b.once.Do(func() { b.stop(&unreachableError{first: first}) })
+	}
+	return &transportError{err}
+}
+
+// cutBody is an answer's body. One that breaks off (the server went away
+// after the headers) is no answer either: what the request did is as
+// unknown as if the connection had been refused.
+type cutBody struct {
+	io.ReadCloser
+	b   *breaker
+	req *http.Request
+}
+
+func (c *cutBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	switch {
+	case err == io.EOF:
+		// A whole answer ends the streak; the error reported is its first.
+		c.b.inARow.Store(0)
+		c.b.first.Store(nil)
+	case err != nil && c.req.Context().Err() == nil:
+		err = c.b.failed(err)
+	}
+	return n, err
 }
 
 // isTransport says err (or what it wraps) got no answer from the server.
