@@ -12,7 +12,6 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -114,7 +113,11 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 
 	// The clone reads nothing from the cluster, so it goes beside taking
 	// the Lease; a Lease held by another run, or not taken, stops it.
-	cloneCtx, cancelClone := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+	// Each step that talks to the Git server is bounded by --git-timeout.
+	gitCtx := func(ctx context.Context) (context.Context, context.CancelFunc) {
+		return context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+	}
+	cloneCtx, cancelClone := gitCtx(ctx)
 	defer cancelClone()
 	type taken struct {
 		l    *lease.Lease
@@ -134,7 +137,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}()
 	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
 		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
-		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, DeferWrite: true,
+		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, Lazy: true,
 	})
 	cancelClone()
 	if cloneErr == nil {
@@ -168,23 +171,19 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	sum.Ref, sum.Commit = co.Ref, co.Commit
 	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, co.Ref, co.Commit)
 
-	// The files are written only if the run reads them: one that finds this
-	// commit applied completely last time is decided without them.
+	// The commit is fetched and its files written only if the run reads
+	// them: one that finds this commit applied completely last time is
+	// decided from its SHA alone.
 	opts.Path = path.Clean(filepath.ToSlash(cfg.path))
 	opts.Revision = co.Commit + ":" + opts.Path
 	opts.Tree = func(ctx context.Context) (*apply.Tree, error) {
+		ctx, cancel := gitCtx(ctx)
+		defer cancel()
 		entries, err := co.Entries(ctx)
 		if err != nil {
 			return nil, err
 		}
-		// go-git's object storage is not documented as safe for concurrent
-		// reads, and the files parsed in parallel are read through it.
-		var mu sync.Mutex
-		t := &apply.Tree{Files: map[string]string{}, Read: func(hash string) ([]byte, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			return co.ReadBlob(hash)
-		}}
+		t := &apply.Tree{Files: map[string]string{}, Read: co.ReadBlob}
 		for _, e := range entries {
 			if e.File {
 				t.Files[e.Path] = e.Hash
@@ -195,7 +194,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return t, nil
 	}
 	opts.Files = func(ctx context.Context) (string, string, error) {
-		ctx, cancel := context.WithTimeoutCause(ctx, cfg.gitTimeout, fmt.Errorf("--git-timeout %s exceeded: %w", cfg.gitTimeout, context.DeadlineExceeded))
+		ctx, cancel := gitCtx(ctx)
 		defer cancel()
 		if err := co.Write(ctx); err != nil {
 			return "", "", err

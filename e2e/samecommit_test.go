@@ -8,12 +8,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 // shortcutLine is what a run says when it decides everything from the
@@ -250,4 +255,40 @@ func TestNewCommitReadsOnlyChangedFiles(t *testing.T) {
 			t.Error("a commit with a kustomization was read from the record")
 		}
 	})
+}
+
+// A run at the commit the last run applied completely asks the Git server
+// for its refs and nothing more: the commit's objects are fetched only by
+// a run that reads them.
+func TestSameCommitFetchesNoObjects(t *testing.T) {
+	const ns = "same-commit-fetch"
+	r := repoWith(t, map[string]string{"ns.yaml": namespace(ns), "cm.yaml": configMap(ns, "cm", "v")})
+	var fetches atomic.Int32
+	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+			if req.Method == http.MethodPost && strings.HasSuffix(req.URL.Path, "/git-upload-pack") {
+				fetches.Add(1)
+			}
+			h.ServeHTTP(w, req)
+		})
+	})
+	args := []string{"--repo", srv.URL + "/" + filepath.Base(r.Dir), "--applyset", ns + "/cs", "--prune", "--wait=false"}
+	run := func(wantFetches int32, want ...string) {
+		t.Helper()
+		fetches.Store(0)
+		out := cronsync(t, args...)
+		wantExit(t, out, 0)
+		for _, w := range want {
+			wantLine(t, out.stdout, w)
+		}
+		if n := fetches.Load(); n != wantFetches {
+			t.Errorf("the run fetched objects %d times, want %d", n, wantFetches)
+		}
+	}
+	run(1, "configmap/cm -n "+ns+" created")
+	run(0, shortcutLine, "2 unchanged (2 without a request)")
+	r.Write("cm.yaml", configMap(ns, "cm", "w"))
+	r.Commit("change")
+	run(1, "configmap/cm -n "+ns+" configured")
+	run(0, shortcutLine, "2 unchanged (2 without a request)")
 }

@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/config"
@@ -79,10 +80,15 @@ type Options struct {
 	// valid signature by one of its keys, else Clone fails with
 	// ErrUnverified and writes nothing.
 	VerifyKeysFile string
-	// DeferWrite leaves the commit's files unwritten until Write is called:
-	// a run that finds it applied this very commit last time needs its
-	// SHA, not its files.
-	DeferWrite bool
+	// Lazy leaves what a run may not need until it is asked for. The
+	// commit's files are written by Write. From a remote whose ref
+	// advertisement names the commit (a branch, a tag, HEAD), the commit's
+	// objects are fetched by the first Entries or Write, so Clone costs one
+	// request. A run that finds it applied this very commit last time
+	// needs its SHA, which the advertisement carries, not its objects.
+	// With VerifyKeysFile the objects are fetched at once: the signature
+	// is in them.
+	Lazy bool
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
@@ -96,25 +102,42 @@ type Checkout struct {
 	// refs/tags/v1), or the SHA itself when a SHA was asked for.
 	Ref string
 
-	tmp    string
+	tmp string
+	// mu serialises the use of repo, whose object storage go-git does not
+	// document as safe for concurrent reads, and the lazy fetch.
+	mu     sync.Mutex
 	repo   *git.Repository
 	commit *object.Commit
-	// written is set once the tree is in Dir; err is why it is not.
+	// fetch gets repo and commit when a lazy Clone left that for later.
+	fetch func(context.Context) (*git.Repository, *object.Commit, error)
+	// written is set once the tree is in Dir; err is why it is not (or why
+	// the fetch failed: neither is tried twice).
 	written bool
 	err     error
 }
 
-// Write writes the commit's files to Dir, once; Clone has done it unless
-// Options.DeferWrite was set.
-func (c *Checkout) Write(ctx context.Context) error {
-	if !c.written && c.err == nil {
-		if c.err = writeTree(ctx, c.repo.Storer, c.commit, c.Dir); c.err != nil {
-			c.err = fmt.Errorf("writing commit %s: %w", c.Commit, c.err)
-		} else {
-			c.written = true
-		}
+// load makes sure the commit's objects are here; c.mu is held.
+func (c *Checkout) load(ctx context.Context) error {
+	if c.commit == nil && c.err == nil {
+		c.repo, c.commit, c.err = c.fetch(ctx)
 	}
 	return c.err
+}
+
+// Write writes the commit's files to Dir, once; Clone has done it unless
+// Options.Lazy was set.
+func (c *Checkout) Write(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.written || c.load(ctx) != nil {
+		return c.err
+	}
+	if err := writeTree(ctx, c.repo.Storer, c.commit, c.Dir); err != nil {
+		c.err = fmt.Errorf("writing commit %s: %w", c.Commit, err)
+		return c.err
+	}
+	c.written = true
+	return nil
 }
 
 // Close removes everything Clone wrote.
@@ -152,7 +175,24 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 		}
 		co.Ref, target, err = resolveLocal(repo, opts.Ref)
 	} else {
-		repo, co.Ref, target, err = fetch(ctx, filepath.Join(tmp, "objects"), opts)
+		r, err := listRemote(ctx, filepath.Join(tmp, "objects"), opts)
+		if err != nil {
+			return nil, err
+		}
+		if opts.Lazy && opts.VerifyKeysFile == "" && !r.commit.IsZero() {
+			co.Ref, co.Commit = r.name, r.commit.String()
+			co.fetch = func(ctx context.Context) (*git.Repository, *object.Commit, error) {
+				commit, err := r.fetchAdvertised(ctx, co.Commit)
+				if err != nil {
+					return nil, nil, redactErr(opts.URL, err)
+				}
+				return r.repo, commit, nil
+			}
+			return co, nil
+		}
+		if repo, co.Ref, target, err = r.fetch(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if err == nil {
 		co.Commit, err = peel(repo, target)
@@ -170,7 +210,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 		}
 	}
 	co.repo, co.commit = repo, commit
-	if opts.DeferWrite {
+	if opts.Lazy {
 		return co, nil
 	}
 	if err := co.Write(ctx); err != nil {
@@ -264,52 +304,110 @@ func peel(repo *git.Repository, h plumbing.Hash) (string, error) {
 	return "", fmt.Errorf("tag chain at %s is too long", h)
 }
 
-// fetch resolves the ref against the remote's advertised refs and fetches only
-// that ref at depth 1 into an on-disk store under dir.
-func fetch(ctx context.Context, dir string, opts Options) (*git.Repository, string, plumbing.Hash, error) {
-	var none plumbing.Hash
-	auth, ca, err := opts.Credentials.auth(opts.URL)
-	if err != nil {
-		return nil, "", none, err
-	}
-	repo, err := git.PlainInit(dir, true)
-	if err != nil {
-		return nil, "", none, fmt.Errorf("creating object store: %w", err)
-	}
-	remote, err := repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
-	if err != nil {
-		return nil, "", none, fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
-	}
-	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: auth, CABundle: ca})
-	if err != nil {
-		return nil, "", none, classifyTransport(opts.URL, err)
-	}
+// remoteRef is opts.Ref as the remote's ref advertisement shows it, with
+// an empty object store to fetch it into.
+type remoteRef struct {
+	opts   Options
+	auth   transport.AuthMethod
+	ca     []byte
+	repo   *git.Repository
+	remote *git.Remote
+	// name is the full ref name to fetch, or "" for want, a SHA that no
+	// advertised ref points at.
+	name, want string
+	// tip is what name points at as advertised, and commit what it peels
+	// to (for a branch or a lightweight tag, tip itself); both are zero
+	// when the advertisement does not say.
+	tip, commit plumbing.Hash
+}
 
-	name, want, err := pickRef(refs, opts.Ref)
-	if err != nil {
-		return nil, "", none, err
+// listRemote reads the remote's ref advertisement (one request) and finds
+// opts.Ref in it.
+func listRemote(ctx context.Context, dir string, opts Options) (*remoteRef, error) {
+	r := &remoteRef{opts: opts}
+	var err error
+	if r.auth, r.ca, err = opts.Credentials.auth(opts.URL); err != nil {
+		return nil, err
 	}
+	if r.repo, err = git.PlainInit(dir, true); err != nil {
+		return nil, fmt.Errorf("creating object store: %w", err)
+	}
+	r.remote, err = r.repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
+	if err != nil {
+		return nil, fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
+	}
+	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.ca, PeelingOption: git.AppendPeeled})
+	if err != nil {
+		return nil, classifyTransport(opts.URL, err)
+	}
+	if r.name, r.want, err = pickRef(refs, opts.Ref); err != nil {
+		return nil, err
+	}
+	for _, ref := range refs {
+		switch ref.Name().String() {
+		case r.name:
+			r.tip = ref.Hash()
+			if r.commit.IsZero() {
+				r.commit = ref.Hash()
+			}
+		case r.name + "^{}":
+			r.commit = ref.Hash() // an annotated tag's commit
+		}
+	}
+	if r.name == "" || r.tip.IsZero() {
+		r.tip, r.commit = plumbing.ZeroHash, plumbing.ZeroHash
+	}
+	return r, nil
+}
+
+// fetchAdvertised fetches the ref that listRemote resolved to commit, and
+// fails if it has moved since: the run has already said which commit it
+// applies, and may have decided from that alone.
+func (r *remoteRef) fetchAdvertised(ctx context.Context, commit string) (*object.Commit, error) {
+	_, _, target, err := r.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now, err := peel(r.repo, target)
+	if err != nil {
+		return nil, err
+	}
+	if now != commit {
+		return nil, fmt.Errorf("ref %s moved from commit %s to %s while this run read it; the next run applies the new one", r.name, commit, now)
+	}
+	c, err := r.repo.CommitObject(plumbing.NewHash(commit))
+	if err != nil {
+		return nil, fmt.Errorf("reading commit %s: %w", commit, err)
+	}
+	return c, nil
+}
+
+// fetch fetches the ref at depth 1 (only that ref, no tags) and returns its
+// full name and what it points at.
+func (r *remoteRef) fetch(ctx context.Context) (*git.Repository, string, plumbing.Hash, error) {
+	var none plumbing.Hash
+	opts, repo, name, want := r.opts, r.repo, r.name, r.want
 	local := plumbing.ReferenceName("refs/cronsync/want")
 	spec := config.RefSpec("+" + want + ":" + local.String())
 	if name != "" {
 		spec = config.RefSpec("+" + name + ":" + local.String())
 	}
-	err = remote.FetchContext(ctx, &git.FetchOptions{
+	err := r.remote.FetchContext(ctx, &git.FetchOptions{
 		RefSpecs: []config.RefSpec{spec},
 		Depth:    1,
 		Tags:     git.NoTags,
-		Auth:     auth,
-		CABundle: ca,
+		Auth:     r.auth,
+		CABundle: r.ca,
 	})
 	if errors.Is(err, git.ErrExactSHA1NotSupported) {
 		// The server only hands out advertised refs. Fetch every branch in
 		// full and look for the commit there: slow for big histories, but the
 		// only way such a server lets us reach an unadvertised commit.
-		err = remote.FetchContext(ctx, &git.FetchOptions{
+		err = r.remote.FetchContext(ctx, &git.FetchOptions{
 			RefSpecs: []config.RefSpec{"+refs/heads/*:refs/cronsync/heads/*"},
 			Tags:     git.NoTags,
-			Auth:     auth,
-			CABundle: ca,
+			Auth:     r.auth,
+			CABundle: r.ca,
 		})
 		if err == nil {
 			if _, cerr := repo.CommitObject(plumbing.NewHash(want)); cerr != nil {
@@ -587,6 +685,11 @@ type Entry struct {
 // Entries lists the commit's tree, read from Git's objects: no file needs
 // to be written for it.
 func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.load(ctx); err != nil {
+		return nil, err
+	}
 	tree, err := c.commit.Tree()
 	if err != nil {
 		return nil, err
@@ -617,8 +720,14 @@ func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
 	}
 }
 
-// ReadBlob returns the content of a file of the commit by its hash.
+// ReadBlob returns the content of a file of the commit by its hash, as
+// Entries listed it. It is safe to call from several goroutines.
 func (c *Checkout) ReadBlob(hash string) ([]byte, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.repo == nil {
+		return nil, errors.New("the commit's objects are not fetched yet")
+	}
 	var b bytes.Buffer
 	if err := copyBlob(c.repo.Storer, plumbing.NewHash(hash), &b); err != nil {
 		return nil, err

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cronsync/cronsync/gitsrc"
@@ -232,41 +233,143 @@ func TestCloseRemovesEverything(t *testing.T) {
 	}
 }
 
-// With DeferWrite the commit is resolved, fetched and verified, and its
-// files are written only when asked for, once.
-func TestDeferWrite(t *testing.T) {
-	_, url, _, second, _ := served(t, nil)
-	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), DeferWrite: true})
+// fetches counts the requests for objects (git-upload-pack POSTs) that a
+// smart HTTP server answers, as apart from its ref advertisements.
+type fetches struct{ n atomic.Int32 }
+
+func (f *fetches) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/git-upload-pack") {
+			f.n.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// A lazy Clone of a remote resolves the commit from the ref advertisement
+// alone; its objects are fetched by the first Entries or Write, once, and
+// its files written only when asked for.
+func TestLazy(t *testing.T) {
+	var f fetches
+	_, url, first, second, _ := served(t, f.wrap)
+	for _, tc := range []struct{ ref, wantRef, wantSHA, want string }{
+		{"", "refs/heads/main", second, "v: 2\n"},
+		{"light", "refs/tags/light", first, "v: 1\n"},
+		{"annotated", "refs/tags/annotated", first, "v: 1\n"},
+		{second, "refs/heads/main", second, "v: 2\n"},
+	} {
+		t.Run(tc.ref, func(t *testing.T) {
+			f.n.Store(0)
+			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, Ref: tc.ref, WorkDir: t.TempDir(), Lazy: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer co.Close()
+			if co.Commit != tc.wantSHA || co.Ref != tc.wantRef {
+				t.Errorf("commit %s at %s, want %s at %s", co.Commit, co.Ref, tc.wantSHA, tc.wantRef)
+			}
+			if n := f.n.Load(); n != 0 {
+				t.Errorf("Clone fetched objects %d times; the advertisement names the commit", n)
+			}
+			if _, err := os.Stat(co.Dir); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("the files are there before Write: %v", err)
+			}
+			if _, err := co.Sub("."); err == nil {
+				t.Error("Sub before Write found a directory")
+			}
+			if _, err := co.ReadBlob(first); err == nil {
+				t.Error("ReadBlob before the fetch read something")
+			}
+			// The tree and its blobs are read from Git's objects alone.
+			entries, err := co.Entries(context.Background())
+			if err != nil || len(entries) != 1 || entries[0].Path != "a.yaml" || !entries[0].File {
+				t.Fatalf("entries %+v, %v", entries, err)
+			}
+			if b, err := co.ReadBlob(entries[0].Hash); err != nil || string(b) != tc.want {
+				t.Errorf("blob %q, %v", b, err)
+			}
+			for range 2 {
+				if err := co.Write(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := content(t, co); got != tc.want {
+				t.Errorf("a.yaml = %q", got)
+			}
+			if _, err := co.Sub("."); err != nil {
+				t.Error(err)
+			}
+			if n := f.n.Load(); n != 1 {
+				t.Errorf("objects fetched %d times, want once", n)
+			}
+		})
+	}
+	t.Run("local", func(t *testing.T) {
+		r := testenv.NewRepo(t)
+		r.Write("a.yaml", "v: 1\n")
+		sha := r.Commit("first")
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: r.Dir, WorkDir: t.TempDir(), Lazy: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer co.Close()
+		if _, err := os.Stat(co.Dir); co.Commit != sha || !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("commit %s (want %s), files: %v", co.Commit, sha, err)
+		}
+		if err := co.Write(context.Background()); err != nil || content(t, co) != "v: 1\n" {
+			t.Fatalf("write: %v", err)
+		}
+	})
+}
+
+// A branch that moves between the advertisement and the fetch must not be
+// applied under the SHA the run has already reported.
+func TestLazyRefMoved(t *testing.T) {
+	r, url, _, second, _ := served(t, nil)
+	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Lazy: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer co.Close()
-	if co.Commit != second {
-		t.Errorf("commit %s, want %s", co.Commit, second)
+	r.Write("a.yaml", "v: 3\n")
+	third := r.Commit("third")
+	err = co.Write(context.Background())
+	want := "ref refs/heads/main moved from commit " + second + " to " + third + " while this run read it; the next run applies the new one"
+	if err == nil || err.Error() != want {
+		t.Fatalf("got %v, want %q", err, want)
+	}
+	if _, err := co.Entries(context.Background()); err == nil {
+		t.Error("Entries after a failed fetch listed the new commit")
 	}
 	if _, err := os.Stat(co.Dir); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("the files are there before Write: %v", err)
+		t.Errorf("files written after the ref moved: %v", err)
 	}
-	if _, err := co.Sub("."); err == nil {
-		t.Error("Sub before Write found a directory")
+}
+
+// What is not named by the advertisement is fetched by Clone itself: a
+// commit no ref points at (so that a wrong SHA fails there), and, under
+// --verify-keys-file, every commit, since the signature is in its objects.
+func TestLazyFetchesWhenItMust(t *testing.T) {
+	var f fetches
+	r, url, first, second, _ := served(t, f.wrap)
+	r.Git("config", "uploadpack.allowReachableSHA1InWant", "true")
+	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, Ref: first, WorkDir: t.TempDir(), Lazy: true})
+	if err != nil {
+		t.Fatal(err)
 	}
-	// The tree and its blobs are read from Git's objects alone.
-	entries, err := co.Entries(context.Background())
-	if err != nil || len(entries) != 1 || entries[0].Path != "a.yaml" || !entries[0].File {
-		t.Fatalf("entries %+v, %v", entries, err)
+	co.Close()
+	if n := f.n.Load(); n != 1 || co.Commit != first {
+		t.Errorf("commit %s after %d fetches; want %s after one", co.Commit, n, first)
 	}
-	if b, err := co.ReadBlob(entries[0].Hash); err != nil || string(b) != "v: 2\n" {
-		t.Errorf("blob %q, %v", b, err)
+	_, err = gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, Ref: strings.Repeat("ab", 20), WorkDir: t.TempDir(), Lazy: true})
+	if err == nil {
+		t.Error("a SHA the remote does not have was taken")
 	}
-	for range 2 {
-		if err := co.Write(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if got := content(t, co); got != "v: 2\n" {
-		t.Errorf("a.yaml = %q", got)
-	}
-	if _, err := co.Sub("."); err != nil {
-		t.Error(err)
+
+	f.n.Store(0)
+	_, keys := pgpKey(t, "nobody")
+	_, err = gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Lazy: true, VerifyKeysFile: keys})
+	if !errors.Is(err, gitsrc.ErrUnverified) || f.n.Load() != 1 {
+		t.Errorf("unsigned %s: %v after %d fetches; want ErrUnverified after one", second, err, f.n.Load())
 	}
 }
