@@ -1,189 +1,32 @@
 package main
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"sort"
-	"strings"
-	"syscall"
 	"testing"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/cronsync/cronsync/internal/testenv"
 )
 
-// The tests in this package run the cronsync binary, built once, against a
-// real kube-apiserver and etcd, with repositories made by git.
+// The tests here call package main's functions directly. Rendering charts
+// with the cluster's capabilities needs an API server, started once; the
+// tests that run the built binary are under e2e/.
 var (
 	cluster *testenv.Cluster
-	binary  string
 	kube    dynamic.Interface
 )
 
 func TestMain(m *testing.M) {
-	var h testenv.Harness
-	os.Exit(testenv.RunMain(m, &h, false, func() {
-		cluster, binary = h.Cluster, h.Binary
+	os.Exit(func() int {
+		var err error
+		if cluster, err = testenv.StartCluster(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		defer cluster.Stop()
 		kube = dynamic.NewForConfigOrDie(cluster.Config)
-	}))
-}
-
-type result struct {
-	code           int
-	stdout, stderr string
-	// maxRSS is the process's peak resident memory in bytes.
-	maxRSS int64
-}
-
-// cronsync runs the binary as cluster-admin with args and the environment
-// variables in env (NAME=value), and returns how it exited.
-func cronsync(t *testing.T, env []string, args ...string) result {
-	t.Helper()
-	cmd := cronsyncCmd(args...)
-	cmd.Env = append(cmd.Env, env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running cronsync: %v", err)
-	}
-	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10 // Linux reports KiB
-	}
-	t.Logf("cronsync %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	return r
-}
-
-// cronsyncCmd is the binary as cluster-admin with args. This package's
-// cluster runs no controllers, so no Deployment would ever roll out: waiting
-// is off, and tested in e2e/ against a cluster that acts.
-func cronsyncCmd(args ...string) *exec.Cmd {
-	cmd := exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig}, args...)...)
-	cmd.Env = append(os.Environ(), "CRONSYNC_WAIT=false")
-	return cmd
-}
-
-// mustSync runs cronsync and fails the test unless it exits 0.
-func mustSync(t *testing.T, args ...string) result {
-	t.Helper()
-	r := cronsync(t, nil, args...)
-	if r.code != 0 {
-		t.Fatalf("cronsync exited %d:\n%s", r.code, r.stderr)
-	}
-	return r
-}
-
-var (
-	configMaps  = schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}
-	services    = schema.GroupVersionResource{Version: "v1", Resource: "services"}
-	namespaces  = schema.GroupVersionResource{Version: "v1", Resource: "namespaces"}
-	deployments = schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
-	crds        = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
-)
-
-// get returns a field of a live object, or "<absent>" when the object does
-// not exist.
-func get(t *testing.T, gvr schema.GroupVersionResource, ns, name string, field ...string) string {
-	t.Helper()
-	var c dynamic.ResourceInterface = kube.Resource(gvr)
-	if ns != "" {
-		c = kube.Resource(gvr).Namespace(ns)
-	}
-	u, err := c.Get(context.Background(), name, metav1.GetOptions{})
-	if apierrors.IsNotFound(err) {
-		return "<absent>"
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, found, err := nestedString(u.Object, field...)
-	if err != nil || !found {
-		return "<unset>"
-	}
-	return v
-}
-
-func nestedString(obj map[string]any, fields ...string) (string, bool, error) {
-	var cur any = obj
-	for _, f := range fields {
-		m, ok := cur.(map[string]any)
-		if !ok {
-			return "", false, nil
-		}
-		if cur, ok = m[f]; !ok {
-			return "", false, nil
-		}
-	}
-	return fmt.Sprint(cur), true, nil
-}
-
-// snapshot lists every object of the kinds the tests use, with its
-// resourceVersion, so that "nothing changed" can be checked exactly.
-func snapshot(t *testing.T) map[string]string {
-	t.Helper()
-	out := map[string]string{}
-	for _, gvr := range []schema.GroupVersionResource{configMaps, services, namespaces, deployments, crds} {
-		list, err := kube.Resource(gvr).List(context.Background(), metav1.ListOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, u := range list.Items {
-			out[gvr.Resource+"/"+u.GetNamespace()+"/"+u.GetName()] = u.GetResourceVersion()
-		}
-	}
-	return out
-}
-
-func diffSnapshots(before, after map[string]string) []string {
-	var diff []string
-	for k, v := range after {
-		if before[k] != v {
-			diff = append(diff, fmt.Sprintf("%s: %q -> %q", k, before[k], v))
-		}
-	}
-	for k := range before {
-		if _, ok := after[k]; !ok {
-			diff = append(diff, k+": deleted")
-		}
-	}
-	sort.Strings(diff)
-	return diff
-}
-
-func configMap(ns, name, value string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  value: %q\n", name, ns, value)
-}
-
-func namespace(name string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", name)
-}
-
-func deployment(ns, name string, replicas int) string {
-	return fmt.Sprintf(`apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: %[2]s
-  namespace: %[1]s
-spec:
-  replicas: %[3]d
-  selector:
-    matchLabels: {app: %[2]s}
-  template:
-    metadata:
-      labels: {app: %[2]s}
-    spec:
-      containers:
-      - name: app
-        image: registry.invalid/app:1
-`, ns, name, replicas)
+		return m.Run()
+	}())
 }

@@ -316,7 +316,7 @@ data:
 `
 	// A chart with hooks, a test, and CRDs.
 	tree["ops/h/Chart.yaml"] = "apiVersion: v2\nname: h\nversion: 0.1.0\n"
-	tree["ops/h/crds/things.yaml"] = crdYAML("Thing") + "---\n" + crdYAML("Stuff")
+	tree["ops/h/crds/things.yaml"] = testenv.CRD("Thing") + "---\n" + testenv.CRD("Stuff")
 	tree["ops/h/templates/migrate.yaml"] = "apiVersion: batch/v1\nkind: Job\nmetadata:\n  name: migrate\n  annotations: {helm.sh/hook: pre-install}\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: m, image: registry.invalid/m:1}]\n"
 	tree["ops/h/templates/tests/ping.yaml"] = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: ping\n  annotations: {helm.sh/hook: test}\nspec:\n  containers: [{name: p, image: registry.invalid/p:1}]\n"
 	tree["ops/h/templates/thing.yaml"] = "apiVersion: example.com/v1\nkind: Thing\nmetadata: {name: one}\n"
@@ -356,7 +356,7 @@ var crdsGVR = schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version
 func createGatingCRD(t *testing.T) {
 	t.Helper()
 	var m map[string]any
-	if err := yaml.Unmarshal([]byte(crdYAML("Renderwidget")), &m); err != nil {
+	if err := yaml.Unmarshal([]byte(testenv.CRD("Renderwidget")), &m); err != nil {
 		t.Fatal(err)
 	}
 	_, err := kube.Resource(crdsGVR).Create(context.Background(), &unstructured.Unstructured{Object: m}, metav1.CreateOptions{})
@@ -420,7 +420,7 @@ patches:
 	for p, c := range webChart() {
 		tree["base/charts/web/"+p] = c
 	}
-	tree["base/charts/web/crds/thing.yaml"] = crdYAML("Thing")
+	tree["base/charts/web/crds/thing.yaml"] = testenv.CRD("Thing")
 	tree["base/charts/web/templates/tests/t.yaml"] = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {{ .Release.Name }}-test\n  annotations: {helm.sh/hook: test}\nspec:\n  containers: [{name: t, image: registry.invalid/t:1}]\n"
 	tree["base/charts/web/templates/caps.yaml"] = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: {{ .Release.Name }}-caps}\ndata: {minor: {{ .Capabilities.KubeVersion.Minor | quote }}}\n"
 	writeTree(t, root, tree)

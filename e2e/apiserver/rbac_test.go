@@ -1,4 +1,4 @@
-package main
+package apiserver
 
 import (
 	"context"
@@ -35,7 +35,7 @@ func TestRBACVariants(t *testing.T) {
 	}{{
 		dir: "manifests", ns: "cronsync",
 		files: map[string]string{
-			"crd.yaml":    crdYAML("Gizmo"),
+			"crd.yaml":    testenv.CRD("Gizmo"),
 			"ns.yaml":     namespace("rbac-cluster-wide"),
 			"gizmo.yaml":  "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g, namespace: rbac-cluster-wide}\n",
 			"config.yaml": configMap("rbac-cluster-wide", "c", "v"),
@@ -55,7 +55,7 @@ func TestRBACVariants(t *testing.T) {
 			cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: v.ns}}, metav1.CreateOptions{})
 
 			// Deploy the variant as an administrator would.
-			resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), v.dir)
+			resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(testenv.ModuleRoot(), v.dir))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,4 +1,4 @@
-package main
+package apiserver
 
 import (
 	"context"
@@ -125,7 +125,7 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 	r.Write("ns.yaml", namespace(ns))
 	r.Write("config.yaml", configMap(ns, "config", "v1"))
 	r.Write("web.yaml", deployment(ns, "web", 1))
-	r.Write("crd.yaml", crdYAML("Sprocket"))
+	r.Write("crd.yaml", testenv.CRD("Sprocket"))
 	r.Write("sprocket.yaml", "apiVersion: example.com/v1\nkind: Sprocket\nmetadata: {name: s, namespace: "+ns+"}\nspec: {size: 1}\n")
 	// Enough ConfigMaps in one namespace to be read with one LIST.
 	for i := range 5 {
@@ -237,7 +237,7 @@ func TestDryRunChangesNothing(t *testing.T) {
 
 	r.Write("config.yaml", configMap(ns, "config", "v2"))
 	r.Write("new.yaml", configMap(ns, "new", "v1"))
-	r.Write("crd.yaml", crdYAML("Gadget"))
+	r.Write("crd.yaml", testenv.CRD("Gadget"))
 	r.Write("gadget.yaml", "apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g, namespace: dryrun}\n")
 	r.Commit("second")
 
@@ -298,34 +298,7 @@ func TestEnvironmentConfiguresEverything(t *testing.T) {
 	}
 }
 
-var widgetCRD = crdYAML("Widget")
-
-// crdYAML is a namespaced CRD in example.com/v1 for kind, whose spec.size
-// must be a non-negative integer.
-func crdYAML(kind string) string {
-	lower := strings.ToLower(kind)
-	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: %[1]ss.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: %[1]ss, singular: %[1]s, kind: %[2]s, listKind: %[2]sList}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer, minimum: 0}
-`, lower, kind)
-}
+var widgetCRD = testenv.CRD("Widget")
 
 func crdGVR(group, version, resource string) schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: group, Version: version, Resource: resource}

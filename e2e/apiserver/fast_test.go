@@ -1,4 +1,4 @@
-package main
+package apiserver
 
 import (
 	"context"
@@ -258,7 +258,7 @@ var secrets = schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 // that no longer accepts what Git holds is found, not hidden.
 func TestFastUnchangedFollowsCRDSchema(t *testing.T) {
 	const ns = "fast-crd"
-	base := crdYAML("Gizmo")
+	base := testenv.CRD("Gizmo")
 	withColor := strings.Replace(base, "size: {type: integer, minimum: 0}", "size: {type: integer, minimum: 0}\n              color: {type: string}", 1)
 	if err := applyYAML(withColor); err != nil {
 		t.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package apiserver
 
 import (
 	"context"
@@ -22,7 +22,7 @@ import (
 // restricted Pod Security level, and yield a Job the way
 // `kubectl create job --from=cronjob/cronsync` makes one.
 func TestManifestsDeployCronsync(t *testing.T) {
-	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), "manifests")
+	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), filepath.Join(testenv.ModuleRoot(), "manifests"))
 	if err != nil {
 		t.Fatalf("kustomize build manifests: %v", err)
 	}
@@ -87,7 +87,7 @@ func TestManifestsDeployCronsync(t *testing.T) {
 // and are accepted by the API server.
 func TestManifestsGitAuthPatches(t *testing.T) {
 	overlay := t.TempDir()
-	abs, err := filepath.Abs("manifests")
+	abs, err := filepath.Abs(filepath.Join(testenv.ModuleRoot(), "manifests"))
 	if err != nil {
 		t.Fatal(err)
 	}

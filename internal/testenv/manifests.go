@@ -1,0 +1,34 @@
+package testenv
+
+import (
+	"fmt"
+	"strings"
+)
+
+// CRD is the manifest of a namespaced CRD in example.com/v1 for kind,
+// whose spec.size must be a non-negative integer: the schema gives the API
+// server something to reject.
+func CRD(kind string) string {
+	lower := strings.ToLower(kind)
+	return fmt.Sprintf(`apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: %[1]ss.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: %[1]ss, singular: %[1]s, kind: %[2]s, listKind: %[2]sList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer, minimum: 0}
+`, lower, kind)
+}
