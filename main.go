@@ -300,7 +300,7 @@ func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (fu
 	return func(ctx context.Context, req apply.ChartRequest) (*apply.ChartOutput, error) {
 		creq := chart.Request{
 			Root: root, Dir: req.Dir, Shown: req.Shown,
-			ReleaseName: req.ReleaseName, Namespace: req.Namespace, Values: req.Values,
+			ReleaseName: req.ReleaseName, Namespace: req.Namespace, Values: req.Values, ValuesFor: req.ValuesFor,
 			IncludeCRDs: req.IncludeCRDs, SkipTests: req.SkipTests,
 			KubeVersion: req.KubeVersion, APIVersions: req.APIVersions,
 		}

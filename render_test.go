@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -78,7 +80,12 @@ type rendered struct {
 // cronsyncRender reads dir (inside root) as a sync would.
 func cronsyncRender(t *testing.T, root, dir string) (map[string]rendered, []string) {
 	t.Helper()
-	render, err := newChartRenderer(cluster.Config, chart.DefaultOptions(), root)
+	return cronsyncRenderWith(t, chart.DefaultOptions(), root, dir)
+}
+
+func cronsyncRenderWith(t *testing.T, opts chart.Options, root, dir string) (map[string]rendered, []string) {
+	t.Helper()
+	render, err := newChartRenderer(cluster.Config, opts, root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -445,4 +452,45 @@ patches:
 			}
 		})
 	}
+}
+
+// A remote chart's values are built as kustomize builds them once it has
+// pulled the chart: valuesInline merged with the chart's own values.yaml as
+// valuesMerge says. Under "merge" the chart's values win, which Helm's
+// coalescing of valuesInline over the chart alone would get backwards.
+func TestRemoteHelmChartValuesMatchKustomize(t *testing.T) {
+	src, repo := t.TempDir(), t.TempDir()
+	writeTree(t, src, prefixed("web/", webChart()))
+	srv := httptest.NewServer(http.FileServer(http.Dir(repo)))
+	defer srv.Close()
+	runTool(t, src, "helm", "package", "web", "-d", repo)
+	runTool(t, src, "helm", "repo", "index", repo, "--url", srv.URL)
+
+	root := t.TempDir()
+	entry := "- name: web\n  repo: " + srv.URL + "\n  version: 1.2.3\n"
+	writeTree(t, root, map[string]string{"app/kustomization.yaml": "helmCharts:\n" +
+		entry + "  releaseName: over\n  valuesInline: {replicas: 5, image: {tag: '9.9'}, cache: {size: 1}}\n" +
+		entry + "  releaseName: merged\n  valuesMerge: merge\n  valuesInline: {replicas: 5, greeting: inline, image: {tag: '9.9'}, cache: {size: 1, extra: x}}\n" +
+		entry + "  releaseName: replaced\n  valuesMerge: replace\n  valuesInline: {replicas: 7, image: {repository: registry.invalid/other, tag: '1'}, greeting: hi}\n" +
+		entry + "  releaseName: own\n",
+	})
+	opts := chart.DefaultOptions()
+	opts.AllowRemote = true
+	// cronsync first: kustomize pulls the chart into the tree, where it
+	// would then be a vendored chart.
+	got, _ := cronsyncRenderWith(t, opts, root, filepath.Join(root, "app"))
+	want := parseHelmOutput(t, runTool(t, root, "kustomize", "build", "--enable-helm", "--helm-command", tool(t, "helm"), "app"), "", "")
+	compareRenders(t, got, want, false)
+	if d := got["Deployment//merged-web"].content; !strings.Contains(d, `"replicas":2,`) {
+		t.Errorf("under valuesMerge: merge the chart's replicas (2) must win:\n%s", d)
+	}
+}
+
+// prefixed returns files with prefix before each path.
+func prefixed(prefix string, files map[string]string) map[string]string {
+	out := make(map[string]string, len(files))
+	for p, c := range files {
+		out[prefix+p] = c
+	}
+	return out
 }

@@ -30,6 +30,11 @@ type ChartRequest struct {
 	ReleaseName, Namespace string
 	// Values are coalesced over the chart's values.yaml; nil: its own only.
 	Values map[string]any
+	// ValuesFor, when set, gives Values from the chart's own values.yaml
+	// (found: it has one) once the renderer has the chart. It is set for a
+	// remote chart without a valuesFile, whose values.yaml kustomize merges
+	// valuesInline with after pulling it.
+	ValuesFor func(own []byte, found bool) (map[string]any, error)
 	// IncludeCRDs adds the crds/ directories' files.
 	IncludeCRDs bool
 	// SkipTests drops test hooks silently; SkipHooks, every hook (hooks
@@ -238,8 +243,17 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 	if req.ReleaseName, err = releaseName(hc); err != nil {
 		return nil, err
 	}
-	if req.Values, err = r.chartValues(dir, chartDir, local, hc); err != nil {
-		return nil, err
+	if local || hc.ValuesFile != "" {
+		if req.Values, err = r.chartValues(dir, chartDir, hc, nil); err != nil {
+			return nil, err
+		}
+	} else {
+		req.ValuesFor = func(own []byte, found bool) (map[string]any, error) {
+			if !found {
+				return nil, fmt.Errorf("chart %s has no values.yaml, which kustomize reads for its values", req.Shown)
+			}
+			return r.chartValues(dir, chartDir, hc, append([]byte{}, own...))
+		}
 	}
 	out, err := r.renderChart(req)
 	if err != nil {
@@ -302,9 +316,10 @@ func releaseName(hc types.HelmChart) (string, error) {
 }
 
 // chartValues builds the values kustomize would pass with -f: the values
-// file (the chart's values.yaml by default), with valuesInline merged in as
-// valuesMerge says, then each additional values file over them.
-func (r *reader) chartValues(dir, chartDir string, local bool, hc types.HelmChart) (map[string]any, error) {
+// file (the chart's values.yaml by default, which is own for a remote
+// chart), with valuesInline merged in as valuesMerge says, then each
+// additional values file over them.
+func (r *reader) chartValues(dir, chartDir string, hc types.HelmChart, own []byte) (map[string]any, error) {
 	mode := hc.ValuesMerge
 	switch mode {
 	case "":
@@ -348,16 +363,14 @@ func (r *reader) chartValues(dir, chartDir string, local bool, hc types.HelmChar
 			return nil, err
 		}
 		values = inline
-	case !local && hc.ValuesFile == "":
-		// A remote chart's own values.yaml is coalesced by Helm.
-		inline, err := kyaml.FromMap(hc.ValuesInline)
-		if err != nil {
-			return nil, err
-		}
-		values = inline
 	default:
-		base, err := load(file)
-		if err != nil {
+		var base *kyaml.RNode
+		var err error
+		if own != nil {
+			if base, err = kyaml.Parse(string(own)); err != nil {
+				return nil, fmt.Errorf("values.yaml of chart %s: %w", hc.Name, err)
+			}
+		} else if base, err = load(file); err != nil {
 			return nil, err
 		}
 		values = base

@@ -77,6 +77,11 @@ type Request struct {
 	// Values are coalesced over the chart's values.yaml, as the values of
 	// `helm template -f` are; nil renders with the chart's own.
 	Values map[string]any
+	// ValuesFor, when set, replaces Values: it is given the chart's own
+	// values.yaml (found says whether the chart has one) once the chart is
+	// loaded. A remote chart's is known only then, and kustomize builds the
+	// values of `-f` from it.
+	ValuesFor func(own []byte, found bool) (map[string]any, error)
 	// IncludeCRDs adds the files of the chart's (and its subcharts') crds/
 	// directories.
 	IncludeCRDs bool
@@ -89,6 +94,16 @@ type Request struct {
 	// APIVersions are added to the cluster's in .Capabilities.APIVersions,
 	// as `helm template --api-versions` adds them.
 	APIVersions []string
+}
+
+// ownValues returns the chart's values.yaml as it is in the chart.
+func ownValues(ch *chartv2.Chart) ([]byte, bool) {
+	for _, f := range ch.Raw {
+		if f.Name == "values.yaml" {
+			return f.Data, true
+		}
+	}
+	return nil, false
 }
 
 // Remote names a chart in a Helm repository (https://...) or an OCI
@@ -161,6 +176,12 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 		return nil, fmt.Errorf("release name %q: %w", req.ReleaseName, err)
 	}
 	vals := req.Values
+	if req.ValuesFor != nil {
+		own, found := ownValues(ch)
+		if vals, err = req.ValuesFor(own, found); err != nil {
+			return nil, err
+		}
+	}
 	if vals == nil {
 		vals = map[string]any{}
 	}
