@@ -484,6 +484,26 @@ func TestRemoteHelmChartValuesMatchKustomize(t *testing.T) {
 	if d := got["Deployment//merged-web"].content; !strings.Contains(d, `"replicas":2,`) {
 		t.Errorf("under valuesMerge: merge the chart's replicas (2) must win:\n%s", d)
 	}
+
+	// kustomize reads the pulled chart's values.yaml: a chart without one
+	// fails there, and so it does here, by name.
+	writeTree(t, src, map[string]string{"bare/Chart.yaml": "apiVersion: v2\nname: bare\nversion: 0.1.0\n", "bare/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: bare}\n"})
+	runTool(t, src, "helm", "package", "bare", "-d", repo)
+	runTool(t, src, "helm", "repo", "index", repo, "--url", srv.URL)
+	writeTree(t, root, map[string]string{"bare/kustomization.yaml": "helmCharts:\n- name: bare\n  repo: " + srv.URL + "\n  version: 0.1.0\n  releaseName: b\n"})
+	render, err := newChartRenderer(cluster.Config, opts, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = apply.Read(context.Background(), root, filepath.Join(root, "bare"), apply.ReadOptions{Namespace: "default", RenderChart: render})
+	if want := "chart " + srv.URL + "/bare-0.1.0 has no values.yaml, which kustomize reads for its values"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want an error saying %q", err, want)
+	}
+	cmd := exec.Command(tool(t, "kustomize"), "build", "--enable-helm", "--helm-command", tool(t, "helm"), "bare")
+	cmd.Dir, cmd.Env = root, append(os.Environ(), "HELM_CONFIG_HOME="+t.TempDir(), "HELM_CACHE_HOME="+t.TempDir(), "HELM_DATA_HOME="+t.TempDir())
+	if out, err := cmd.CombinedOutput(); err == nil {
+		t.Errorf("kustomize built a chart without values.yaml:\n%s", out)
+	}
 }
 
 // prefixed returns files with prefix before each path.
