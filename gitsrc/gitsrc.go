@@ -360,9 +360,10 @@ func listRemote(ctx context.Context, dir string, opts Options) (*remoteRef, erro
 	return r, nil
 }
 
-// fetchAdvertised fetches the ref that listRemote resolved to commit, and
-// fails if it has moved since: the run has already said which commit it
-// applies, and may have decided from that alone.
+// fetchAdvertised fetches the ref that listRemote resolved to commit. The
+// run has already said which commit it applies, and may have decided from
+// that alone: if the ref has moved since, that commit is fetched by its
+// SHA, which most Git hosts allow, and failing that the run fails.
 func (r *remoteRef) fetchAdvertised(ctx context.Context, commit string) (*object.Commit, error) {
 	_, _, target, err := r.fetch(ctx)
 	if err != nil {
@@ -373,7 +374,19 @@ func (r *remoteRef) fetchAdvertised(ctx context.Context, commit string) (*object
 		return nil, err
 	}
 	if now != commit {
-		return nil, fmt.Errorf("ref %s moved from commit %s to %s while this run read it; the next run applies the new one", r.name, commit, now)
+		err := r.remote.FetchContext(ctx, &git.FetchOptions{
+			RefSpecs: []config.RefSpec{config.RefSpec("+" + commit + ":refs/cronsync/announced")},
+			Depth:    1,
+			Tags:     git.NoTags,
+			Auth:     r.auth,
+			CABundle: r.ca,
+		})
+		switch {
+		case errors.Is(err, git.ErrExactSHA1NotSupported):
+			return nil, fmt.Errorf("ref %s moved from commit %s to %s while this run read it, and the server does not hand out %s by its SHA; the next run applies the new one", r.name, commit, now, commit)
+		case err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate):
+			return nil, classifyTransport(r.opts.URL, err)
+		}
 	}
 	c, err := r.repo.CommitObject(plumbing.NewHash(commit))
 	if err != nil {

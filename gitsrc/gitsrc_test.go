@@ -3,6 +3,7 @@ package gitsrc_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -323,26 +324,42 @@ func TestLazy(t *testing.T) {
 }
 
 // A branch that moves between the advertisement and the fetch must not be
-// applied under the SHA the run has already reported.
+// applied under the SHA the run has already reported: the reported commit
+// is fetched by its SHA where the server allows it, and otherwise the run
+// fails.
 func TestLazyRefMoved(t *testing.T) {
-	r, url, _, second, _ := served(t, nil)
-	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Lazy: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer co.Close()
-	r.Write("a.yaml", "v: 3\n")
-	third := r.Commit("third")
-	err = co.Write(context.Background())
-	want := "ref refs/heads/main moved from commit " + second + " to " + third + " while this run read it; the next run applies the new one"
-	if err == nil || err.Error() != want {
-		t.Fatalf("got %v, want %q", err, want)
-	}
-	if _, err := co.Entries(context.Background()); err == nil {
-		t.Error("Entries after a failed fetch listed the new commit")
-	}
-	if _, err := os.Stat(co.Dir); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("files written after the ref moved: %v", err)
+	for _, allow := range []bool{true, false} {
+		t.Run(fmt.Sprint("allowReachableSHA1InWant=", allow), func(t *testing.T) {
+			r, url, _, second, _ := served(t, nil)
+			r.Git("config", "uploadpack.allowReachableSHA1InWant", fmt.Sprint(allow))
+			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Lazy: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer co.Close()
+			r.Write("a.yaml", "v: 3\n")
+			third := r.Commit("third")
+			err = co.Write(context.Background())
+			if allow {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := content(t, co); co.Commit != second || got != "v: 2\n" {
+					t.Errorf("commit %s with %q; want the reported %s with v: 2", co.Commit, got, second)
+				}
+				return
+			}
+			want := "ref refs/heads/main moved from commit " + second + " to " + third + " while this run read it, and the server does not hand out " + second + " by its SHA; the next run applies the new one"
+			if err == nil || err.Error() != want {
+				t.Fatalf("got %v, want %q", err, want)
+			}
+			if _, err := co.Entries(context.Background()); err == nil {
+				t.Error("Entries after a failed fetch listed a commit")
+			}
+			if _, err := os.Stat(co.Dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("files written after the ref moved: %v", err)
+			}
+		})
 	}
 }
 
