@@ -91,6 +91,17 @@ func TestLease(t *testing.T) {
 			t.Errorf("lease still held by %q after the run", h)
 		}
 	})
+	t.Run("released by a run that fails", func(t *testing.T) {
+		// The Lease is taken beside the clone, which fails here: the run
+		// must still release it.
+		out := cronsync(t, nil, append(args, "--ref", "no-such-branch")...)
+		if out.code != exitConfig || !strings.Contains(out.stderr, `ref "no-such-branch"`) {
+			t.Errorf("exit %d; want %d and the ref named", out.code, exitConfig)
+		}
+		if h := leaseHolder(t, "default", "lease-test"); h != "" {
+			t.Errorf("lease still held by %q after the run", h)
+		}
+	})
 	t.Run("dry runs take no lease", func(t *testing.T) {
 		holdLease(t, "default", "lease-test", "other-pod", time.Now(), 60)
 		for _, mode := range []string{"--dry-run=client", "--dry-run=server"} {
