@@ -6,9 +6,7 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,18 +47,8 @@ type result struct {
 // can run side by side.
 func cronsync(t *testing.T, args ...string) result {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig, "--lease", ""}, args...)...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running cronsync: %v", err)
-	}
-	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
-	t.Logf("cronsync %s\nexit %d in %s\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), r.code, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
-	return r
+	r := testenv.RunBinary(t, exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig, "--lease", ""}, args...)...))
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr, elapsed: r.Elapsed}
 }
 
 func wantExit(t *testing.T, r result, code int) {
@@ -147,13 +135,10 @@ func wantUnchanged(t *testing.T, before, after map[string]string) {
 	}
 }
 
-func namespace(name string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", name)
-}
-
-func configMap(ns, name, value string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  value: %q\n", name, ns, value)
-}
+var (
+	namespace = testenv.Namespace
+	configMap = testenv.ConfigMap
+)
 
 // deployment is a Deployment of replicas pods; extra is YAML indented into
 // its spec (progressDeadlineSeconds, say) and podSpec into the pod's spec

@@ -6,15 +6,11 @@
 package apiserver
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"sort"
-	"strings"
-	"syscall"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -67,19 +63,8 @@ func cronsync(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	cmd := cronsyncCmd(args...)
 	cmd.Env = append(cmd.Env, env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	var exit *exec.ExitError
-	if err != nil && !errors.As(err, &exit) {
-		t.Fatalf("running cronsync: %v", err)
-	}
-	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		r.maxRSS = ru.Maxrss << 10 // Linux reports KiB
-	}
-	t.Logf("cronsync %s\nexit %d\n--- stdout\n%s--- stderr\n%s", strings.Join(args, " "), r.code, r.stdout, r.stderr)
-	return r
+	r := testenv.RunBinary(t, cmd)
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr, maxRSS: r.MaxRSS}
 }
 
 // cronsyncCmd is the binary as cluster-admin with args. This package's
@@ -178,13 +163,10 @@ func diffSnapshots(before, after map[string]string) []string {
 	return diff
 }
 
-func configMap(ns, name, value string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  value: %q\n", name, ns, value)
-}
-
-func namespace(name string) string {
-	return fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", name)
-}
+var (
+	namespace = testenv.Namespace
+	configMap = testenv.ConfigMap
+)
 
 func deployment(ns, name string, replicas int) string {
 	return fmt.Sprintf(`apiVersion: apps/v1

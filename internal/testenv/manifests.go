@@ -32,3 +32,13 @@ spec:
               size: {type: integer, minimum: 0}
 `, lower, kind)
 }
+
+// Namespace is the manifest of a Namespace.
+func Namespace(name string) string {
+	return fmt.Sprintf("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n", name)
+}
+
+// ConfigMap is the manifest of a ConfigMap in ns whose data holds value.
+func ConfigMap(ns, name, value string) string {
+	return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  value: %q\n", name, ns, value)
+}
