@@ -126,6 +126,22 @@ func TestSSH(t *testing.T) {
 			t.Errorf("a.yaml = %q", b)
 		}
 	})
+	t.Run("lazy", func(t *testing.T) {
+		// The objects are fetched over a second SSH session, after the one
+		// that read the ref advertisement has closed.
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Lazy: true,
+			Credentials: gitsrc.Credentials{SSHKeyFile: key, SSHKnownHostsFile: knownHosts(hostEd.PublicKey())}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer co.Close()
+		if err := co.Write(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if b, _ := os.ReadFile(filepath.Join(co.Dir, "a.yaml")); string(b) != "v: ssh\n" {
+			t.Errorf("a.yaml = %q", b)
+		}
+	})
 	t.Run("rsa known_hosts", func(t *testing.T) {
 		if _, err := cloneWith(t, url, gitsrc.Credentials{SSHKeyFile: key, SSHKnownHostsFile: knownHosts(hostRSA.PublicKey())}); err != nil {
 			t.Fatal(err)
