@@ -2,9 +2,10 @@
 // commit on local disk, using go-git only (no git binary is needed or run).
 //
 // Remote repositories are fetched shallow (depth 1, one ref, no tags) into an
-// on-disk object store; local repositories are read in place. Either way only the
-// tree of the resolved commit is written out, so the cost of a sync does not grow
-// with the repository's history.
+// on-disk object store, and with Options.Lazy only once the tree is asked for;
+// local repositories are read in place. Either way only the tree of the
+// resolved commit is written out, so the cost of a sync does not grow with the
+// repository's history.
 package gitsrc
 
 import (
