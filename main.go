@@ -313,7 +313,7 @@ func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (fu
 		}
 		out := &apply.ChartOutput{Hooks: res.Hooks}
 		for _, d := range res.Docs {
-			out.Docs = append(out.Docs, apply.ChartDoc{Source: d.Source, YAML: d.YAML})
+			out.Docs = append(out.Docs, apply.ChartDoc{Source: d.Source, YAML: d.YAML, Doc: d.Index})
 		}
 		return out, nil
 	}, nil

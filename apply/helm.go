@@ -51,6 +51,9 @@ type ChartDoc struct {
 	// Source is the template it came from, as users see it.
 	Source string
 	YAML   []byte
+	// Doc is the document's place (from 1) among those its template
+	// rendered; 0 for a crds/ file, whose documents are counted within it.
+	Doc int
 }
 
 // ChartOutput is what one chart rendered to.
@@ -110,7 +113,7 @@ func (r *reader) chart(dir, shown string) {
 		return
 	}
 	for _, d := range out.Docs {
-		r.readDocs(d.YAML, d.Source)
+		r.readDocs(d.YAML, d.Source, max(d.Doc, 1))
 	}
 }
 

@@ -140,7 +140,7 @@ func (r *reader) parsePending() error {
 					results[i].errs = []error{&ManifestError{Source: p.source, Err: err}}
 					continue
 				}
-				results[i].objs, results[i].errs = parseDocs(data, p.source)
+				results[i].objs, results[i].errs = parseDocs(data, p.source, 1)
 				for _, o := range results[i].objs {
 					o.plain = true
 				}
@@ -288,16 +288,18 @@ func pathJoin(dir, name string) string {
 }
 
 // readDocs decodes every document of data, read from source.
-func (r *reader) readDocs(data []byte, source string) {
-	objs, errs := parseDocs(data, source)
+func (r *reader) readDocs(data []byte, source string, first int) {
+	objs, errs := parseDocs(data, source, first)
 	r.objs, r.errs = append(r.objs, objs...), append(r.errs, errs...)
 }
 
-// parseDocs decodes every document of one file. Parse errors are collected
-// rather than returned, so that one run reports every broken file.
-func parseDocs(data []byte, source string) (objs []*Object, errs []error) {
+// parseDocs decodes every document of one file, numbering them from first
+// (1, but for a document that a chart template rendered among others).
+// Parse errors are collected rather than returned, so that one run reports
+// every broken file.
+func parseDocs(data []byte, source string, first int) (objs []*Object, errs []error) {
 	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
+	for doc := first; ; doc++ {
 		raw, err := docs.Read()
 		if err == io.EOF {
 			return objs, errs

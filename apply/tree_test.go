@@ -103,7 +103,7 @@ func TestReadTreeTakesUnchangedFilesFromTheRecord(t *testing.T) {
 
 func parseOne(t *testing.T, y string) *unstructured.Unstructured {
 	t.Helper()
-	objs, errs := parseDocs([]byte(y), "x.yaml")
+	objs, errs := parseDocs([]byte(y), "x.yaml", 1)
 	if len(errs) > 0 || len(objs) != 1 {
 		t.Fatal(errs)
 	}

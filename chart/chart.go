@@ -119,6 +119,10 @@ type Doc struct {
 	Source string
 	// YAML is the document; a crds/ file may hold several.
 	YAML []byte
+	// Index is the document's place (from 1) among those its template
+	// rendered, which Helm's sorting by kind loses; 0 for a crds/ file,
+	// whose documents are counted within it.
+	Index int
 }
 
 // Rendered is what one chart produced.
@@ -216,8 +220,9 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 			out.Docs = append(out.Docs, Doc{Source: source(req.Shown, crd.Filename), YAML: crd.File.Data})
 		}
 	}
+	index := indexer(files)
 	for _, m := range manifests {
-		out.Docs = append(out.Docs, Doc{Source: source(req.Shown, m.Name), YAML: []byte(m.Content)})
+		out.Docs = append(out.Docs, Doc{Source: source(req.Shown, m.Name), YAML: []byte(m.Content), Index: index(m.Name, m.Content)})
 	}
 	for _, h := range hooks {
 		if req.SkipTests && slices.Contains(h.Events, releasev1.HookTest) {
@@ -226,6 +231,33 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 		out.Hooks = append(out.Hooks, fmt.Sprintf("%s/%s (%s)", strings.ToLower(h.Kind), h.Name, source(req.Shown, h.Path)))
 	}
 	return out, nil
+}
+
+// indexer numbers the documents of the rendered templates as Helm splits
+// them, before its sort by kind: each call finds content among name's
+// documents, the first not found before it (identical documents follow
+// their order).
+func indexer(files map[string]string) func(name, content string) int {
+	split := map[string][]string{}
+	return func(name, content string) int {
+		docs, ok := split[name]
+		if !ok {
+			m := releaseutil.SplitManifests(files[name])
+			docs = make([]string, len(m))
+			for i := range docs {
+				docs[i] = m[fmt.Sprintf("manifest-%d", i)]
+			}
+		}
+		for i, d := range docs {
+			if d == content {
+				docs[i] = "\x00" // taken: a rendered document is never NUL
+				split[name] = docs
+				return i + 1
+			}
+		}
+		split[name] = docs
+		return 0
+	}
 }
 
 // source turns Helm's path of a template, which starts with the chart's

@@ -235,3 +235,62 @@ func TestCappedFunctions(t *testing.T) {
 		t.Errorf("%s", out.Docs[0].YAML)
 	}
 }
+
+// Helm sorts what a template renders by kind; each document keeps its place
+// among those its template rendered, so that an error names the right one.
+func TestDocumentsKeepTheirPlaceInTheirTemplate(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"c/Chart.yaml": "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+		"c/templates/all.yaml": `{{- if false }}
+apiVersion: v1
+kind: Secret
+metadata: {name: skipped}
+{{- end }}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: same}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: n}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: same}
+`,
+		"c/templates/one.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\n",
+	})
+	out, err := New(Options{Discovery: fakeCluster()}).Render(t.Context(), Request{Root: root, Dir: filepath.Join(root, "c"), Shown: "c", ReleaseName: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, d := range out.Docs {
+		kind, name := "", ""
+		for line := range strings.SplitSeq(string(d.YAML), "\n") {
+			if k, ok := strings.CutPrefix(line, "kind: "); ok {
+				kind = k
+			}
+			if n, ok := strings.CutPrefix(line, "metadata: {name: "); ok {
+				name = strings.TrimSuffix(n, "}")
+			}
+		}
+		got = append(got, fmt.Sprintf("%s %s/%s #%d", d.Source, kind, name, d.Index))
+	}
+	want := []string{
+		"c/templates/all.yaml Namespace/n #3",
+		"c/templates/all.yaml ConfigMap/same #2",
+		"c/templates/all.yaml ConfigMap/same #4",
+		"c/templates/one.yaml ConfigMap/one #1",
+		"c/templates/all.yaml Service/s #1",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("documents:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

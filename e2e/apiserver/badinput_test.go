@@ -61,6 +61,16 @@ func TestBadInput(t *testing.T) {
 		code:    exitContent,
 		wantErr: []string{"configmap/twice -n badinput (apps/two.yaml, document 1): defined twice: also in apps/one.yaml"},
 	}, {
+		// Helm renders a template's documents sorted by kind; the error
+		// still counts them as the template rendered them.
+		name: "same object twice in a chart template",
+		files: map[string]string{
+			"apps/c/Chart.yaml":         "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+			"apps/c/templates/all.yaml": "apiVersion: v1\nkind: Service\nmetadata: {name: s, namespace: " + ns + "}\nspec: {ports: [{port: 80}]}\n---\n" + configMap(ns, "dup", "1") + "---\n" + configMap(ns, "dup", "2"),
+		},
+		code:    exitContent,
+		wantErr: []string{"configmap/dup -n badinput (apps/c/templates/all.yaml, document 3): defined twice: also in apps/c/templates/all.yaml, document 2"},
+	}, {
 		name:     "symlink out of the repository",
 		symlinks: map[string]string{"apps/token.yaml": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
 		code:     exitContent,
