@@ -178,7 +178,14 @@ func encodeCommitRecord(rec commitRecord) (string, error) {
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	w := bufio.NewWriter(zw)
-	field := func(s string) { w.WriteString(s); w.WriteByte(0) }
+	var bad error
+	field := func(v string) {
+		if strings.IndexByte(v, 0) >= 0 {
+			bad = fmt.Errorf("record field %q holds a NUL", v)
+		}
+		w.WriteString(v)
+		w.WriteByte(0)
+	}
 	field(recordFormat)
 	field(rec.Stamp)
 	field(rec.Config)
@@ -189,11 +196,11 @@ func encodeCommitRecord(rec commitRecord) (string, error) {
 	}
 	for _, o := range rec.Objects {
 		for _, v := range o {
-			if strings.IndexByte(v, 0) >= 0 {
-				return "", fmt.Errorf("record field %q holds a NUL", v)
-			}
 			field(v)
 		}
+	}
+	if bad != nil {
+		return "", bad
 	}
 	if err := w.Flush(); err != nil {
 		return "", err
