@@ -26,7 +26,9 @@
 //     median of its turns; and, beside the no-change run's turns, the same
 //     LISTs from bench/listfloor, a program that links client-go and
 //     nothing else, started as a process (not a target: what starting one
-//     adds to the LISTs).
+//     adds to the LISTs); and, in each turn of the one-object change, one
+//     dry run and one apply of one ConfigMap, which with twice the read
+//     floor make that run's target.
 //
 // Each tool gets its own namespaces, so every "first" run creates everything.
 package main
@@ -51,6 +53,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
 	"k8s.io/client-go/dynamic"
@@ -92,7 +96,10 @@ type measure struct {
 	// processBase is the read floor as a process of its turn, for the
 	// no-change run.
 	processBase time.Duration
-	rss         int64 // bytes; 0 when not measured
+	// allowance is the one-object change's target in its turn: twice the
+	// read floor, plus one dry run and one apply of one object (oneWrite).
+	allowance time.Duration
+	rss       int64 // bytes; 0 when not measured
 }
 
 func run(objects, runs int, withKubectl, controllers bool) error {
@@ -275,11 +282,20 @@ func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objec
 					return nil, err
 				}
 			}
+			var write time.Duration
+			if turn.before != nil {
+				if write, err = oneWrite(c, round*pairs+i); err != nil {
+					return nil, err
+				}
+			}
 			m, err := timed(c, turn.label, exec.Command(binary, args...))
 			if err != nil {
 				return nil, err
 			}
 			m.base = lastFloor
+			if write > 0 {
+				m.allowance = 2*lastFloor + write
+			}
 			out = append(out, m)
 		}
 	}
@@ -607,7 +623,9 @@ func report(all []measure, objects int, haveKubectl bool) {
 	fmt.Printf("  - the same against the read floor as a process of its turn (not a target: what starting a process adds): %s\n",
 		paired("cronsync: unchanged", func(m measure) time.Duration { return m.processBase }))
 	fmt.Printf("- unchanged objects at a new commit / read floor of its turn: %s\n", paired("cronsync: unchanged objects, new commit", byBase))
-	fmt.Printf("- one object changed / read floor of its turn: %s (target ≤ 2x plus one dry run and one apply)\n", paired("cronsync: one object changed", byBase))
+	fmt.Printf("- one object changed / read floor of its turn: %s; against twice that floor plus one dry run and one apply of one object, timed in the same turn: %s (target ≤ 1x)\n",
+		paired("cronsync: one object changed", byBase),
+		paired("cronsync: one object changed", func(m measure) time.Duration { return m.allowance }))
 	fmt.Printf("- kube-prometheus-like, unchanged: %s (target < 1.5 s)\n", med["kube-prometheus-like: unchanged"].wall.Round(time.Millisecond))
 	if med["cronsync: unchanged, --wait"].wall > 0 {
 		fmt.Printf("- --wait on an unchanged, healthy commit: %s of the run without it right before (target ≤ 1.10x)\n",
@@ -705,6 +723,28 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 		return measure{}, err
 	}
 	return since(c, start, before)
+}
+
+// oneWrite times what the one-object target allows beyond the reads: one
+// server-side dry run and one apply of one ConfigMap, whose data differs in
+// every turn so that the apply writes. It goes through the read floor's
+// client, whose connection is already open.
+func oneWrite(c *testenv.Cluster, turn int) (time.Duration, error) {
+	dyn, _, err := unthrottled(c)
+	if err != nil {
+		return 0, err
+	}
+	cms := dyn.Resource(schema.GroupVersionResource{Version: "v1", Resource: "configmaps"}).Namespace("default")
+	patch := fmt.Appendf(nil, `{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"bench-one-write"},"data":{"turn":"%d"}}`, turn)
+	force := true
+	start := time.Now()
+	for _, dryRun := range [][]string{{metav1.DryRunAll}, nil} {
+		if _, err := cms.Patch(context.Background(), "bench-one-write", types.ApplyPatchType, patch,
+			metav1.PatchOptions{FieldManager: "bench", Force: &force, DryRun: dryRun}); err != nil {
+			return 0, fmt.Errorf("one write: %w", err)
+		}
+	}
+	return time.Since(start), nil
 }
 
 // writeKubePrometheusLike writes a repository shaped like kube-prometheus's
