@@ -9,8 +9,9 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-func parentWith(data string) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{fingerprintsKey: data}}}
+// parentWith is an ApplySet parent holding value under key in its data.
+func parentWith(key, value string) *unstructured.Unstructured {
+	return &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{key: value}}}
 }
 
 func TestFingerprintsRoundTrip(t *testing.T) {
@@ -19,11 +20,11 @@ func TestFingerprintsRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decodeFingerprints(parentWith(enc)); !equalMaps(got, fps) {
+	if got := decodeFingerprints(parentWith(fingerprintsKey, enc)); !equalMaps(got, fps) {
 		t.Errorf("round trip: %v", got)
 	}
 	for _, bad := range []string{"", "not base64!", base64.StdEncoding.EncodeToString([]byte("not gzip"))} {
-		if got := decodeFingerprints(parentWith(bad)); len(got) != 0 {
+		if got := decodeFingerprints(parentWith(fingerprintsKey, bad)); len(got) != 0 {
 			t.Errorf("%q decoded to %v, want nothing (every object then asks the server)", bad, got)
 		}
 	}
@@ -45,7 +46,7 @@ func TestFingerprintsStayUnderTheSecretLimit(t *testing.T) {
 	if len(enc) > maxFingerprintBytes {
 		t.Errorf("%d bytes, over %d", len(enc), maxFingerprintBytes)
 	}
-	got := decodeFingerprints(parentWith(enc))
+	got := decodeFingerprints(parentWith(fingerprintsKey, enc))
 	if len(got) == 0 || len(got) >= len(fps) {
 		t.Errorf("kept %d of %d", len(got), len(fps))
 	}
