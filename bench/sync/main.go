@@ -8,7 +8,8 @@
 // ServiceAccounts and Roles across 10 namespaces, five objects a file, and
 // reports wall time, requests the API server served (from its own
 // apiserver_request_total; with controllers running, theirs are counted
-// too), and peak RSS, for:
+// too), peak RSS and minor page faults (with what one costs on the
+// machine), for:
 //   - cronsync's first sync; a sync where nothing changed, decided from the
 //     LISTs and again with --fast-unchanged=false (a dry run per object);
 //     with controllers, scheduler and kwok's fake node beside the API server
@@ -68,6 +69,9 @@ import (
 
 const namespaces = 10
 
+// readFloorRow names the read floor's measures.
+const readFloorRow = "read floor: one LIST per resource and namespace"
+
 // pairs is how many samples a round takes of each run measured in turns
 // with the read floor (each right after a floor of its own): a single run
 // of 200 ms moves by a third with the controllers' work, so one sample a
@@ -100,13 +104,25 @@ type measure struct {
 	// read floor, plus one dry run and one apply of one object (oneWrite).
 	allowance time.Duration
 	rss       int64 // bytes; 0 when not measured
+	// faults is the process's minor page faults (for the read floor, the
+	// benchmark's own while it lists): on a VM whose faults are dear, they
+	// are a large part of what a run costs.
+	faults int64
 }
 
 func run(objects, runs int, withKubectl, controllers bool) error {
 	root := testenv.ModuleRoot()
-	binary := filepath.Join(root, "cronsync")
-	if out, err := exec.Command("go", "build", "-o", binary, root).CombinedOutput(); err != nil {
-		return fmt.Errorf("building cronsync: %v\n%s", err, out)
+	work, err := os.MkdirTemp("", "cronsync-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	binary, listfloor := filepath.Join(work, "cronsync"), filepath.Join(work, "listfloor")
+	if err := shippedBuild(root, binary, root); err != nil {
+		return err
+	}
+	if err := shippedBuild(root, listfloor, filepath.Join(root, "bench", "listfloor")); err != nil {
+		return err
 	}
 	kubectl := ""
 	if withKubectl {
@@ -126,15 +142,6 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 			return err
 		}
 	}
-	work, err := os.MkdirTemp("", "cronsync-bench-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(work)
-	listfloor := filepath.Join(work, "listfloor")
-	if out, err := exec.Command("go", "build", "-o", listfloor, filepath.Join(root, "bench", "listfloor")).CombinedOutput(); err != nil {
-		return fmt.Errorf("building listfloor: %v\n%s", err, out)
-	}
 
 	var results []measure
 	for i := range runs {
@@ -145,8 +152,38 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 		}
 		results = append(results, round...)
 	}
-	report(results, objects, kubectl != "")
+	fault, err := faultCost()
+	if err != nil {
+		return err
+	}
+	report(results, objects, kubectl != "", fault)
 	return nil
+}
+
+// faultCost is what this machine charges for one minor page fault: the
+// median, over five fresh 16 MiB mappings, of the time to touch each 4 KiB
+// page once. It varies between machines far more than CPU speed does (in
+// a VM such as this one a fault can cost a trip through the hypervisor),
+// and every page a new process touches pays it.
+func faultCost() (time.Duration, error) {
+	const size, page = 16 << 20, 4 << 10
+	var per []time.Duration
+	for range 5 {
+		b, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+		if err != nil {
+			return 0, fmt.Errorf("measuring a page fault: %w", err)
+		}
+		start := time.Now()
+		for i := 0; i < size; i += page {
+			b[i] = 1
+		}
+		per = append(per, time.Since(start)/(size/page))
+		if err := syscall.Munmap(b); err != nil {
+			return 0, fmt.Errorf("measuring a page fault: %w", err)
+		}
+	}
+	slices.Sort(per)
+	return per[len(per)/2], nil
 }
 
 // oneRound measures every scenario once, in namespaces of its own (suffix
@@ -197,7 +234,7 @@ func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objec
 	var lastFloor time.Duration
 	floorTurn := func() error {
 		m, err := readFloor(c, generate(prefix("cs"), objects))
-		m.name = "read floor: one LIST per resource and namespace"
+		m.name = readFloorRow
 		out = append(out, m)
 		lastFloor = m.wall
 		return err
@@ -334,6 +371,30 @@ func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objec
 	return out, nil
 }
 
+// shippedFlags is how the Dockerfile builds cronsync. The benchmark times
+// that binary, not a development build: a static, stripped binary starts
+// about 10 ms sooner here than one linked against libc with its debug
+// information. listfloor is built alike, so that the two start alike.
+const shippedFlags = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"
+
+// shippedBuild builds pkg to out as the Dockerfile builds cronsync, and
+// refuses to if the Dockerfile no longer says shippedFlags.
+func shippedBuild(root, out, pkg string) error {
+	dockerfile, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(dockerfile, []byte(shippedFlags)) {
+		return fmt.Errorf("the Dockerfile no longer builds with %s; build the benchmark's binaries as it does", shippedFlags)
+	}
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s: %v\n%s", pkg, err, b)
+	}
+	return nil
+}
+
 func findKubectl(root string) string {
 	if p, err := exec.LookPath("kubectl"); err == nil {
 		return p
@@ -365,7 +426,7 @@ func timed(c *testenv.Cluster, name string, cmd *exec.Cmd) (measure, error) {
 	}
 	m := measure{name: name, wall: wall, requests: after - before - 1}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		m.rss = ru.Maxrss << 10
+		m.rss, m.faults = ru.Maxrss<<10, ru.Minflt
 	}
 	return m, nil
 }
@@ -561,7 +622,7 @@ func git(dir string, args ...string) error {
 
 // report prints the medians as a Markdown table with the ratios the targets
 // are stated in.
-func report(all []measure, objects int, haveKubectl bool) {
+func report(all []measure, objects int, haveKubectl bool, fault time.Duration) {
 	byName := map[string][]measure{}
 	var order []string
 	for _, m := range all {
@@ -576,16 +637,19 @@ func report(all []measure, objects int, haveKubectl bool) {
 		med[name] = ms[len(ms)/2]
 	}
 	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs (of %d for the rows taken in turns with the read floor, of %d for the floor); machine: %s\n\n",
-		objects, (objects+4)/5, namespaces, len(byName[order[0]]), len(byName["cronsync: unchanged"]), len(byName["read floor: one LIST per resource and namespace"]), machine())
-	fmt.Println("| run | wall time | requests | peak RSS |")
-	fmt.Println("|---|---|---|---|")
+		objects, (objects+4)/5, namespaces, len(byName[order[0]]), len(byName["cronsync: unchanged"]), len(byName[readFloorRow]), machine())
+	fmt.Println("| run | wall time | requests | peak RSS | page faults |")
+	fmt.Println("|---|---|---|---|---|")
 	for _, name := range order {
 		m := med[name]
-		rss := "-"
+		rss, faults := "-", "-"
 		if m.rss > 0 {
 			rss = fmt.Sprintf("%.0f MiB", float64(m.rss)/(1<<20))
 		}
-		fmt.Printf("| %s | %s | %d | %s |\n", name, m.wall.Round(time.Millisecond), m.requests, rss)
+		if m.rss > 0 || name == readFloorRow {
+			faults = strconv.FormatInt(m.faults, 10)
+		}
+		fmt.Printf("| %s | %s | %d | %s | %s |\n", name, m.wall.Round(time.Millisecond), m.requests, rss, faults)
 	}
 	ratio := func(a, b string) string {
 		if med[a].wall == 0 || med[b].wall == 0 {
@@ -618,10 +682,16 @@ func report(all []measure, objects int, haveKubectl bool) {
 		ratio("cronsync: one object changed", "floor: unchanged"))
 	fmt.Printf("- unchanged / read floor of its turn: %s (target ≤ 2x); medians' ratio %s; with --fast-unchanged=false %s\n",
 		paired("cronsync: unchanged", byBase),
-		ratio("cronsync: unchanged", "read floor: one LIST per resource and namespace"),
-		ratio("cronsync: unchanged, --fast-unchanged=false", "read floor: one LIST per resource and namespace"))
+		ratio("cronsync: unchanged", readFloorRow),
+		ratio("cronsync: unchanged, --fast-unchanged=false", readFloorRow))
 	fmt.Printf("  - the same against the read floor as a process of its turn (not a target: what starting a process adds): %s\n",
 		paired("cronsync: unchanged", func(m measure) time.Duration { return m.processBase }))
+	inFaults := func(name string) string {
+		m := med[name]
+		return fmt.Sprintf("%d faults, about %s of its %s", m.faults, (time.Duration(m.faults) * fault).Round(time.Millisecond), m.wall.Round(time.Millisecond))
+	}
+	fmt.Printf("  - a minor page fault costs %s on this machine (a fresh 4 KiB page touched once). The read floor: %s; the no-change run: %s; the read floor as a process: %s\n",
+		fault, inFaults(readFloorRow), inFaults("cronsync: unchanged"), inFaults("read floor as a process (client-go and nothing else)"))
 	fmt.Printf("- unchanged objects at a new commit / read floor of its turn: %s\n", paired("cronsync: unchanged objects, new commit", byBase))
 	fmt.Printf("- one object changed / read floor of its turn: %s; against twice that floor plus one dry run and one apply of one object, timed in the same turn: %s (target ≤ 1x)\n",
 		paired("cronsync: one object changed", byBase),
@@ -718,11 +788,25 @@ func readFloor(c *testenv.Cluster, objs []*unstructured.Unstructured) (measure, 
 	for i, g := range groups {
 		targets[i] = floorlist.Target{Resource: g.m.Resource, Namespace: g.ns}
 	}
+	var ru0, ru1 syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru0); err != nil {
+		return measure{}, err
+	}
 	start := time.Now()
 	if err := floorlist.List(context.Background(), dyn, targets); err != nil {
 		return measure{}, err
 	}
-	return since(c, start, before)
+	m, err := since(c, start, before)
+	if err != nil {
+		return measure{}, err
+	}
+	// The faults of this process while it listed: the floor's own, since
+	// nothing else in it runs meanwhile.
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru1); err != nil {
+		return measure{}, err
+	}
+	m.faults = ru1.Minflt - ru0.Minflt
+	return m, nil
 }
 
 // oneWrite times what the one-object target allows beyond the reads: one
