@@ -52,7 +52,10 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	// client-go logs through klog what cronsync reports itself, as errors
 	// that name the object; the duplicates would only bury them.
 	klog.SetLogger(logr.Discard())
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	// SIGHUP too: a run started by hand over SSH whose connection drops
+	// would otherwise die between two writes, its Lease held until it
+	// expires.
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("--timeout %s exceeded: %w", cfg.timeout, context.DeadlineExceeded))
 	defer cancel()

@@ -21,29 +21,40 @@ func hangingGit(t *testing.T) string {
 	return srv.URL + "/repo.git"
 }
 
-func TestSIGTERMExitsRetryable(t *testing.T) {
-	cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", hangingGit(t))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	start := time.Now()
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("cronsync did not stop within 10s of SIGTERM")
-	}
-	t.Logf("stopped %s after SIGTERM; stderr:\n%s", time.Since(start), stderr.String())
-	if code := cmd.ProcessState.ExitCode(); code != exitRetry {
-		t.Errorf("exit %d after SIGTERM, want %d", code, exitRetry)
+// TestSignalsExitRetryable: SIGTERM (the kubelet), SIGINT (Ctrl-C) and
+// SIGHUP (an SSH session that drops) each stop a run cleanly, with the
+// retryable status, where Go's default for SIGHUP would end the process on
+// the spot.
+func TestSignalsExitRetryable(t *testing.T) {
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
+		t.Run(sig.String(), func(t *testing.T) {
+			cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", hangingGit(t))
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(500 * time.Millisecond)
+			start := time.Now()
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan struct{})
+			go func() { cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(10 * time.Second):
+				cmd.Process.Kill()
+				t.Fatalf("cronsync did not stop within 10s of %s", sig)
+			}
+			t.Logf("stopped %s after %s; stderr:\n%s", time.Since(start), sig, stderr.String())
+			if code := cmd.ProcessState.ExitCode(); code != exitRetry {
+				t.Errorf("exit %d after %s, want %d", code, sig, exitRetry)
+			}
+			if want := sig.String() + " signal received"; !strings.Contains(stderr.String(), want) {
+				t.Errorf("stderr does not say %q", want)
+			}
+		})
 	}
 }
 
