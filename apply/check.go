@@ -106,6 +106,8 @@ func (s *syncer) check(ctx context.Context, it *item) {
 	switch {
 	case live == nil:
 		it.action = ActionCreated
+	case it.staleDigest:
+		it.action = ActionConfigured
 	case sameContent(live, merged) && (!s.digests() || sameOwnership(live, merged, s.opts.FieldManager)):
 		it.action = ActionUnchanged
 		s.confirm(it, merged)
@@ -224,8 +226,9 @@ func batches(items []*item) []batch {
 //
 // Where objects may be decided from the LIST, it first lists metadata only
 // (annotations and managedFields are all the decision reads): a no-change
-// run then never downloads a ConfigMap's data or a CRD's schema. Objects it
-// cannot decide are read in full, with a LIST if there are enough of them.
+// run then never downloads a ConfigMap's data or a CRD's schema. Objects the
+// commit changed need nothing more (see decideFromMetadata); those it cannot
+// decide are read in full, with a LIST if there are enough of them.
 func (s *syncer) readLive(ctx context.Context, group []*item) {
 	batch := group
 	if s.fastEnabled() && s.salts != nil {
@@ -251,7 +254,8 @@ func (s *syncer) readLive(ctx context.Context, group []*item) {
 
 // decideFromMetadata decides what it can of group from a metadata-only
 // LIST and returns the items still to be read in full. An object absent
-// from the LIST is known absent.
+// from the LIST is known absent, and one whose digest is not the desired
+// one's is known to change.
 func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item {
 	m := group[0].mapping
 	var c metadata.ResourceInterface = s.meta.Resource(m.Resource)
@@ -284,11 +288,33 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 			it.live, it.liveRead = nil, true
 			continue
 		}
-		if !s.decideFast(it, &pom.ObjectMeta) {
+		switch {
+		case s.decideFast(it, &pom.ObjectMeta):
+		case s.digests() && pom.Annotations[digestAnn] != it.Obj.GetAnnotations()[digestAnn]:
+			// Changed in Git (or its digest by hand): the dry run and the
+			// apply are all it needs; the live content would only be read
+			// to be found different.
+			it.live, it.liveRead, it.staleDigest = metadataOnly(it, pom), true, true
+		default:
 			rest = append(rest, it)
 		}
 	}
 	return rest
+}
+
+// metadataOnly is a live object as a metadata-only LIST returned it, for
+// what check reads of a live object it does not compare: that it exists,
+// and its uid.
+func metadataOnly(it *item, pom *metav1.PartialObjectMetadata) *unstructured.Unstructured {
+	u := &unstructured.Unstructured{}
+	u.SetAPIVersion(it.Obj.GetAPIVersion())
+	u.SetKind(it.Obj.GetKind())
+	u.SetName(pom.Name)
+	u.SetNamespace(pom.Namespace)
+	u.SetUID(pom.UID)
+	u.SetAnnotations(pom.Annotations)
+	u.SetManagedFields(pom.ManagedFields)
+	return u
 }
 
 // listedKey names a resource and namespace for syncer.listed.

@@ -35,6 +35,11 @@ type item struct {
 	live *unstructured.Unstructured
 	// liveRead says live was already read (by a LIST).
 	liveRead bool
+	// staleDigest: the live object's digest annotation is not the desired
+	// object's, so applying it changes the object whatever else it holds.
+	// live is then its metadata alone, from the metadata LIST: its content
+	// need not be downloaded to call it configured.
+	staleDigest bool
 	// merged is what the server's dry run says the object would become.
 	merged *unstructured.Unstructured
 	// deps are the objects its depends-on annotation names.

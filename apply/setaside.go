@@ -59,7 +59,7 @@ func (s *syncer) retryBlocked(ctx context.Context, items []*item) {
 	pause := blockedPoll
 	for {
 		s.each(ctx, blocked, func(ctx context.Context, it *item) {
-			it.blocked, it.liveRead, it.live, it.seen = nil, false, nil, nil
+			it.blocked, it.liveRead, it.live, it.seen, it.staleDigest = nil, false, nil, nil, false
 			s.check(ctx, it)
 			if it.err == nil && it.blocked == nil {
 				s.write(ctx, it)

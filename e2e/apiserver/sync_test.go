@@ -120,6 +120,71 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 	}
 }
 
+// TestChangedObjectsCostADryRunAndAnApply: an object the commit changed
+// carries a new digest, which the metadata LIST already shows differs from
+// the live one's; the run sends it its dry run and its apply and reads
+// nothing more of it. Before, one changed object was read again with a GET
+// and several with a second, whole LIST of their namespace's ConfigMaps.
+func TestChangedObjectsCostADryRunAndAnApply(t *testing.T) {
+	ns := "changedcost"
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	for i := range 6 {
+		r.Write(fmt.Sprintf("cm-%d.yaml", i), configMap(ns, fmt.Sprintf("cm-%d", i), "v1"))
+	}
+	r.Commit("first")
+	args := []string{"--repo", r.Dir, "--applyset", "default/changedcost"}
+	mustSync(t, args...)
+
+	for _, tc := range []struct {
+		name    string
+		changed int
+	}{{"one of six", 1}, {"five of six", 5}} {
+		t.Run(tc.name, func(t *testing.T) {
+			value := fmt.Sprintf("v%d", tc.changed+1)
+			for i := range tc.changed {
+				r.Write(fmt.Sprintf("cm-%d.yaml", i), configMap(ns, fmt.Sprintf("cm-%d", i), value))
+			}
+			r.Commit(tc.name)
+			mark := cluster.AuditMark()
+			out := mustSync(t, args...)
+			if want := fmt.Sprintf("%d configured, %d unchanged (%d without a request)", tc.changed, 7-tc.changed, 7-tc.changed); !strings.Contains(out.stdout, want) {
+				t.Errorf("output lacks %q:\n%s", want, out.stdout)
+			}
+			// Before this test reads anything itself.
+			events, err := cluster.AuditSince(mark, "admin")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range tc.changed {
+				if got := get(t, configMaps, ns, fmt.Sprintf("cm-%d", i), "data", "value"); got != value {
+					t.Errorf("cm-%d holds %q, want %q", i, got, value)
+				}
+			}
+			prefix := "/api/v1/namespaces/" + ns + "/configmaps"
+			var lists, dryRuns, applies int
+			for _, ev := range events {
+				if !strings.HasPrefix(ev.RequestURI, prefix) {
+					continue
+				}
+				switch {
+				case ev.Verb == "list":
+					lists++
+				case ev.Verb == "get":
+					t.Errorf("a ConfigMap read on its own: %s", ev.RequestURI)
+				case ev.Verb == "patch" && strings.Contains(ev.RequestURI, "dryRun=All"):
+					dryRuns++
+				case ev.Verb == "patch":
+					applies++
+				}
+			}
+			if lists != 1 || dryRuns != tc.changed || applies != tc.changed {
+				t.Errorf("%d LISTs of the namespace's ConfigMaps, %d dry runs, %d applies; want 1, %d, %d", lists, dryRuns, applies, tc.changed, tc.changed)
+			}
+		})
+	}
+}
+
 func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
