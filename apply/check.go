@@ -290,7 +290,7 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 		}
 		switch {
 		case s.decideFast(it, &pom.ObjectMeta):
-		case s.digests() && pom.Annotations[digestAnn] != it.Obj.GetAnnotations()[digestAnn]:
+		case s.digests() && !sameDigest(it, &pom.ObjectMeta):
 			// Changed in Git (or its digest by hand): the dry run and the
 			// apply are all it needs; the live content would only be read
 			// to be found different.

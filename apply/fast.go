@@ -280,7 +280,7 @@ func (s *syncer) decideFast(it *item, live *metav1.ObjectMeta) bool {
 		return false
 	}
 	want, ok := s.recordedFPs[fastKey(it)]
-	if !ok || live.Annotations[digestAnn] != it.Obj.GetAnnotations()[digestAnn] {
+	if !ok || !sameDigest(it, live) {
 		return false
 	}
 	got, ok := fingerprintOf(live.UID, it.Obj.GetAPIVersion(), live.ManagedFields, s.opts.FieldManager, s.salt(it))
@@ -290,6 +290,12 @@ func (s *syncer) decideFast(it *item, live *metav1.ObjectMeta) bool {
 	it.action, it.fast, it.fp = ActionUnchanged, true, want
 	it.seen = seenOf(live)
 	return true
+}
+
+// sameDigest says whether live carries the digest of it as the commit has
+// it: if not, applying it changes the object.
+func sameDigest(it *item, live *metav1.ObjectMeta) bool {
+	return live.Annotations[digestAnn] == it.Obj.GetAnnotations()[digestAnn]
 }
 
 // seenOf keeps of a live object what ObjectResult.Live promises, so that a
