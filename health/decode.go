@@ -1,13 +1,20 @@
 package health
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/client-go/kubernetes/scheme"
 )
 
 // page is one page of a LIST decoded for kstatus. A rolled-out workload's
@@ -38,6 +45,84 @@ func (p *page) objects() []*unstructured.Unstructured {
 		out[i] = u
 	}
 	return out
+}
+
+// listAccept is the Accept header of a LIST of a kind client-go knows: the
+// API server encodes protobuf, and this package decodes it, for a fraction
+// of what JSON costs (a page of rolled-out Deployments took 6.5 ms to
+// decode from JSON and 3 ms from protobuf, a third of that in decoding and
+// the rest in building what kstatus reads). JSON stays acceptable, as the
+// answer for anything served without protobuf.
+const listAccept = runtime.ContentTypeProtobuf + ", " + runtime.ContentTypeJSON
+
+// protobufMagic opens every protobuf body the API server sends.
+var protobufMagic = []byte("k8s\x00")
+
+// typed says whether r's LISTs may be asked for in protobuf: client-go's
+// scheme decodes them. Custom resources and CRDs are not in it.
+func typed(r schema.GroupVersionResource) bool {
+	return scheme.Scheme.IsVersionRegistered(r.GroupVersion())
+}
+
+// decodePage decodes one page of a LIST, protobuf or JSON, into objects as
+// kstatus reads them, and returns the page's continue token.
+func decodePage(body []byte) ([]*unstructured.Unstructured, string, error) {
+	if !bytes.HasPrefix(body, protobufMagic) {
+		var p page
+		if err := json.Unmarshal(body, &p); err != nil {
+			return nil, "", err
+		}
+		return p.objects(), p.Metadata.Continue, nil
+	}
+	list, gvk, err := scheme.Codecs.UniversalDeserializer().Decode(body, nil, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	lm, err := meta.ListAccessor(list)
+	if err != nil {
+		return nil, "", err
+	}
+	items, err := meta.ExtractList(list)
+	if err != nil {
+		return nil, "", err
+	}
+	out := make([]*unstructured.Unstructured, len(items))
+	for i, item := range items {
+		trim(item)
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(item)
+		if err != nil {
+			return nil, "", err
+		}
+		unstructured.RemoveNestedField(m, "spec", "template")
+		u := &unstructured.Unstructured{Object: m}
+		u.SetAPIVersion(gvk.GroupVersion().String())
+		u.SetKind(strings.TrimSuffix(gvk.Kind, "List"))
+		out[i] = u
+	}
+	return out, lm.GetContinue(), nil
+}
+
+// trim empties in a typed object what the JSON path leaves out (see
+// skipped) before it is converted: its managedFields, and the pod template
+// of the workloads that have one, which are most of the conversion's work.
+func trim(obj runtime.Object) {
+	if m, err := meta.Accessor(obj); err == nil {
+		m.SetManagedFields(nil)
+	}
+	switch o := obj.(type) {
+	case *appsv1.Deployment:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *appsv1.StatefulSet:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *appsv1.DaemonSet:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *appsv1.ReplicaSet:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *batchv1.Job:
+		o.Spec.Template = corev1.PodTemplateSpec{}
+	case *corev1.ReplicationController:
+		o.Spec.Template = nil
+	}
 }
 
 // statusView is an object as kstatus reads it.

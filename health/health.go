@@ -16,7 +16,6 @@ package health
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -27,8 +26,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 )
 
@@ -168,9 +168,9 @@ func (e *UnhealthyError) Error() string {
 // when the wait ended without everything ready, or what reading failed
 // with; the Result is valid either way once a round has been read.
 //
-// client must send its requests to the API server's root and accept JSON,
-// as the dynamic client's does (see RESTClientFor): the LISTs are decoded
-// here, without what kstatus does not read.
+// client must send its requests to the API server's root and decode the
+// server's errors in JSON and protobuf (see RESTClientFor): the LISTs are
+// decoded here, without what kstatus does not read.
 func Wait(ctx context.Context, client rest.Interface, objs []Object, opts Options) (*Result, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
@@ -306,6 +306,9 @@ func (w *waiter) read(ctx context.Context, indexes []int) error {
 func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error {
 	req := func(cont string) *rest.Request {
 		r := w.client.Get().AbsPath(listPath(k.resource, k.namespace)).Param("limit", "500")
+		if typed(k.resource) {
+			r.SetHeader("Accept", listAccept)
+		}
 		if len(indexes) == 1 {
 			// One object: do not read a whole namespace of its kind for it.
 			r.Param("fieldSelector", fields.OneTermEqualSelector("metadata.name", w.states[indexes[0]].Name).String())
@@ -322,22 +325,25 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 	found := map[string]bool{}
 	cont := ""
 	for {
-		var list page
-		body, err := req(cont).Do(ctx).Raw()
-		if err == nil {
-			err = json.Unmarshal(body, &list)
+		var objs []*unstructured.Unstructured
+		res := req(cont).Do(ctx)
+		body, err := res.Raw()
+		if err != nil {
+			err = res.Error() // the server's Status, JSON or protobuf
+		} else {
+			objs, cont, err = decodePage(body)
 		}
 		if err != nil {
 			st := w.states[indexes[0]]
 			return fmt.Errorf("%s (%s): reading its status: %w", st.Ref, st.Source, err)
 		}
-		for _, u := range list.objects() {
+		for _, u := range objs {
 			if i, ok := want[u.GetName()]; ok {
 				found[u.GetName()] = true
 				w.states[i].Verdict, w.states[i].Reason = Judge(u)
 			}
 		}
-		if cont = list.Metadata.Continue; cont == "" {
+		if cont == "" {
 			break
 		}
 	}
@@ -349,11 +355,17 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 	return nil
 }
 
-// RESTClientFor returns the client Wait needs for cfg: the dynamic
-// client's, JSON only.
+// RESTClientFor returns the client Wait needs for cfg: rooted at the API
+// server, JSON by default (a LIST of a kind client-go knows asks for
+// protobuf itself, see listAccept), and able to read the server's errors in
+// either.
 func RESTClientFor(cfg *rest.Config) (rest.Interface, error) {
-	c := dynamic.ConfigFor(cfg)
-	c.AcceptContentTypes, c.ContentType = "application/json", "application/json"
+	c := rest.CopyConfig(cfg)
+	c.AcceptContentTypes, c.ContentType = runtime.ContentTypeJSON, runtime.ContentTypeJSON
+	c.NegotiatedSerializer = scheme.Codecs.WithoutConversion()
+	if c.UserAgent == "" {
+		c.UserAgent = rest.DefaultKubernetesUserAgent()
+	}
 	c.GroupVersion, c.APIPath = nil, ""
 	return rest.UnversionedRESTClientFor(c)
 }

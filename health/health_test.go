@@ -1,14 +1,29 @@
 package health
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 )
 
@@ -289,6 +304,170 @@ func TestListPath(t *testing.T) {
 	} {
 		if got := listPath(tc.r, tc.ns); got != tc.want {
 			t.Errorf("listPath(%v, %q) = %q, want %q", tc.r, tc.ns, got, tc.want)
+		}
+	}
+}
+
+// TestProtobufPageEqualsJSONPage decodes each of judgeCases of a kind
+// client-go knows (with the managedFields and pod template a live object
+// carries) from a page of its LIST in protobuf and in JSON, both encoded
+// from the same typed list as the API server encodes them: the objects
+// kstatus reads must be equal, and so must the verdicts.
+func TestProtobufPageEqualsJSONPage(t *testing.T) {
+	pb := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
+	js := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, kjson.SerializerOptions{})
+	tried := 0
+	for _, tc := range judgeCases {
+		u := obj(t, tc.y)
+		gvk := u.GroupVersionKind()
+		if !typed(gvk.GroupVersion().WithResource("any")) {
+			continue
+		}
+		tried++
+		u.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "cronsync", Operation: metav1.ManagedFieldsOperationApply, APIVersion: gvk.GroupVersion().String()}})
+		if _, ok := u.Object["spec"].(map[string]any); ok && gvk.Kind != "Service" {
+			template := map[string]any{"metadata": map[string]any{"labels": map[string]any{"app": "x"}},
+				"spec": map[string]any{"containers": []any{map[string]any{"name": "app", "image": "example.invalid/app:1"}}}}
+			if err := unstructured.SetNestedMap(u.Object, template, "spec", "template"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		item, err := scheme.Scheme.New(gvk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, item); err != nil {
+			t.Fatal(err)
+		}
+		// The API server leaves the kind out of a built-in list's items.
+		item.GetObjectKind().SetGroupVersionKind(schema.GroupVersionKind{})
+		list, err := scheme.Scheme.New(gvk.GroupVersion().WithKind(gvk.Kind + "List"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := meta.SetList(list, []runtime.Object{item}); err != nil {
+			t.Fatal(err)
+		}
+		list.(metav1.ListInterface).SetContinue("next")
+		var pages [2][]*unstructured.Unstructured
+		for i, s := range []runtime.Serializer{pb, js} {
+			body, err := runtime.Encode(scheme.Codecs.EncoderForVersion(s, gvk.GroupVersion()), list)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if isPB := bytes.HasPrefix(body, protobufMagic); isPB != (i == 0) {
+				t.Fatalf("%s: encoding %d is protobuf: %t", tc.name, i, isPB)
+			}
+			objs, cont, err := decodePage(body)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if len(objs) != 1 || cont != "next" {
+				t.Fatalf("%s: %d objects, continue %q; want 1, \"next\"", tc.name, len(objs), cont)
+			}
+			pages[i] = objs
+		}
+		fromPB, fromJSON := pages[0][0], pages[1][0]
+		if !reflect.DeepEqual(fromPB.Object, fromJSON.Object) {
+			t.Errorf("%s: from protobuf\n%v\nfrom JSON\n%v", tc.name, fromPB.Object, fromJSON.Object)
+		}
+		v1, r1 := Judge(fromPB)
+		v2, r2 := Judge(fromJSON)
+		if v1 != v2 || r1 != r2 || v1 != tc.verdict {
+			t.Errorf("%s: from protobuf %s %q, from JSON %s %q, want %s", tc.name, v1, r1, v2, r2, tc.verdict)
+		}
+		if _, ok := fromPB.Object["metadata"].(map[string]any)["managedFields"]; ok {
+			t.Errorf("%s: managedFields decoded", tc.name)
+		}
+	}
+	if tried < 5 {
+		t.Fatalf("only %d cases of a kind client-go knows", tried)
+	}
+}
+
+// TestWaitReadsProtobufAndItsErrors runs Wait against a server that answers
+// as the API server does when asked for protobuf: a Deployment's LIST in
+// protobuf, and a refused LIST as a protobuf Status. A custom resource's
+// LIST asks for JSON alone. The verdicts must come through, and a refusal
+// as the server's own message, from protobuf and JSON alike.
+func TestWaitReadsProtobufAndItsErrors(t *testing.T) {
+	pb := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
+	encode := func(obj runtime.Object, gv schema.GroupVersion) []byte {
+		b, err := runtime.Encode(scheme.Codecs.EncoderForVersion(pb, gv), obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	var ready appsv1.Deployment
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(obj(t, judgeCases[0].y).Object, &ready); err != nil {
+		t.Fatal(err)
+	}
+	ready.Namespace = "shop"
+	deployments := encode(&appsv1.DeploymentList{Items: []appsv1.Deployment{ready}}, appsv1.SchemeGroupVersion)
+	forbidden := encode(&metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden,
+		Message: `deployments.apps is forbidden: User "ci" cannot list resource "deployments" in the namespace "locked"`}, schema.GroupVersion{Version: "v1"})
+	accepts := map[string]string{}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		accepts[r.URL.Path] = r.Header.Get("Accept")
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/apis/apps/v1/namespaces/shop/deployments":
+			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+			w.Write(deployments)
+		case "/apis/apps/v1/namespaces/locked/deployments":
+			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+			w.WriteHeader(http.StatusForbidden)
+			w.Write(forbidden)
+		case "/apis/example.com/v1/namespaces/locked/widgets":
+			w.Header().Set("Content-Type", runtime.ContentTypeJSON)
+			w.WriteHeader(http.StatusForbidden)
+			io.WriteString(w, `{"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "reason": "Forbidden", "code": 403, "message": "widgets.example.com is forbidden: User \"ci\" cannot list resource \"widgets\" in the namespace \"locked\""}`)
+		case "/apis/example.com/v1/namespaces/shop/widgets":
+			w.Header().Set("Content-Type", runtime.ContentTypeJSON)
+			io.WriteString(w, `{"apiVersion": "example.com/v1", "kind": "WidgetList", "metadata": {}, "items": [{"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "generation": 1}, "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}}]}`)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	client, err := RESTClientFor(&rest.Config{Host: srv.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deploy := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+	widgets := schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"}
+	opts := DefaultOptions()
+	opts.Timeout = 0
+
+	res, err := Wait(context.Background(), client, []Object{
+		{Resource: deploy, Namespace: "shop", Name: "web", Ref: "deployment.apps/web -n shop"},
+		{Resource: widgets, Namespace: "shop", Name: "w", Ref: "widget.example.com/w -n shop"},
+	}, opts)
+	if err != nil || res.Ready != 2 {
+		t.Fatalf("ready %d of 2, err %v", res.Ready, err)
+	}
+	if a := accepts["/apis/apps/v1/namespaces/shop/deployments"]; !strings.HasPrefix(a, runtime.ContentTypeProtobuf) {
+		t.Errorf("the Deployments' LIST accepted %q, want protobuf first", a)
+	}
+	if a := accepts["/apis/example.com/v1/namespaces/shop/widgets"]; a != runtime.ContentTypeJSON {
+		t.Errorf("the custom resources' LIST accepted %q, want JSON alone", a)
+	}
+
+	for _, tc := range []struct {
+		o    Object
+		want string
+	}{
+		{Object{Resource: deploy, Namespace: "locked", Name: "web", Ref: "deployment.apps/web -n locked", Source: "apps/web.yaml"},
+			`deployment.apps/web -n locked (apps/web.yaml): reading its status: deployments.apps is forbidden: User "ci" cannot list resource "deployments" in the namespace "locked"`},
+		{Object{Resource: widgets, Namespace: "locked", Name: "w", Ref: "widget.example.com/w -n locked", Source: "apps/w.yaml"},
+			`widget.example.com/w -n locked (apps/w.yaml): reading its status: widgets.example.com is forbidden: User "ci" cannot list resource "widgets" in the namespace "locked"`},
+	} {
+		_, err = Wait(context.Background(), client, []Object{tc.o}, opts)
+		if err == nil || err.Error() != tc.want || !apierrors.IsForbidden(err) {
+			t.Errorf("error %v\nwant %s (Forbidden)", err, tc.want)
 		}
 	}
 }
