@@ -304,9 +304,10 @@ func (w *waiter) read(ctx context.Context, indexes []int) error {
 }
 
 func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error {
+	protobuf := typed(k.resource)
 	req := func(cont string) *rest.Request {
 		r := w.client.Get().AbsPath(listPath(k.resource, k.namespace)).Param("limit", "500")
-		if typed(k.resource) {
+		if protobuf {
 			r.SetHeader("Accept", listAccept)
 		}
 		if len(indexes) == 1 {
@@ -331,7 +332,15 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 		if err != nil {
 			err = res.Error() // the server's Status, JSON or protobuf
 		} else {
-			objs, cont, err = decodePage(body)
+			var next string
+			objs, next, err = decodePage(body)
+			if protobuf && runtime.IsNotRegisteredError(err) {
+				// A kind newer than this client-go, in a version it
+				// knows: the same page again, in JSON.
+				protobuf = false
+				continue
+			}
+			cont = next
 		}
 		if err != nil {
 			st := w.states[indexes[0]]

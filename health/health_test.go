@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -388,8 +389,9 @@ func TestProtobufPageEqualsJSONPage(t *testing.T) {
 // TestWaitReadsProtobufAndItsErrors runs Wait against a server that answers
 // as the API server does when asked for protobuf: a Deployment's LIST in
 // protobuf, and a refused LIST as a protobuf Status. A custom resource's
-// LIST asks for JSON alone. The verdicts must come through, and a refusal
-// as the server's own message, from protobuf and JSON alike.
+// LIST asks for JSON alone, and a kind client-go does not know (in a
+// version it does) is read again in JSON. The verdicts must come through,
+// and a refusal as the server's own message, from protobuf and JSON alike.
 func TestWaitReadsProtobufAndItsErrors(t *testing.T) {
 	pb := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme)
 	encode := func(obj runtime.Object, gv schema.GroupVersion) []byte {
@@ -407,6 +409,12 @@ func TestWaitReadsProtobufAndItsErrors(t *testing.T) {
 	deployments := encode(&appsv1.DeploymentList{Items: []appsv1.Deployment{ready}}, appsv1.SchemeGroupVersion)
 	forbidden := encode(&metav1.Status{Status: metav1.StatusFailure, Code: 403, Reason: metav1.StatusReasonForbidden,
 		Message: `deployments.apps is forbidden: User "ci" cannot list resource "deployments" in the namespace "locked"`}, schema.GroupVersion{Version: "v1"})
+	unknown := runtime.Unknown{TypeMeta: runtime.TypeMeta{APIVersion: "apps/v1", Kind: "GizmoList"}, Raw: []byte{}}
+	gizmos, err := unknown.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gizmosPB := append(slices.Clone(protobufMagic), gizmos...)
 	accepts := map[string]string{}
 	var mu sync.Mutex
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -421,6 +429,15 @@ func TestWaitReadsProtobufAndItsErrors(t *testing.T) {
 			w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
 			w.WriteHeader(http.StatusForbidden)
 			w.Write(forbidden)
+		case "/apis/apps/v1/namespaces/shop/gizmos":
+			// A kind this client-go does not know, in a version it does.
+			if strings.Contains(r.Header.Get("Accept"), runtime.ContentTypeProtobuf) {
+				w.Header().Set("Content-Type", runtime.ContentTypeProtobuf)
+				w.Write(gizmosPB)
+				return
+			}
+			w.Header().Set("Content-Type", runtime.ContentTypeJSON)
+			io.WriteString(w, `{"apiVersion": "apps/v1", "kind": "GizmoList", "metadata": {}, "items": [{"metadata": {"name": "g", "generation": 1}, "status": {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}}]}`)
 		case "/apis/example.com/v1/namespaces/locked/widgets":
 			w.Header().Set("Content-Type", runtime.ContentTypeJSON)
 			w.WriteHeader(http.StatusForbidden)
@@ -442,12 +459,14 @@ func TestWaitReadsProtobufAndItsErrors(t *testing.T) {
 	opts := DefaultOptions()
 	opts.Timeout = 0
 
+	gizmoRes := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "gizmos"}
 	res, err := Wait(context.Background(), client, []Object{
 		{Resource: deploy, Namespace: "shop", Name: "web", Ref: "deployment.apps/web -n shop"},
 		{Resource: widgets, Namespace: "shop", Name: "w", Ref: "widget.example.com/w -n shop"},
+		{Resource: gizmoRes, Namespace: "shop", Name: "g", Ref: "gizmo.apps/g -n shop"},
 	}, opts)
-	if err != nil || res.Ready != 2 {
-		t.Fatalf("ready %d of 2, err %v", res.Ready, err)
+	if err != nil || res.Ready != 3 {
+		t.Fatalf("ready %d of 3, err %v", res.Ready, err)
 	}
 	if a := accepts["/apis/apps/v1/namespaces/shop/deployments"]; !strings.HasPrefix(a, runtime.ContentTypeProtobuf) {
 		t.Errorf("the Deployments' LIST accepted %q, want protobuf first", a)
