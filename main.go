@@ -54,7 +54,11 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	klog.SetLogger(logr.Discard())
 	// SIGHUP too: a run started by hand over SSH whose connection drops
 	// would otherwise die between two writes, its Lease held until it
-	// expires.
+	// expires. For the same reason output nobody reads any more (`| head`)
+	// does not end the run: its writes fail, and the sync goes on. (Caught
+	// rather than ignored, SIGPIPE would also come from a broken
+	// connection, which client-go retries.)
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
 	defer stop()
 	ctx, cancel := context.WithTimeoutCause(ctx, cfg.timeout, fmt.Errorf("--timeout %s exceeded: %w", cfg.timeout, context.DeadlineExceeded))

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 // hangingGit is a Git server that never answers, so a run stays busy until
@@ -80,5 +83,34 @@ func TestGitTimeoutBoundsTheClone(t *testing.T) {
 	}
 	if elapsed := time.Since(start); elapsed > 10*time.Second {
 		t.Errorf("took %s with --git-timeout 1s", elapsed)
+	}
+}
+
+// TestClosedOutputDoesNotStopARun: a run whose output nobody reads any more
+// (`cronsync | head`, a terminal gone) still syncs, records its outcome
+// and releases its Lease. Go's default would end the process at its first
+// write, halfway through a sync and with the Lease held until it expires.
+func TestClosedOutputDoesNotStopARun(t *testing.T) {
+	r := testenv.NewRepo(t)
+	r.Write("cm.yaml", configMap("default", "closed-output", "v"))
+	r.Commit("first")
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close() // nobody reads
+	cmd := cronsyncCmd("--repo", r.Dir, "--lease", "default/closed-output", "--applyset", "default/closed-output")
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = pw, &stderr
+	err = cmd.Run()
+	pw.Close()
+	if err != nil {
+		t.Fatalf("cronsync with its stdout closed: %v (exit %d)\n%s", err, cmd.ProcessState.ExitCode(), stderr.String())
+	}
+	if got := get(t, configMaps, "default", "closed-output", "data", "value"); got != "v" {
+		t.Errorf("the ConfigMap holds %q, want \"v\"", got)
+	}
+	if h := leaseHolder(t, "default", "closed-output"); h != "" {
+		t.Errorf("lease still held by %q after the run", h)
 	}
 }
