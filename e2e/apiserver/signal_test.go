@@ -87,7 +87,7 @@ func TestGitTimeoutBoundsTheClone(t *testing.T) {
 }
 
 // TestClosedOutputDoesNotStopARun: a run whose output nobody reads any more
-// (`cronsync | head`, a terminal gone) still syncs, records its outcome
+// (`cronsync | head`, a log reader that died) still syncs, records its outcome
 // and releases its Lease. Go's default would end the process at its first
 // write, halfway through a sync and with the Lease held until it expires.
 func TestClosedOutputDoesNotStopARun(t *testing.T) {
