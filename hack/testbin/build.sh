@@ -37,32 +37,44 @@ minor=${k8s#v1.}; minor=${minor%%.*}
 ldflags="-s -w -X $v.gitVersion=$k8s -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
 mkdir -p "$out"
 
-# build NAME CMD... runs CMD, which writes $out/NAME.partial.$$, then moves
-# that into place, so that an interrupted build never leaves a broken binary.
-build() {
-  local name=$1; shift
-  [ -x "$out/$name" ] && return 0
-  echo "building $name into $out (takes minutes, once)" >&2
-  partial="$out/$name.partial.$$"
-  trap 'rm -rf "$partial"' EXIT
-  "$@" >&2
-  mv "$partial" "$out/$name"
-  trap - EXIT
+# The binaries of k8s.io/kubernetes and etcd come from one `go build`, so that
+# one action graph compiles the packages they share once and keeps both cores
+# busy through the links, which run one at a time when the binaries are built
+# one after another. kwok, helm and kustomize are separate modules with their
+# own dependencies; they are built at the same time, each in the background.
+# Each result is moved into place only when complete, so an interrupted build
+# never leaves a broken binary.
+want=(kube-apiserver etcd kube-controller-manager kube-scheduler)
+[ "${1:-}" = kubectl ] && want+=(kubectl)
+pkgs=()
+for name in "${want[@]}"; do
+  [ -x "$out/$name" ] && continue
+  case $name in
+    etcd) pkgs+=(go.etcd.io/etcd/server/v3) ;;
+    *) pkgs+=("k8s.io/kubernetes/cmd/$name") ;;
+  esac
+done
+tmps=()
+trap 'rm -rf "${tmps[@]}"' EXIT
+
+k8s_build() {
+  [ ${#pkgs[@]} -eq 0 ] && return 0
+  echo "building ${pkgs[*]} into $out (takes minutes, once)" >&2
+  local tmp="$out/k8s.partial.$$"
+  # go build names etcd's binary after the element before its /v3: server.
+  go build -trimpath -ldflags="$ldflags" -o "$tmp/" "${pkgs[@]}" >&2
+  [ -x "$tmp/server" ] && mv "$tmp/server" "$tmp/etcd"
+  for f in "$tmp"/*; do mv "$f" "$out/"; done
+  rm -rf "$tmp"
 }
 
-build kube-apiserver go build -trimpath -ldflags="$ldflags" -o "$out/kube-apiserver.partial.$$" k8s.io/kubernetes/cmd/kube-apiserver
-build etcd go build -trimpath -ldflags='-s -w' -o "$out/etcd.partial.$$" go.etcd.io/etcd/server/v3
-build kube-controller-manager go build -trimpath -ldflags="$ldflags" -o "$out/kube-controller-manager.partial.$$" k8s.io/kubernetes/cmd/kube-controller-manager
-build kube-scheduler go build -trimpath -ldflags="$ldflags" -o "$out/kube-scheduler.partial.$$" k8s.io/kubernetes/cmd/kube-scheduler
-if [ "${1:-}" = kubectl ]; then
-  build kubectl go build -trimpath -ldflags="$ldflags" -o "$out/kubectl.partial.$$" k8s.io/kubernetes/cmd/kubectl
-fi
-if [ ! -x "$out/kwok" ]; then
+kwok_build() {
+  [ -x "$out/kwok" ] && return 0
   echo "building kwok $kwok into $out" >&2
-  tmp="$out/kwok.partial.$$"
-  trap 'rm -rf "$tmp"' EXIT
+  local tmp="$out/kwok.partial.$$"
   # Outside this module: kwok's own go.mod decides its dependencies.
   (cd / && GOBIN="$tmp/bin" GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' "sigs.k8s.io/kwok/cmd/kwok@$kwok") >&2
+  local src
   src=$(cd / && go mod download -json "sigs.k8s.io/kwok@$kwok" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
   # Nodes become Ready and keep heartbeating; pods become Ready; Job pods
   # complete; deleted pods go away.
@@ -75,8 +87,8 @@ if [ ! -x "$out/kwok" ]; then
   mv "$tmp/stages" "$out/kwok-stages"
   mv "$tmp/bin/kwok" "$out/kwok"
   rm -rf "$tmp"
-  trap - EXIT
-fi
+}
+
 # gotool NAME PKG VERSION installs a CLI from its own module (its go.mod
 # decides its dependencies), again only when the version changed.
 gotool() {
@@ -84,13 +96,23 @@ gotool() {
   [ -x "$out/$name" ] && [ "$(cat "$out/$name.version" 2>/dev/null)" = "$version" ] && return 0
   echo "building $name $version into $out" >&2
   local tmp="$out/$name.partial.$$"
-  trap 'rm -rf "$tmp"' EXIT
   (cd / && GOBIN="$tmp" GOFLAGS=-mod=mod go install -trimpath -ldflags='-s -w' "$pkg@$version") >&2
   mv "$tmp/$name" "$out/$name"
   echo "$version" > "$out/$name.version"
   rm -rf "$tmp"
-  trap - EXIT
 }
-gotool helm helm.sh/helm/v4/cmd/helm "$helm"
-gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize"
+
+tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/kustomize.partial.$$")
+pids=()
+k8s_build & pids+=($!)
+kwok_build & pids+=($!)
+gotool helm helm.sh/helm/v4/cmd/helm "$helm" & pids+=($!)
+gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize" & pids+=($!)
+failed=0
+for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+if [ $failed -ne 0 ]; then
+  echo "build.sh: a build failed (its output is above)" >&2
+  exit 1
+fi
+trap - EXIT
 echo "$out"
