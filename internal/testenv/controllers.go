@@ -46,6 +46,11 @@ func (c *Cluster) StartControllers() error {
 			"--secure-port=0",
 			// Fast enough for tests that watch a rollout fail.
 			"--node-monitor-period=2s",
+			// On a loaded 2-core machine kwok's heartbeats arrive late; with
+			// the default grace the node lifecycle controller marks the node
+			// NotReady and its pods Ready=False, and kwok never sets them
+			// back. No test needs a node to go away.
+			"--node-monitor-grace-period=10m",
 			"--concurrent-deployment-syncs=10",
 			"--concurrent-replicaset-syncs=10",
 			"--concurrent-job-syncs=10",
