@@ -44,6 +44,10 @@ type item struct {
 	merged *unstructured.Unstructured
 	// deps are the objects its depends-on annotation names.
 	deps []*dep
+	// validated: its server dry run passed before the run's first write, so
+	// a refusal of its real write is no verdict on the commit (see
+	// WriteRefusedError).
+	validated bool
 	// deferCheck: its dry run failed for want of a dependency this commit
 	// creates, so it is checked again right before it is written.
 	deferCheck bool
@@ -138,6 +142,7 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 			it.mapping, namespaced = m, m.Scope.Name() == meta.RESTScopeNameNamespace
 		}
 		setNamespace(o.Obj, namespaced, defaultNS)
+		foldStringData(o.Obj)
 
 		key := memberKey(gvk.GroupKind(), o.Obj.GetNamespace(), o.Obj.GetName())
 		if first, dup := seen[key]; dup {

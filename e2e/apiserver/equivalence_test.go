@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
@@ -24,7 +26,9 @@ import (
 // every object the fast path calls unchanged, the server must call
 // unchanged too. Each round is checked again at the same commit after few
 // hand edits or none, where a run may go by the last run's record instead
-// of reading the commit. CRONSYNC_EQUIVALENCE_SEED replays a failure.
+// of reading the commit. Secrets are written with stringData, which the
+// server stores under data, and edited there. CRONSYNC_EQUIVALENCE_SEED
+// replays a failure.
 func TestFastPathAgreesWithTheServer(t *testing.T) {
 	seed := uint64(20261123)
 	if s := os.Getenv("CRONSYNC_EQUIVALENCE_SEED"); s != "" {
@@ -35,11 +39,13 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		namespaces   = 4
 		nConfigMaps  = 1900
 		nDeployments = 100
+		nSecrets     = 100
 		rounds       = 4
 	)
 	type obj struct {
 		ns, name string
 		deploy   bool
+		secret   bool
 		value    int
 	}
 	var objs []*obj
@@ -49,8 +55,14 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 	for i := range nDeployments {
 		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("web-%03d", i), deploy: true, value: 1})
 	}
+	for i := range nSecrets {
+		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("sec-%03d", i), secret: true})
+	}
 	manifest := func(o *obj) string {
 		meta := fmt.Sprintf("metadata:\n  name: %s\n  namespace: %s\n  labels: {gen: eq}\n  annotations: {note: a}\n", o.name, o.ns)
+		if o.secret {
+			return fmt.Sprintf("apiVersion: v1\nkind: Secret\n%sdata: {user: YWRtaW4=}\nstringData: {password: \"%d\"}\n", meta, o.value)
+		}
 		if o.deploy {
 			return fmt.Sprintf("apiVersion: apps/v1\nkind: Deployment\n%sspec:\n  replicas: %d\n  selector: {matchLabels: {app: %s}}\n  template:\n    metadata: {labels: {app: %s}}\n    spec: {containers: [{name: app, image: registry.invalid/app:1}]}\n", meta, o.value, o.name, o.name)
 		}
@@ -76,28 +88,41 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 	mustSync(t, args...)
 
 	ctx := context.Background()
+	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	client := func(o *obj) dynamic.ResourceInterface {
+		if o.secret {
+			return kube.Resource(secrets).Namespace(o.ns)
+		}
 		if o.deploy {
 			return kube.Resource(deployments).Namespace(o.ns)
 		}
 		return kube.Resource(configMaps).Namespace(o.ns)
 	}
 	kind := func(o *obj) string {
+		if o.secret {
+			return `"apiVersion":"v1","kind":"Secret"`
+		}
 		if o.deploy {
 			return `"apiVersion":"apps/v1","kind":"Deployment"`
 		}
 		return `"apiVersion":"v1","kind":"ConfigMap"`
 	}
 	field := func(o *obj, v int) string {
+		if o.secret {
+			// As kubectl patch -p '{"stringData":...}' does: the server
+			// stores it under data.
+			return fmt.Sprintf(`"stringData":{"password":"%d"}`, v)
+		}
 		if o.deploy {
 			return fmt.Sprintf(`"spec":{"replicas":%d}`, v)
 		}
 		return fmt.Sprintf(`"data":{"value":"%d"}`, v)
 	}
-	edits := []struct {
+	type edit struct {
 		name string
 		do   func(o *obj) error
-	}{
+	}
+	edits := []edit{
 		{"merge patch", func(o *obj) error {
 			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte("{"+field(o, 7)+"}"), metav1.PatchOptions{FieldManager: "hand"})
 			return err
@@ -137,6 +162,13 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 			_, err := client(o).Patch(ctx, o.name, types.ApplyPatchType, []byte(fmt.Sprintf(`{%s,"metadata":{"name":%q,"annotations":{"other/seen":"%d"}}}`, kind(o), o.name, rng.IntN(1000))), metav1.PatchOptions{FieldManager: "other-tool"})
 			return err
 		}},
+		{"stored value patched", func(o *obj) error {
+			if !o.secret {
+				return nil
+			}
+			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte(`{"data":{"password":"aGFuZC1zZXQ="}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"})
+			return err
+		}},
 		{"scale", func(o *obj) error {
 			if !o.deploy {
 				return nil
@@ -146,10 +178,22 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		}},
 	}
 
+	// Secrets are few among the objects, so every round with edits also
+	// edits the stored value of one, both ways.
+	secretEdits := []int{0, slices.IndexFunc(edits, func(e edit) bool { return e.name == "stored value patched" })}
 	handEdits := func(round, n int) {
 		t.Helper()
+		var picks [][2]int
 		for range n {
-			o, e := objs[rng.IntN(len(objs))], edits[rng.IntN(len(edits))]
+			picks = append(picks, [2]int{rng.IntN(len(objs)), rng.IntN(len(edits))})
+		}
+		if n > 0 {
+			for _, e := range secretEdits {
+				picks = append(picks, [2]int{nConfigMaps + nDeployments + rng.IntN(nSecrets), e})
+			}
+		}
+		for _, p := range picks {
+			o, e := objs[p[0]], edits[p[1]]
 			if err := e.do(o); err != nil {
 				t.Fatalf("seed %d round %d: %s of %s/%s: %v", seed, round, e.name, o.ns, o.name, err)
 			}
