@@ -65,6 +65,8 @@ func exitCode(err error) int {
 		return exitConfig
 	case *apply.ManifestError:
 		return exitContent
+	case *apply.WriteRefusedError:
+		return exitRetry
 	case *health.UnhealthyError:
 		return exitUnhealthy
 	case apierrors.APIStatus:

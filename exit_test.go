@@ -42,6 +42,8 @@ func TestExitCode(t *testing.T) {
 		{"unavailable", obj(apierrors.NewServiceUnavailable("later")), exitRetry},
 		{"internal", obj(apierrors.NewInternalError(errors.New("etcd"))), exitRetry},
 		{"undeclared field", obj(apierrors.NewInternalError(errors.New("failed to create typed patch object (x/c; /v1, Kind=ConfigMap): .bogus: field not declared in schema"))), exitContent},
+		{"invalid on write after a passing dry run", obj(&apply.WriteRefusedError{Err: invalid}), exitRetry},
+		{"refused write beside a bad commit", errors.Join(obj(&apply.WriteRefusedError{Err: invalid}), obj(invalid)), exitContent},
 		{"deadline", obj(context.DeadlineExceeded), exitRetry},
 		{"cancelled", context.Canceled, exitRetry},
 		{"unknown", errors.New("connection reset"), exitRetry},

@@ -345,6 +345,9 @@ func (s *syncer) run(ctx context.Context, p *plan, res *Result) error {
 	if len(errs) > 0 || s.stop.Err() != nil {
 		return s.report(res, append(p.first, p.rest...), errs)
 	}
+	for _, it := range slices.Concat(p.first, now) {
+		it.validated = it.err == nil && it.blocked == nil && !it.deferCheck
+	}
 	if s.opts.DryRun != DryRunNone {
 		for _, it := range later {
 			it.action = ActionNotValidated

@@ -32,6 +32,9 @@ func (s *syncer) write(ctx context.Context, it *item) {
 	}
 	applied, err := s.client(it).Apply(ctx, it.Obj.GetName(), it.Obj, s.applyOptions(false))
 	if err != nil {
+		if it.validated {
+			err = refusedAfterCheck(err)
+		}
 		it.action, it.err = ActionFailed, objectErr(it.Object, err)
 		return
 	}
