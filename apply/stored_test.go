@@ -12,15 +12,15 @@ func TestFoldStringData(t *testing.T) {
 		name     string
 		in, want map[string]any
 	}{
-		{"stringData becomes data",
+		{"stringData is merged into data and kept",
 			map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": map[string]any{"password": "s3cret"}},
-			map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"password": "czNjcmV0"}}},
+			map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"password": "czNjcmV0"}, "stringData": map[string]any{"password": "s3cret"}}},
 		{"stringData wins over data for the same key, other keys stay",
 			map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"a": "YQ==", "b": "Yg=="}, "stringData": map[string]any{"b": "B", "c": ""}},
-			map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"a": "YQ==", "b": "Qg==", "c": ""}}},
-		{"null stringData is dropped",
+			map[string]any{"apiVersion": "v1", "kind": "Secret", "data": map[string]any{"a": "YQ==", "b": "Qg==", "c": ""}, "stringData": map[string]any{"b": "B", "c": ""}}},
+		{"null stringData is left as it is",
 			map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": nil},
-			map[string]any{"apiVersion": "v1", "kind": "Secret"}},
+			map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": nil}},
 		{"a value that is not a string is left for the server to refuse",
 			map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": map[string]any{"port": int64(5432)}},
 			map[string]any{"apiVersion": "v1", "kind": "Secret", "stringData": map[string]any{"port": int64(5432)}}},

@@ -34,7 +34,9 @@ func TestImmutableSelectorIsRecreatedOnlyWhenAnnotated(t *testing.T) {
 		"web.yaml":   recreatable(deployment(ns, "web", 1, "", "")),
 		"plain.yaml": deployment(ns, "plain", 1, "", ""),
 	})
-	wantExit(t, cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait=false"), 0)
+	// Waited for, so that the deployment controller has finished writing
+	// their status before the snapshot below compares resourceVersions.
+	wantExit(t, cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--wait-timeout", "2m"), 0)
 	oldWeb := live(t, deployments, ns, "web").GetUID()
 
 	// Without the annotation: exit 3, the field and the way out named,

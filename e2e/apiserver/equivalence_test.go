@@ -27,7 +27,8 @@ import (
 // unchanged too. Each round is checked again at the same commit after few
 // hand edits or none, where a run may go by the last run's record instead
 // of reading the commit. Secrets are written with stringData, which the
-// server stores under data, and edited there. CRONSYNC_EQUIVALENCE_SEED
+// server stores under data, and edited there; HorizontalPodAutoscalers are
+// written in autoscaling/v1 and edited in v2 too. CRONSYNC_EQUIVALENCE_SEED
 // replays a failure.
 func TestFastPathAgreesWithTheServer(t *testing.T) {
 	seed := uint64(20261123)
@@ -40,12 +41,14 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		nConfigMaps  = 1900
 		nDeployments = 100
 		nSecrets     = 100
+		nHPAs        = 50
 		rounds       = 4
 	)
 	type obj struct {
 		ns, name string
 		deploy   bool
 		secret   bool
+		hpa      bool
 		value    int
 	}
 	var objs []*obj
@@ -58,8 +61,14 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 	for i := range nSecrets {
 		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("sec-%03d", i), secret: true})
 	}
+	for i := range nHPAs {
+		objs = append(objs, &obj{ns: fmt.Sprintf("eq-%d", i%namespaces), name: fmt.Sprintf("hpa-%03d", i), hpa: true, value: 50})
+	}
 	manifest := func(o *obj) string {
 		meta := fmt.Sprintf("metadata:\n  name: %s\n  namespace: %s\n  labels: {gen: eq}\n  annotations: {note: a}\n", o.name, o.ns)
+		if o.hpa {
+			return fmt.Sprintf("apiVersion: autoscaling/v1\nkind: HorizontalPodAutoscaler\n%sspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web-000}\n  maxReplicas: 5\n  targetCPUUtilizationPercentage: %d\n", meta, o.value)
+		}
 		if o.secret {
 			return fmt.Sprintf("apiVersion: v1\nkind: Secret\n%sdata: {user: YWRtaW4=}\nstringData: {password: \"%d\"}\n", meta, o.value)
 		}
@@ -89,7 +98,11 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 
 	ctx := context.Background()
 	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
+	hpas := schema.GroupVersionResource{Group: "autoscaling", Version: "v1", Resource: "horizontalpodautoscalers"}
 	client := func(o *obj) dynamic.ResourceInterface {
+		if o.hpa {
+			return kube.Resource(hpas).Namespace(o.ns)
+		}
 		if o.secret {
 			return kube.Resource(secrets).Namespace(o.ns)
 		}
@@ -99,6 +112,9 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		return kube.Resource(configMaps).Namespace(o.ns)
 	}
 	kind := func(o *obj) string {
+		if o.hpa {
+			return `"apiVersion":"autoscaling/v1","kind":"HorizontalPodAutoscaler"`
+		}
 		if o.secret {
 			return `"apiVersion":"v1","kind":"Secret"`
 		}
@@ -108,6 +124,9 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		return `"apiVersion":"v1","kind":"ConfigMap"`
 	}
 	field := func(o *obj, v int) string {
+		if o.hpa {
+			return fmt.Sprintf(`"spec":{"targetCPUUtilizationPercentage":%d}`, 50+v)
+		}
 		if o.secret {
 			// As kubectl patch -p '{"stringData":...}' does: the server
 			// stores it under data.
@@ -169,6 +188,16 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 			_, err := client(o).Patch(ctx, o.name, types.MergePatchType, []byte(`{"data":{"password":"aGFuZC1zZXQ="}}`), metav1.PatchOptions{FieldManager: "kubectl-edit"})
 			return err
 		}},
+		{"edited in another version", func(o *obj) error {
+			if !o.hpa {
+				return nil
+			}
+			v2 := schema.GroupVersionResource{Group: "autoscaling", Version: "v2", Resource: "horizontalpodautoscalers"}
+			_, err := kube.Resource(v2).Namespace(o.ns).Patch(ctx, o.name, types.MergePatchType,
+				[]byte(`{"spec":{"metrics":[{"type":"Resource","resource":{"name":"cpu","target":{"type":"Utilization","averageUtilization":77}}}]}}`),
+				metav1.PatchOptions{FieldManager: "kubectl-edit"})
+			return err
+		}},
 		{"scale", func(o *obj) error {
 			if !o.deploy {
 				return nil
@@ -178,9 +207,14 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 		}},
 	}
 
-	// Secrets are few among the objects, so every round with edits also
-	// edits the stored value of one, both ways.
-	secretEdits := []int{0, slices.IndexFunc(edits, func(e edit) bool { return e.name == "stored value patched" })}
+	// Secrets and HPAs are few among the objects, so every round with
+	// edits also edits the value of a Secret in each way there is (an
+	// update of stringData, of data, and another manager's forced apply of
+	// stringData), and an HPA in the other version.
+	named := func(name string) int { return slices.IndexFunc(edits, func(e edit) bool { return e.name == name }) }
+	secretObjs, hpaObjs := [2]int{nConfigMaps + nDeployments, nSecrets}, [2]int{nConfigMaps + nDeployments + nSecrets, nHPAs}
+	few := [][2]int{secretObjs, secretObjs, secretObjs, hpaObjs}
+	fewEdits := []int{named("merge patch"), named("stored value patched"), named("forced apply"), named("edited in another version")}
 	handEdits := func(round, n int) {
 		t.Helper()
 		var picks [][2]int
@@ -188,8 +222,8 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 			picks = append(picks, [2]int{rng.IntN(len(objs)), rng.IntN(len(edits))})
 		}
 		if n > 0 {
-			for _, e := range secretEdits {
-				picks = append(picks, [2]int{nConfigMaps + nDeployments + rng.IntN(nSecrets), e})
+			for i, e := range fewEdits {
+				picks = append(picks, [2]int{few[i][0] + rng.IntN(few[i][1]), e})
 			}
 		}
 		for _, p := range picks {
