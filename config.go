@@ -36,6 +36,8 @@ type config struct {
 	repo, ref, path, workDir string
 	git                      gitsrc.Credentials
 	verifyKeysFile           string
+	// submodules is --submodules: "recursive" or "off".
+	submodules string
 	gitTimeout, timeout      time.Duration
 	applySet, lease          string
 	leaseDuration            time.Duration
@@ -90,7 +92,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.git.SSHKeyPassphraseFile, "ssh-key-passphrase-file", "", "file holding the SSH key's passphrase")
 	fs.StringVar(&cfg.git.SSHKnownHostsFile, "ssh-known-hosts-file", "", "known_hosts file with the Git server's host keys (required for SSH)")
 	fs.StringVar(&cfg.verifyKeysFile, "verify-keys-file", "", "armored PGP public keyring or SSH allowed_signers file: the commit (or signed tag) must be signed by one of its keys, else exit 4")
-	fs.DurationVar(&cfg.gitTimeout, "git-timeout", 2*time.Minute, "deadline for the clone alone")
+	fs.StringVar(&cfg.submodules, "submodules", "recursive", `"recursive" fetches the commit's submodules (and theirs), each at the commit it pins; "off" leaves them out, with a warning for each under --path`)
+	fs.DurationVar(&cfg.gitTimeout, "git-timeout", 2*time.Minute, "deadline for the clone alone, submodules included")
 	fs.StringVar(&cfg.path, "path", ".", "directory inside the repository whose manifests are applied, recursively")
 	fs.StringVarP(&cfg.apply.Namespace, "namespace", "n", cfg.apply.Namespace, "namespace for namespaced objects that set none")
 	dryRun := fs.String("dry-run", "none", `"server" sends every write with dryRun=All; "client" sends no write at all; "none" applies`)
@@ -169,6 +172,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		return nil, usageErrorf("--timeout must be positive")
 	case cfg.gitTimeout <= 0:
 		return nil, usageErrorf("--git-timeout must be positive")
+	case cfg.submodules != "recursive" && cfg.submodules != "off":
+		return nil, usageErrorf(`--submodules must be "recursive" or "off", not %q`, cfg.submodules)
 	case cfg.apply.Workers < 1:
 		return nil, usageErrorf("--workers must be at least 1")
 	case cfg.apply.FieldManager == "":

@@ -145,6 +145,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
 		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
 		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, Lazy: true,
+		Submodules: cfg.submodules == "recursive",
 	})
 	cancelClone()
 	if cloneErr == nil {
@@ -183,6 +184,10 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	// decided from its SHA alone.
 	opts.Path = path.Clean(filepath.ToSlash(cfg.path))
 	opts.Revision = co.Commit + ":" + opts.Path
+	if cfg.submodules == "off" {
+		// The same commit holds other objects without its submodules.
+		opts.Revision += " without submodules"
+	}
 	opts.Tree = func(ctx context.Context) (*apply.Tree, error) {
 		ctx, cancel := gitCtx(ctx)
 		defer cancel()
@@ -200,12 +205,22 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		}
 		return t, nil
 	}
+	warnedSkipped := false
 	opts.Files = func(ctx context.Context) (string, string, error) {
 		ctx, cancel := gitCtx(ctx)
 		defer cancel()
 		if err := co.Write(ctx); err != nil {
 			return "", "", err
 		}
+		for _, sub := range co.Skipped {
+			if warnedSkipped {
+				break
+			}
+			if opts.Path == "." || sub == opts.Path || strings.HasPrefix(sub, opts.Path+"/") || strings.HasPrefix(opts.Path, sub+"/") {
+				fmt.Fprintf(os.Stderr, "warning: submodule %s is not read (--submodules=off): its manifests are not applied\n", sub)
+			}
+		}
+		warnedSkipped = true
 		dir, err := co.Sub(cfg.path)
 		return co.Dir, dir, err
 	}

@@ -90,6 +90,11 @@ type Options struct {
 	// With VerifyKeysFile the objects are fetched at once: the signature
 	// is in them.
 	Lazy bool
+	// Submodules makes Write fetch the commit's submodules, recursively,
+	// each at the commit its gitlink pins, and write them where they are
+	// (see submodule.go). Without it they are left out and listed in
+	// Checkout.Skipped.
+	Submodules bool
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
@@ -103,7 +108,14 @@ type Checkout struct {
 	// refs/tags/v1), or the SHA itself when a SHA was asked for.
 	Ref string
 
-	tmp string
+	// Skipped lists the submodules left out because Options.Submodules
+	// is off, once Write has run.
+	Skipped []string
+
+	tmp  string
+	opts Options
+	// subStores counts the object stores made for submodules.
+	subStores int
 	// mu serialises the use of repo, whose object storage go-git does not
 	// document as safe for concurrent reads, and the lazy fetch.
 	mu     sync.Mutex
@@ -133,9 +145,18 @@ func (c *Checkout) Write(ctx context.Context) error {
 	if c.written || c.load(ctx) != nil {
 		return c.err
 	}
-	if err := writeTree(ctx, c.repo.Storer, c.commit, c.Dir); err != nil {
+	links, err := writeTree(ctx, c.repo.Storer, c.commit, c.Dir)
+	if err == nil && c.opts.Submodules {
+		err = c.writeSubmodules(ctx, c.repo, c.commit, c.opts.URL, c.Dir, links, nil)
+	}
+	if err != nil {
 		c.err = fmt.Errorf("writing commit %s: %w", c.Commit, err)
 		return c.err
+	}
+	if !c.opts.Submodules {
+		for _, l := range links {
+			c.Skipped = append(c.Skipped, l.path)
+		}
 	}
 	c.written = true
 	return nil
@@ -156,7 +177,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating work directory: %w", err)
 	}
-	co := &Checkout{Dir: filepath.Join(tmp, "tree"), tmp: tmp}
+	co := &Checkout{Dir: filepath.Join(tmp, "tree"), tmp: tmp, opts: opts}
 	defer func() {
 		if err != nil {
 			_ = co.Close()
@@ -510,60 +531,61 @@ func classifyTransport(u string, err error) error {
 
 // writeTree writes the files of commit under dir. Symlinks are written as
 // symlinks so that the reader, which knows the repository root, decides
-// whether following one is allowed; submodules are skipped.
-func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, commit *object.Commit, dir string) error {
+// whether following one is allowed; submodules are returned, for the
+// caller to follow or leave out.
+func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, commit *object.Commit, dir string) (links []gitlink, _ error) {
 	tree, err := commit.Tree()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	walker := object.NewTreeWalker(tree, true, nil)
 	defer walker.Close()
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		name, entry, err := walker.Next()
 		if err == io.EOF {
-			return nil
+			return links, nil
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		// Tree entry names come from the repository: refuse any that would
 		// write outside dir.
 		if !filepath.IsLocal(name) {
-			return &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
+			return nil, &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
 		}
 		dst := filepath.Join(dir, filepath.FromSlash(name))
 		switch entry.Mode {
 		case filemode.Dir:
 			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return err
+				return nil, err
 			}
 		case filemode.Submodule:
-			continue
+			links = append(links, gitlink{path: name, hash: entry.Hash})
 		case filemode.Symlink:
 			var target strings.Builder
 			if err := copyBlob(objects, entry.Hash, &target); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 			if err := os.Symlink(target.String(), dst); err != nil {
-				return err
+				return nil, err
 			}
 		default:
 			out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			err = copyBlob(objects, entry.Hash, out)
 			if cerr := out.Close(); err == nil {
 				err = cerr
 			}
 			if err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+				return nil, fmt.Errorf("%s: %w", name, err)
 			}
 		}
 	}

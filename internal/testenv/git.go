@@ -30,7 +30,14 @@ var gitEnv = []string{
 // NewRepo makes an empty repository whose default branch is main.
 func NewRepo(t testing.TB) *Repo {
 	t.Helper()
-	r := &Repo{Dir: filepath.Join(t.TempDir(), "repo"), t: t}
+	return NewRepoAt(t, filepath.Join(t.TempDir(), "repo"))
+}
+
+// NewRepoAt is NewRepo in dir, for repositories served side by side (a
+// parent and its submodules).
+func NewRepoAt(t testing.TB, dir string) *Repo {
+	t.Helper()
+	r := &Repo{Dir: dir, t: t}
 	if err := os.MkdirAll(r.Dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

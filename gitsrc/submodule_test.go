@@ -1,0 +1,229 @@
+package gitsrc_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/cronsync/cronsync/gitsrc"
+	"github.com/cronsync/cronsync/internal/testenv"
+)
+
+// repoIn makes a repository named name under root.
+func repoIn(t *testing.T, root, name string) *testenv.Repo {
+	t.Helper()
+	return testenv.NewRepoAt(t, filepath.Join(root, name))
+}
+
+// link records a submodule at path pinned to sha, with a .gitmodules
+// entry whose URL is url (none when url is empty), as `git submodule add`
+// would, without fetching anything.
+func link(t *testing.T, r *testenv.Repo, path, sha, url string) {
+	t.Helper()
+	if url != "" {
+		f, err := os.OpenFile(filepath.Join(r.Dir, ".gitmodules"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "[submodule %q]\n\tpath = %s\n\turl = %s\n", path, path, url)
+		f.Close()
+	}
+	if err := os.MkdirAll(filepath.Join(r.Dir, filepath.FromSlash(path)), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	r.Git("update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
+}
+
+func read(t *testing.T, co *gitsrc.Checkout, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(co.Dir, filepath.FromSlash(path)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// family is a parent whose apps/lib is a submodule (a relative URL) pinned
+// to lib's first commit, which is no longer its branch's tip, and lib's
+// vendor/deep a submodule of its own.
+func family(t *testing.T) (root string, parent *testenv.Repo) {
+	t.Helper()
+	root = t.TempDir()
+	deep := repoIn(t, root, "deep")
+	deep.Write("deep.yaml", "deep: 1\n")
+	deepSHA := deep.Commit("deep")
+	lib := repoIn(t, root, "lib")
+	lib.Write("lib.yaml", "lib: pinned\n")
+	link(t, lib, "vendor/deep", deepSHA, "../deep")
+	pinned := lib.Commit("lib")
+	lib.Write("lib.yaml", "lib: newer\n")
+	lib.Commit("lib moves on")
+	parent = repoIn(t, root, "parent")
+	parent.Write("apps/app.yaml", "app: 1\n")
+	link(t, parent, "apps/lib", pinned, "../lib")
+	parent.Commit("parent")
+	return root, parent
+}
+
+func TestSubmodulesAreFollowed(t *testing.T) {
+	root, parent := family(t)
+	var requests atomic.Int32
+	srv := testenv.ServeHTTP(t, root, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/lib/") || strings.HasPrefix(r.URL.Path, "/deep/") {
+				requests.Add(1)
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	for _, src := range []struct{ name, url string }{{"http", srv.URL + "/parent"}, {"path", parent.Dir}} {
+		t.Run(src.name, func(t *testing.T) {
+			requests.Store(0)
+			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: src.url, WorkDir: t.TempDir(), Lazy: true, Submodules: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer co.Close()
+			if n := requests.Load(); n != 0 {
+				t.Errorf("resolving the parent's commit made %d requests to its submodules", n)
+			}
+			if err := co.Write(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if got := read(t, co, "apps/lib/lib.yaml"); got != "lib: pinned\n" {
+				t.Errorf("apps/lib/lib.yaml = %q: not the commit the gitlink pins", got)
+			}
+			if got := read(t, co, "apps/lib/vendor/deep/deep.yaml"); got != "deep: 1\n" {
+				t.Errorf("the nested submodule holds %q", got)
+			}
+			if len(co.Skipped) != 0 {
+				t.Errorf("skipped %v", co.Skipped)
+			}
+		})
+	}
+	t.Run("off", func(t *testing.T) {
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: srv.URL + "/parent", WorkDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer co.Close()
+		if _, err := os.Stat(filepath.Join(co.Dir, "apps/lib/lib.yaml")); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the submodule was written with Submodules off: %v", err)
+		}
+		if len(co.Skipped) != 1 || co.Skipped[0] != "apps/lib" {
+			t.Errorf("skipped %v, want [apps/lib]", co.Skipped)
+		}
+	})
+}
+
+// The parent's token goes to a submodule on the same host, and to no
+// other host.
+func TestSubmoduleCredentials(t *testing.T) {
+	root := t.TempDir()
+	lib := repoIn(t, root, "lib")
+	lib.Write("lib.yaml", "lib: 1\n")
+	libSHA := lib.Commit("lib")
+	token := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(token, []byte("s3cret-token\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := testenv.ServeHTTP(t, root, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, pw, ok := r.BasicAuth(); !ok || pw != "s3cret-token" {
+				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+				http.Error(w, "who are you", http.StatusUnauthorized)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
+	})
+	for _, tc := range []struct {
+		name, url string
+		ok        bool
+	}{
+		{"same host", srv.URL + "/lib", true},
+		{"other host", strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/lib", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := repoIn(t, root, "parent-"+strings.ReplaceAll(tc.name, " ", "-"))
+			parent.Write("a.yaml", "a: 1\n")
+			link(t, parent, "lib", libSHA, tc.url)
+			parent.Commit("parent")
+			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{
+				URL: srv.URL + "/" + filepath.Base(parent.Dir), WorkDir: t.TempDir(), Submodules: true,
+				Credentials: gitsrc.Credentials{PasswordFile: token},
+			})
+			if tc.ok {
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer co.Close()
+				if got := read(t, co, "lib/lib.yaml"); got != "lib: 1\n" {
+					t.Errorf("lib/lib.yaml = %q", got)
+				}
+				return
+			}
+			if !errors.Is(err, gitsrc.ErrAuth) || !strings.Contains(err.Error(), "submodule lib") {
+				t.Errorf("err = %v, want an authentication error naming submodule lib", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "s3cret-token") {
+				t.Errorf("the token is in the error: %v", err)
+			}
+		})
+	}
+}
+
+// Submodules that must not be followed fail the clone as unsafe content,
+// naming the submodule.
+func TestSubmodulesRefused(t *testing.T) {
+	root := t.TempDir()
+	lib := repoIn(t, root, "lib")
+	lib.Write("lib.yaml", "lib: 1\n")
+	libSHA := lib.Commit("lib")
+	srv := testenv.ServeHTTP(t, root, nil)
+
+	// A chain of nine repositories, each a submodule of the one before.
+	chainSHA := ""
+	for i := 9; i >= 1; i-- {
+		r := repoIn(t, root, "chain"+string(rune('0'+i)))
+		r.Write("x.yaml", "x: 1\n")
+		if chainSHA != "" {
+			link(t, r, "next", chainSHA, "../chain"+string(rune('0'+i+1)))
+		}
+		chainSHA = r.Commit("chain")
+	}
+
+	for _, tc := range []struct {
+		name, path, url, sha, want string
+	}{
+		{"no .gitmodules entry", "lib", "", libSHA, "submodule lib: the commit pins " + libSHA + " here, but .gitmodules has no entry for this path"},
+		{"a local path from a remote", "lib", filepath.Join(root, "lib"), libSHA, "is on this machine, and --repo is not"},
+		{"file URL from a remote", "lib", "file://" + filepath.Join(root, "lib"), libSHA, "is on this machine, and --repo is not"},
+		{"git protocol", "lib", "git://127.0.0.1/lib", libSHA, `scheme "git" is not followed`},
+		{"option-like URL", "lib", "--upload-pack=touch /tmp/pwned", libSHA, "is not one git would accept"},
+		{"option-like path", "-lib", "../lib", libSHA, `path "-lib"`},
+		{"commit not on the server", "lib", "../lib", strings.Repeat("ab", 20), "commit " + strings.Repeat("ab", 20) + " is not in " + srv.URL + "/lib"},
+		{"nested too deep", "next", "../chain1", chainSHA, "submodule next → next → next → next → next → next → next → next → next: nested more than 8 deep"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			parent := repoIn(t, root, "parent-"+strings.ReplaceAll(tc.name, " ", "-"))
+			parent.Write("a.yaml", "a: 1\n")
+			link(t, parent, tc.path, tc.sha, tc.url)
+			parent.Commit("parent")
+			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: srv.URL + "/" + filepath.Base(parent.Dir), WorkDir: t.TempDir(), Submodules: true})
+			if err == nil {
+				co.Close()
+				t.Fatal("cloned")
+			}
+			if !errors.Is(err, gitsrc.ErrUnsafe) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("err = %v\nwant ErrUnsafe containing %q", err, tc.want)
+			}
+		})
+	}
+}
