@@ -37,17 +37,17 @@ type config struct {
 	git                      gitsrc.Credentials
 	verifyKeysFile           string
 	// submodules is --submodules: "recursive" or "off".
-	submodules string
-	gitTimeout, timeout      time.Duration
-	applySet, lease          string
-	leaseDuration            time.Duration
-	detailedExitCode         bool
-	output, notifyOn         string
-	outputJSON               bool
-	terminationLog           string
-	notify                   report.Webhook
-	version                  bool
-	apply                    apply.Options
+	submodules          string
+	gitTimeout, timeout time.Duration
+	applySet, lease     string
+	leaseDuration       time.Duration
+	detailedExitCode    bool
+	output, notifyOn    string
+	outputJSON          bool
+	terminationLog      string
+	notify              report.Webhook
+	version             bool
+	apply               apply.Options
 	// wait turns on waiting for what was applied to be ready; health
 	// holds how.
 	wait   bool

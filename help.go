@@ -48,7 +48,7 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Git source", []string{"repo", "ref", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
-		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "git-timeout", "work-dir"}},
+		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},

@@ -524,7 +524,9 @@ func classifyTransport(u string, err error) error {
 	case errors.Is(err, transport.ErrEmptyRemoteRepository):
 		return notFound("repository %s is empty", Redact(u))
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):
-		return &classed{class: ErrAuth, msg: fmt.Sprintf("repository %s: %v", Redact(u), err), cause: err}
+		// The server's reason may end in a newline (http.Error adds one),
+		// which would print as an empty error line.
+		return &classed{class: ErrAuth, msg: fmt.Sprintf("repository %s: %s", Redact(u), strings.Join(strings.Fields(err.Error()), " ")), cause: err}
 	}
 	return fmt.Errorf("repository %s: %w", Redact(u), err)
 }

@@ -3,7 +3,6 @@ package gitsrc_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,25 +18,6 @@ import (
 func repoIn(t *testing.T, root, name string) *testenv.Repo {
 	t.Helper()
 	return testenv.NewRepoAt(t, filepath.Join(root, name))
-}
-
-// link records a submodule at path pinned to sha, with a .gitmodules
-// entry whose URL is url (none when url is empty), as `git submodule add`
-// would, without fetching anything.
-func link(t *testing.T, r *testenv.Repo, path, sha, url string) {
-	t.Helper()
-	if url != "" {
-		f, err := os.OpenFile(filepath.Join(r.Dir, ".gitmodules"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fmt.Fprintf(f, "[submodule %q]\n\tpath = %s\n\turl = %s\n", path, path, url)
-		f.Close()
-	}
-	if err := os.MkdirAll(filepath.Join(r.Dir, filepath.FromSlash(path)), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	r.Git("update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
 }
 
 func read(t *testing.T, co *gitsrc.Checkout, path string) string {
@@ -60,13 +40,13 @@ func family(t *testing.T) (root string, parent *testenv.Repo) {
 	deepSHA := deep.Commit("deep")
 	lib := repoIn(t, root, "lib")
 	lib.Write("lib.yaml", "lib: pinned\n")
-	link(t, lib, "vendor/deep", deepSHA, "../deep")
+	lib.Submodule("vendor/deep", deepSHA, "../deep")
 	pinned := lib.Commit("lib")
 	lib.Write("lib.yaml", "lib: newer\n")
 	lib.Commit("lib moves on")
 	parent = repoIn(t, root, "parent")
 	parent.Write("apps/app.yaml", "app: 1\n")
-	link(t, parent, "apps/lib", pinned, "../lib")
+	parent.Submodule("apps/lib", pinned, "../lib")
 	parent.Commit("parent")
 	return root, parent
 }
@@ -153,7 +133,7 @@ func TestSubmoduleCredentials(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := repoIn(t, root, "parent-"+strings.ReplaceAll(tc.name, " ", "-"))
 			parent.Write("a.yaml", "a: 1\n")
-			link(t, parent, "lib", libSHA, tc.url)
+			parent.Submodule("lib", libSHA, tc.url)
 			parent.Commit("parent")
 			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{
 				URL: srv.URL + "/" + filepath.Base(parent.Dir), WorkDir: t.TempDir(), Submodules: true,
@@ -194,7 +174,7 @@ func TestSubmodulesRefused(t *testing.T) {
 		r := repoIn(t, root, "chain"+string(rune('0'+i)))
 		r.Write("x.yaml", "x: 1\n")
 		if chainSHA != "" {
-			link(t, r, "next", chainSHA, "../chain"+string(rune('0'+i+1)))
+			r.Submodule("next", chainSHA, "../chain"+string(rune('0'+i+1)))
 		}
 		chainSHA = r.Commit("chain")
 	}
@@ -214,7 +194,7 @@ func TestSubmodulesRefused(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := repoIn(t, root, "parent-"+strings.ReplaceAll(tc.name, " ", "-"))
 			parent.Write("a.yaml", "a: 1\n")
-			link(t, parent, tc.path, tc.sha, tc.url)
+			parent.Submodule(tc.path, tc.sha, tc.url)
 			parent.Commit("parent")
 			co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: srv.URL + "/" + filepath.Base(parent.Dir), WorkDir: t.TempDir(), Submodules: true})
 			if err == nil {

@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -88,6 +89,29 @@ func (r *Repo) Remove(path string) {
 	if err := os.RemoveAll(filepath.Join(r.Dir, filepath.FromSlash(path))); err != nil {
 		r.t.Fatal(err)
 	}
+}
+
+// Submodule records a submodule at path pinned to commit sha, with a
+// .gitmodules entry whose URL is url (none when url is empty), as `git
+// submodule add` would, without fetching anything.
+func (r *Repo) Submodule(path, sha, url string) {
+	r.t.Helper()
+	if url != "" {
+		f, err := os.OpenFile(filepath.Join(r.Dir, ".gitmodules"), os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		fmt.Fprintf(f, "[submodule %q]\n\tpath = %s\n\turl = %s\n", path, path, url)
+		if err := f.Close(); err != nil {
+			r.t.Fatal(err)
+		}
+	}
+	// An empty directory is what an uninitialised submodule looks like:
+	// `git add -A` leaves its gitlink alone.
+	if err := os.MkdirAll(filepath.Join(r.Dir, filepath.FromSlash(path)), 0o755); err != nil {
+		r.t.Fatal(err)
+	}
+	r.Git("update-index", "--add", "--cacheinfo", "160000,"+sha+","+path)
 }
 
 // Commit commits everything in the work tree and returns the commit's SHA.
