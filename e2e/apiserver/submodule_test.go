@@ -11,8 +11,8 @@ import (
 )
 
 // A parent whose apps/lib is a submodule (relative URL) over smart HTTP:
-// the submodule's plain files and a kustomization whose base lives in it
-// are applied; manifests moved from the parent into the submodule stay
+// the submodule's plain files, a kustomization whose base lives in it and
+// a Helm chart that is a submodule are applied; manifests moved from the parent into the submodule stay
 // (unchanged, not pruned); the same parent commit again fetches nothing
 // from the submodule; --submodules=off warns and applies only the parent.
 func TestSubmodulesSynced(t *testing.T) {
@@ -23,7 +23,12 @@ func TestSubmodulesSynced(t *testing.T) {
 	lib.Write("base/kustomization.yaml", "resources: [cm.yaml]\n")
 	lib.Write("base/cm.yaml", configMap(ns, "from-base", "1"))
 	libFirst := lib.Commit("lib")
+	chart := testenv.NewRepoAt(t, filepath.Join(root, "chart"))
+	chart.Write("Chart.yaml", "apiVersion: v2\nname: web\nversion: 0.1.0\n")
+	chart.Write("templates/cm.yaml", configMap(ns, "{{ .Release.Name }}-from-chart", "1"))
+	chartSHA := chart.Commit("chart")
 	parent := testenv.NewRepoAt(t, filepath.Join(root, "parent"))
+	parent.Submodule("charts/web", chartSHA, "../chart")
 	parent.Write("apps/ns.yaml", namespace(ns))
 	parent.Write("apps/app.yaml", configMap(ns, "from-parent", "1"))
 	parent.Write("apps/moved.yaml", configMap(ns, "moved", "1"))
@@ -51,6 +56,11 @@ func TestSubmodulesSynced(t *testing.T) {
 	out = mustSync(t, "--repo", url, "--path", "overlay", "--applyset", ns+"/overlay", "--lease", "")
 	if !hasLineWith(out.stdout, "configmap/k-from-base -n "+ns+" created") {
 		t.Error("the kustomization whose base is in the submodule was not applied")
+	}
+
+	out = mustSync(t, "--repo", url, "--path", "charts/web", "--namespace", ns, "--applyset", ns+"/chart", "--lease", "")
+	if !hasLineWith(out.stdout, "configmap/web-from-chart -n "+ns+" created") {
+		t.Error("the Helm chart that is a submodule was not rendered")
 	}
 
 	// The same parent commit pins the same submodule commit: nothing of it
