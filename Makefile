@@ -1,7 +1,8 @@
 # make test  builds cronsync, then kube-apiserver and etcd for the integration
 #            tests (once; cached in .cache/testbin), then runs every test.
-# make demo  syncs examples/hello from this repository into a kube-apiserver
-#            started on this machine, and shows what landed.
+# make demo  syncs examples/hello from this repository into a cluster started
+#            on this machine (API server, controllers, a kwok node) in five
+#            steps, checking each; CI runs it after the tests.
 GO ?= go
 
 .PHONY: build test testbin demo
