@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"net"
 	"net/http"
 	"strings"
 
@@ -64,6 +66,11 @@ func exitCode(err error) int {
 	case *usageError:
 		return exitConfig
 	case *apply.ManifestError:
+		// Rendering and kustomize builds wrap whatever stopped them, and
+		// not all of that is the commit's fault.
+		if interrupted(e.Err) {
+			return exitRetry
+		}
 		return exitContent
 	case *apply.WriteRefusedError:
 		return exitRetry
@@ -103,12 +110,21 @@ func apiStatusCode(status apierrors.APIStatus) int {
 	case http.StatusUnauthorized:
 		return exitConfig
 	case http.StatusForbidden:
-		// A namespace being deleted refuses new content with 403 until it
-		// is gone: that passes. RBAC and admission refusals do not.
-		if strings.Contains(s.Message, "because it is being terminated") {
+		switch {
+		case strings.Contains(s.Message, "because it is being terminated"):
+			// A namespace being deleted refuses new content with 403
+			// until it is gone: that passes.
 			return exitRetry
+		case rbacDenied(s.Message):
+			return exitConfig
 		}
-		return exitConfig
+		// Admission answers 403 too: Pod Security, a
+		// ValidatingAdmissionPolicy with reason Forbidden, a webhook's
+		// denial, LimitRange, and ResourceQuota ("exceeded quota": the
+		// commit asks for more than the namespace allows, which no retry
+		// changes). Each is a verdict on the object: fix the commit (or
+		// the policy).
+		return exitContent
 	case http.StatusBadRequest, http.StatusNotFound, http.StatusUnprocessableEntity, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType:
 		return exitContent
 	case http.StatusInternalServerError:
@@ -121,6 +137,32 @@ func apiStatusCode(status apierrors.APIStatus) int {
 		}
 	}
 	return exitRetry
+}
+
+// rbacDenied recognises the authorizer's refusal, which names who asked
+// and what it may not do (`User "..." cannot patch resource "configmaps"
+// in API group "" in the namespace "shop"`), among the 403s.
+func rbacDenied(msg string) bool {
+	i := strings.Index(msg, `User "`)
+	return i >= 0 && strings.Contains(msg[i:], `" cannot `)
+}
+
+// interrupted says that err, wrapped in a verdict on the commit, was in fact
+// the run being stopped (SIGTERM, --timeout), a deadline, a connection that
+// failed, or an API server answer that passes, none of which a new commit
+// would change.
+func interrupted(err error) bool {
+	var op *net.OpError
+	var dns *net.DNSError
+	var status apierrors.APIStatus
+	switch {
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
+		errors.As(err, &op), errors.As(err, &dns):
+		return true
+	case errors.As(err, &status):
+		return apiStatusCode(status) == exitRetry
+	}
+	return false
 }
 
 // worse orders statuses by how permanent they are: 4 over 2 over 3 over 6

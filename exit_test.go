@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"syscall"
 	"testing"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,7 +37,19 @@ func TestExitCode(t *testing.T) {
 		{"invalid", obj(invalid), exitContent},
 		{"bad request", obj(apierrors.NewBadRequest("no")), exitContent},
 		{"namespace missing", obj(apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "x")), exitContent},
-		{"forbidden", obj(apierrors.NewForbidden(cm, "x", errors.New(`User "u" cannot patch resource "configmaps"`))), exitConfig},
+		{"forbidden by RBAC", obj(apierrors.NewForbidden(cm, "x", errors.New(`User "system:serviceaccount:cronsync:cronsync" cannot patch resource "configmaps" in API group "" in the namespace "shop"`))), exitConfig},
+		{"forbidden by Pod Security", obj(apierrors.NewForbidden(schema.GroupResource{Resource: "pods"}, "x", errors.New(`violates PodSecurity "restricted:latest": allowPrivilegeEscalation != false`))), exitContent},
+		{"forbidden by a ValidatingAdmissionPolicy", obj(apierrors.NewForbidden(cm, "x", errors.New(`ValidatingAdmissionPolicy 'p' with binding 'b' denied request: no`))), exitContent},
+		{"forbidden by a webhook", obj(apierrors.NewForbidden(cm, "x", errors.New(`admission webhook "policy.example.com" denied the request: no latest tags`))), exitContent},
+		{"forbidden by a quota", obj(apierrors.NewForbidden(cm, "x", errors.New(`exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=10, limited: count/configmaps=10`))), exitContent},
+		{"render cancelled (SIGTERM)", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.Canceled)}, exitRetry},
+		{"render past --timeout", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.DeadlineExceeded)}, exitRetry},
+		{"remote resource unreachable", &apply.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &url.Error{Op: "Get", URL: "https://x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}})}, exitRetry},
+		{"remote host unknown for now", &apply.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true})}, exitRetry},
+		{"capabilities discovery unavailable", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("discovery: %w", apierrors.NewServiceUnavailable("later"))}, exitRetry},
+		{"render that fails on its own", &apply.ManifestError{Source: "chart/Chart.yaml", Err: errors.New(`template: web/templates/cm.yaml:3: function "nope" not defined`)}, exitContent},
+		{"verify failed", fmt.Errorf("commit: %w", gitsrc.ErrUnverified), exitUnverified},
+		{"changes pending", errChangesPending, exitChanges},
 		{"namespace terminating", obj(apierrors.NewForbidden(cm, "x", errors.New("unable to create new content in namespace x because it is being terminated"))), exitRetry},
 		{"unauthorized", obj(apierrors.NewUnauthorized("who")), exitConfig},
 		{"conflict", obj(apierrors.NewConflict(cm, "x", errors.New("changed"))), exitRetry},

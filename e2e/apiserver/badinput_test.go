@@ -241,3 +241,31 @@ func TestClusterFailures(t *testing.T) {
 		}
 	})
 }
+
+// Admission plugins answer 403 too, and theirs is a verdict on the object,
+// not on the Job's RBAC: a Pod that the namespace's Pod Security level
+// refuses exits 3 (TestClusterFailures has RBAC's 403 exit 2), and the
+// cluster is untouched.
+func TestAdmissionForbiddenIsTheCommits(t *testing.T) {
+	const ns = "admission-forbidden"
+	setup := testenv.NewRepo(t)
+	setup.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n")
+	setup.Commit("a restricted namespace")
+	mustSync(t, "--repo", setup.Dir, "--applyset", "", "--lease", "")
+
+	r := testenv.NewRepo(t)
+	r.Write("ok.yaml", configMap(ns, "admitted", "v"))
+	r.Write("pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: root, namespace: "+ns+"}\nspec:\n  containers:\n  - name: c\n    image: registry.invalid/c:1\n    securityContext: {privileged: true}\n")
+	r.Commit("a privileged pod")
+	before := snapshot(t)
+	out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "", "--lease", "")
+	if out.code != exitContent {
+		t.Errorf("exit %d, want %d", out.code, exitContent)
+	}
+	if !hasLineWith(out.stderr, "error: pod/root -n "+ns+" (pod.yaml): ", `violates PodSecurity "restricted:latest"`) {
+		t.Error("no error line names the Pod and the Pod Security level")
+	}
+	if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+		t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+	}
+}
