@@ -81,6 +81,20 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	if want := []int32{exitConfig, exitContent, exitUnverified, exitUnhealthy}; !slices.Equal(failOn, want) {
 		t.Errorf("podFailurePolicy fails the Job on exit codes %v, want %v", failOn, want)
 	}
+	// Rules apply in order, first match wins: a pod that a node drain
+	// interrupted must be ignored (and retried) whatever code it exited
+	// with, so the DisruptionTarget rule comes before any FailJob rule.
+	for _, rule := range rules {
+		if rule.Action == batchv1.PodFailurePolicyActionFailJob {
+			t.Error("a FailJob rule comes before the rule that ignores disrupted pods: a drain that stops a run with exit 1-6 would fail the Job")
+			break
+		}
+		if rule.Action == batchv1.PodFailurePolicyActionIgnore && slices.ContainsFunc(rule.OnPodConditions, func(c batchv1.PodFailurePolicyOnPodConditionsPattern) bool {
+			return c.Type == "DisruptionTarget"
+		}) {
+			break
+		}
+	}
 }
 
 // The credential patches in manifests/git-auth build on top of manifests/
