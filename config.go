@@ -34,6 +34,7 @@ const envPrefix = "CRONSYNC_"
 // config is everything the command line and environment decided.
 type config struct {
 	repo, ref, path, workDir string
+	refSemver                string
 	git                      gitsrc.Credentials
 	verifyKeysFile           string
 	// submodules is --submodules: "recursive" or "off".
@@ -85,6 +86,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 
 	fs.StringVar(&cfg.repo, "repo", "", "Git repository: https:// URL, file:// URL or local path (required)")
 	fs.StringVar(&cfg.ref, "ref", "", "branch, tag or full commit SHA to sync (default: the remote's HEAD)")
+	fs.StringVar(&cfg.refSemver, "ref-semver", "", `instead of --ref, the highest tag in this semantic version range (">=1.4 <2", "~1.4", "1.x"; v prefixes count; pre-releases only when the range names one)`)
 	fs.StringVar(&cfg.git.Username, "git-username", "", "HTTPS username (default \"git\" when --git-password-file is set)")
 	fs.StringVar(&cfg.git.PasswordFile, "git-password-file", "", "file holding the HTTPS password or token, read on every run")
 	fs.StringVar(&cfg.git.CAFile, "git-ca-file", "", "PEM file of CAs to trust for the Git server, besides the system's")
@@ -172,6 +174,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		return nil, usageErrorf("--timeout must be positive")
 	case cfg.gitTimeout <= 0:
 		return nil, usageErrorf("--git-timeout must be positive")
+	case cfg.ref != "" && cfg.refSemver != "":
+		return nil, usageErrorf("--ref and --ref-semver cannot both be set")
+	case cfg.refSemver != "" && gitsrc.ParseRange(cfg.refSemver) != nil:
+		return nil, usageErrorf("--ref-semver %q: %v", cfg.refSemver, gitsrc.ParseRange(cfg.refSemver))
 	case cfg.submodules != "recursive" && cfg.submodules != "off":
 		return nil, usageErrorf(`--submodules must be "recursive" or "off", not %q`, cfg.submodules)
 	case cfg.apply.Workers < 1:

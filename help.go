@@ -47,7 +47,7 @@ var flagGroups = []struct {
 	title string
 	flags []string
 }{
-	{"Git source", []string{"repo", "ref", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
+	{"Git source", []string{"repo", "ref", "ref-semver", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
 		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",

@@ -143,7 +143,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		leased <- t
 	}()
 	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
-		URL: cfg.repo, Ref: cfg.ref, WorkDir: cfg.workDir,
+		URL: cfg.repo, Ref: cfg.ref, RefSemver: cfg.refSemver, WorkDir: cfg.workDir,
 		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, Lazy: true,
 		Submodules: cfg.submodules == "recursive",
 	})

@@ -70,6 +70,9 @@ type Options struct {
 	// Ref is a branch, a tag, a full ref name (refs/...) or a full 40-hex
 	// commit SHA. Empty means the remote's HEAD.
 	Ref string
+	// RefSemver, instead of Ref, is a semantic version range: the highest
+	// tag in it is used (see semver.go).
+	RefSemver string
 	// WorkDir is the parent of the temporary directory the checkout is written
 	// to; empty means os.TempDir(). In a pod it is an emptyDir because the
 	// root filesystem is read-only.
@@ -195,7 +198,16 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 		if err != nil {
 			return nil, fmt.Errorf("opening repository %s: %w", local, err)
 		}
-		co.Ref, target, err = resolveLocal(repo, opts.Ref)
+		ref := opts.Ref
+		if opts.RefSemver != "" {
+			var tags []plumbing.ReferenceName
+			if tags, err = localTags(repo); err == nil {
+				ref, err = highestTag(tags, opts.RefSemver)
+			}
+		}
+		if err == nil {
+			co.Ref, target, err = resolveLocal(repo, ref)
+		}
 	} else {
 		r, err := listRemote(ctx, filepath.Join(tmp, "objects"), opts)
 		if err != nil {
@@ -362,7 +374,17 @@ func listRemote(ctx context.Context, dir string, opts Options) (*remoteRef, erro
 	if err != nil {
 		return nil, classifyTransport(opts.URL, err)
 	}
-	if r.name, r.want, err = pickRef(refs, opts.Ref); err != nil {
+	ref := opts.Ref
+	if opts.RefSemver != "" {
+		names := make([]plumbing.ReferenceName, len(refs))
+		for i, r := range refs {
+			names[i] = r.Name()
+		}
+		if ref, err = highestTag(names, opts.RefSemver); err != nil {
+			return nil, err
+		}
+	}
+	if r.name, r.want, err = pickRef(refs, ref); err != nil {
 		return nil, err
 	}
 	for _, ref := range refs {

@@ -109,3 +109,36 @@ func TestHostileRepository(t *testing.T) {
 		})
 	}
 }
+
+// --ref-semver picks the highest tag in its range, and the output names the
+// tag and its commit; a range nothing matches, a malformed one, and both
+// --ref and --ref-semver exit 2 with one line saying which.
+func TestRefSemver(t *testing.T) {
+	r := testenv.NewRepo(t)
+	r.Write("cm.yaml", configMap("default", "semver", "1.4.2"))
+	sha := r.Commit("1.4.2")
+	r.Git("tag", "v1.4.2")
+	r.Write("cm.yaml", configMap("default", "semver", "2.0.0"))
+	r.Commit("2.0.0")
+	r.Git("tag", "v2.0.0")
+	out := mustSync(t, "--repo", r.Dir, "--ref-semver", "1.x", "--applyset", "", "--lease", "")
+	if !hasLineWith(out.stdout, "refs/tags/v1.4.2 is commit "+sha) {
+		t.Error("the output does not name the tag and its commit")
+	}
+	if got := get(t, configMaps, "default", "semver", "data", "value"); got != "1.4.2" {
+		t.Errorf("applied %s, want 1.4.2", got)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--ref-semver", ">=3"}, `--ref-semver ">=3": no tag matches; the highest are v2.0.0, v1.4.2`},
+		{[]string{"--ref-semver", "1.x.x.x"}, `--ref-semver "1.x.x.x": `},
+		{[]string{"--ref-semver", "1.x", "--ref", "main"}, "--ref and --ref-semver cannot both be set"},
+	} {
+		out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--applyset", "", "--lease", ""}, tc.args...)...)
+		if out.code != exitConfig || !hasLineWith(out.stderr, tc.want) {
+			t.Errorf("%v: exit %d, want %d and a line with %q", tc.args, out.code, exitConfig, tc.want)
+		}
+	}
+}
