@@ -2,6 +2,7 @@ package gitsrc_test
 
 import (
 	"context"
+	"encoding/pem"
 	"errors"
 	"net/http"
 	"os"
@@ -9,6 +10,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
 
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/internal/testenv"
@@ -205,5 +209,30 @@ func TestSubmodulesRefused(t *testing.T) {
 				t.Errorf("err = %v\nwant ErrUnsafe containing %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// Over SSH, relative submodule URLs resolve to the same server, which is
+// offered the same key and checked against the same known_hosts.
+func TestSubmodulesOverSSH(t *testing.T) {
+	root, _ := family(t)
+	client, clientPriv := testenv.NewEd25519(t)
+	host, _ := testenv.NewEd25519(t)
+	addr := testenv.ServeSSH(t, root, client.PublicKey(), host)
+	block, err := ssh.MarshalPrivateKey(clientPriv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := gitsrc.Credentials{
+		SSHKeyFile:        writeFile(t, "id_ed25519", string(pem.EncodeToMemory(block))),
+		SSHKnownHostsFile: writeFile(t, "known_hosts", knownhosts.Line([]string{knownhosts.Normalize(addr)}, host.PublicKey())+"\n"),
+	}
+	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: "ssh://git@" + addr + "/parent", WorkDir: t.TempDir(), Credentials: creds, Submodules: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	if got := read(t, co, "apps/lib/vendor/deep/deep.yaml"); got != "deep: 1\n" {
+		t.Errorf("the nested submodule holds %q", got)
 	}
 }
