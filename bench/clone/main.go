@@ -1,7 +1,10 @@
 // Command clone measures cronsync's Git source against `git clone --depth 1
 // --no-tags` on a generated repository with a long history and many files,
-// both over smart HTTP from the same local git http-backend, each as a child
-// process so that wall time and peak RSS are measured the same way.
+// and against `git clone --depth 1 --recurse-submodules
+// --shallow-submodules` on a parent with three submodules (each a quarter of
+// that size, pinned by relative URLs), all over smart HTTP from the same
+// local git http-backend, each clone as a child process so that wall time
+// and peak RSS are measured the same way.
 //
 //	go run ./bench/clone [-commits 5000] [-files 2000] [-runs 5]
 package main
@@ -11,6 +14,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"maps"
 	"net/http/cgi"
 	"net/http/httptest"
 	"os"
@@ -26,8 +30,8 @@ import (
 
 func main() {
 	if len(os.Args) == 4 && os.Args[1] == "-child" {
-		// One clone with gitsrc, in its own process.
-		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: os.Args[2], WorkDir: os.Args[3]})
+		// One clone with gitsrc, in its own process, submodules included.
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: os.Args[2], WorkDir: os.Args[3], Submodules: true})
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
@@ -53,11 +57,28 @@ func bench(commits, files, runs int) error {
 	defer os.RemoveAll(root)
 	repo := filepath.Join(root, "repo.git")
 	start := time.Now()
-	if err := generate(repo, commits, files); err != nil {
+	if err := generate(repo, commits, files, nil); err != nil {
 		return err
 	}
 	size, _ := dirSize(repo)
 	fmt.Printf("repository: %d commits, %d files, %.1f MiB packed (generated in %s)\n", commits, files, float64(size)/(1<<20), time.Since(start).Round(time.Millisecond))
+	start = time.Now()
+	links := map[string]string{}
+	for i := range 3 {
+		sub := filepath.Join(root, fmt.Sprintf("sub%d.git", i))
+		if err := generate(sub, commits/4, files/4, nil); err != nil {
+			return err
+		}
+		tip, err := exec.Command("git", "-C", sub, "rev-parse", "main").Output()
+		if err != nil {
+			return fmt.Errorf("git rev-parse: %w", err)
+		}
+		links[fmt.Sprintf("vendor/sub%d", i)] = strings.TrimSpace(string(tip))
+	}
+	if err := generate(filepath.Join(root, "super.git"), commits/4, files/4, links); err != nil {
+		return err
+	}
+	fmt.Printf("parent with 3 submodules: each of the 4 repositories %d commits, %d files (generated in %s)\n", commits/4, files/4, time.Since(start).Round(time.Millisecond))
 
 	execPath, err := exec.Command("git", "--exec-path").Output()
 	if err != nil {
@@ -68,21 +89,36 @@ func bench(commits, files, runs int) error {
 		Env:  []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null"},
 	})
 	defer srv.Close()
-	url := srv.URL + "/repo.git"
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
-
-	tools := []struct {
-		name string
-		cmd  func(dir string) *exec.Cmd
-	}{
+	url, super := srv.URL+"/repo.git", srv.URL+"/super.git"
+	if err := compare(root, runs, "long history", []tool{
 		{"cronsync gitsrc", func(dir string) *exec.Cmd { return exec.Command(self, "-child", url, dir) }},
 		{"git clone --depth 1 --no-tags", func(dir string) *exec.Cmd {
 			return exec.Command("git", "clone", "-q", "--depth", "1", "--no-tags", url, filepath.Join(dir, "c"))
 		}},
+	}); err != nil {
+		return err
 	}
+	return compare(root, runs, "three submodules", []tool{
+		{"cronsync gitsrc (submodules recursive)", func(dir string) *exec.Cmd { return exec.Command(self, "-child", super, dir) }},
+		{"git clone --depth 1 --no-tags --recurse-submodules --shallow-submodules", func(dir string) *exec.Cmd {
+			return exec.Command("git", "clone", "-q", "--depth", "1", "--no-tags", "--recurse-submodules", "--shallow-submodules", super, filepath.Join(dir, "c"))
+		}},
+	})
+}
+
+// tool is one way of cloning, as a command that writes into dir.
+type tool struct {
+	name string
+	cmd  func(dir string) *exec.Cmd
+}
+
+// compare runs each tool runs times and prints the median wall time and
+// the peak RSS of each, and their ratio.
+func compare(root string, runs int, what string, tools []tool) error {
 	type stat struct {
 		wall time.Duration
 		rss  int64
@@ -112,7 +148,7 @@ func bench(commits, files, runs int) error {
 		slices.Sort(walls)
 		results[i] = stat{walls[len(walls)/2], rss}
 	}
-	fmt.Printf("\n| tool | median wall time (%d runs) | peak RSS |\n|---|---|---|\n", runs)
+	fmt.Printf("\n%s:\n\n| tool | median wall time (%d runs) | peak RSS |\n|---|---|---|\n", what, runs)
 	for i, tool := range tools {
 		fmt.Printf("| %s | %s | %.1f MiB |\n", tool.name, results[i].wall.Round(time.Millisecond), float64(results[i].rss)/(1<<20))
 	}
@@ -122,8 +158,10 @@ func bench(commits, files, runs int) error {
 }
 
 // generate writes a bare repository with commits commits, each changing a
-// few of files files, through git fast-import (seconds, not minutes).
-func generate(repo string, commits, files int) error {
+// few of files files, through git fast-import (seconds, not minutes). The
+// last commit also pins links (path to commit), with a .gitmodules whose
+// URLs are relative (../<last element>.git), as submodules.
+func generate(repo string, commits, files int, links map[string]string) error {
 	if out, err := exec.Command("git", "init", "-q", "--bare", "-b", "main", repo).CombinedOutput(); err != nil {
 		return fmt.Errorf("git init: %v: %s", err, out)
 	}
@@ -156,6 +194,14 @@ func generate(repo string, commits, files int) error {
 		for _, f := range changed {
 			data := blob(f, c)
 			fmt.Fprintf(w, "M 100644 inline apps/%03d/cm-%d.yaml\ndata %d\n%s\n", f%100, f, len(data), data)
+		}
+		if c == commits-1 && len(links) > 0 {
+			var modules strings.Builder
+			for _, path := range slices.Sorted(maps.Keys(links)) {
+				fmt.Fprintf(w, "M 160000 %s %s\n", links[path], path)
+				fmt.Fprintf(&modules, "[submodule %q]\n\tpath = %s\n\turl = ../%s.git\n", path, path, filepath.Base(path))
+			}
+			fmt.Fprintf(w, "M 100644 inline .gitmodules\ndata %d\n%s\n", modules.Len(), modules.String())
 		}
 	}
 	if err := w.Flush(); err != nil {
