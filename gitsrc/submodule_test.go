@@ -236,3 +236,21 @@ func TestSubmodulesOverSSH(t *testing.T) {
 		t.Errorf("the nested submodule holds %q", got)
 	}
 }
+
+// A password in a submodule's URL is never printed.
+func TestSubmoduleURLRedacted(t *testing.T) {
+	root := t.TempDir()
+	srv := testenv.ServeHTTP(t, root, nil)
+	parent := testenv.NewRepoAt(t, filepath.Join(root, "parent"))
+	parent.Write("a.yaml", "a: 1\n")
+	parent.Submodule("lib", strings.Repeat("ab", 20), strings.Replace(srv.URL, "://", "://bot:hunter2-secret@", 1)+"/missing")
+	parent.Commit("parent")
+	_, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: srv.URL + "/parent", WorkDir: t.TempDir(), Submodules: true})
+	if err == nil {
+		t.Fatal("cloned a submodule that does not exist")
+	}
+	t.Log(err)
+	if strings.Contains(err.Error(), "hunter2-secret") || !strings.Contains(err.Error(), "submodule lib") {
+		t.Errorf("err = %v: want the submodule named and no password", err)
+	}
+}

@@ -126,6 +126,9 @@ func TestSubmoduleFailures(t *testing.T) {
 		code           int
 		want           string
 	}{
+		{"no .gitmodules entry", "", libSHA, exitContent, "submodule apps/lib: the commit pins " + libSHA + " here, but .gitmodules has no entry for this path"},
+		{"git protocol", "git://127.0.0.1/lib", libSHA, exitContent, `submodule apps/lib: URL git://127.0.0.1/lib: scheme "git" is not followed`},
+		{"option-like URL", "-uupload-pack=touch /tmp/x", libSHA, exitContent, "submodule apps/lib: URL \"-uupload-pack=touch /tmp/x\" is not one git would accept"},
 		{"commit force-pushed away", "../lib", strings.Repeat("cd", 20), exitContent, "submodule apps/lib: commit " + strings.Repeat("cd", 20) + " is not in"},
 		{"a path on this machine", "file://" + filepath.Join(root, "lib"), libSHA, exitContent, "submodule apps/lib: URL file://"},
 		{"server unreachable", "http://127.0.0.1:1/lib", libSHA, exitRetry, "submodule apps/lib: repository http://127.0.0.1:1/lib"},
