@@ -271,7 +271,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 			o.Obj.SetLabels(labels)
 		}
 	}
-	p, err := makePlan(ctx, s.mapper, objs, opts.Namespace)
+	p, err := makePlan(ctx, s.mapper, s.groupUnavailable, objs, opts.Namespace)
 	if err != nil {
 		return nil, err
 	}
@@ -527,6 +527,14 @@ type syncer struct {
 	dyn    dynamic.Interface
 	meta   metadata.Interface
 	mapper *restmapper.DeferredDiscoveryRESTMapper
+	// disco is the discovery cache mapper reads; failedGroups are the
+	// groups whose discovery failed (see discovery.go), read once.
+	disco        discovery.CachedDiscoveryInterfaceWithContext
+	groupsOnce   sync.Once
+	failedGroups map[string]error
+	// unlisted holds the set's kinds whose members prune could not list
+	// (schema.GroupKind to why): kept in the set, pruned by a later run.
+	unlisted sync.Map
 	// parentAnnotations are the ApplySet parent's as last read or written;
 	// nil while there is no parent.
 	parentAnnotations map[string]string
@@ -590,11 +598,12 @@ func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) 
 	if err != nil {
 		return nil, err
 	}
-	mapper := restmapper.NewDeferredDiscoveryRESTMapperWithContext(memory.NewMemCacheClientWithContext(dc))
+	disco := memory.NewMemCacheClientWithContext(dc)
+	mapper := restmapper.NewDeferredDiscoveryRESTMapperWithContext(disco)
 	if opts.Workers < 1 {
 		opts.Workers = 1
 	}
-	return &syncer{opts: opts, dyn: dyn, meta: md, mapper: mapper}, nil
+	return &syncer{opts: opts, dyn: dyn, meta: md, mapper: mapper, disco: disco}, nil
 }
 
 func (s *syncer) client(it *item) dynamic.ResourceInterface {

@@ -92,7 +92,9 @@ type plan struct {
 // unknown kind or a duplicate stops the run while the cluster is untouched.
 // Objects of kinds defined by CRDs in the same commit are checked against the
 // CRD's own spec instead, and mapped once it is Established.
-func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Object, defaultNS string) (*plan, error) {
+//
+// unavailable says why a kind that does not map may exist all the same.
+func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, unavailable func(schema.GroupKind) error, objs []*Object, defaultNS string) (*plan, error) {
 	crds := map[schema.GroupKind]*crdInfo{}
 	for _, o := range objs {
 		if o.GroupKind() != crdGK {
@@ -133,6 +135,10 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, objs []*Ob
 			}
 			m, err := mm.m, mm.err
 			if meta.IsNoMatchError(err) {
+				if why := unavailable(gvk.GroupKind()); why != nil {
+					errs = append(errs, objectErr(o, fmt.Errorf("%w, so no %s can be checked this run", why, gvk.Kind)))
+					continue
+				}
 				errs = append(errs, manifestErr(o, fmt.Errorf("unknown kind: the cluster serves no %s in %s", gvk.Kind, gvk.GroupVersion())))
 				continue
 			}

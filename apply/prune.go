@@ -38,6 +38,17 @@ func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Resu
 	if err != nil {
 		return recorded.union(keep), err
 	}
+	s.unlisted.Range(func(k, v any) bool {
+		gk := k.(schema.GroupKind)
+		for ns := range recorded.namespaces {
+			keep.add(gk, ns)
+		}
+		keep.add(gk, "")
+		if s.opts.Warn != nil {
+			s.opts.Warn(fmt.Sprintf("not pruning %s this run: %v; its members stay in ApplySet %s", gk, v, s.opts.ApplySet))
+		}
+		return true
+	})
 	if len(targets) > 0 && len(p.first)+len(p.rest) == 0 && !s.opts.PruneAllowEmpty {
 		return recorded.union(keep), refused("the commit has no objects under its path, so pruning would delete all %d objects of ApplySet %s; "+
 			"if that is what you want, pass --prune-allow-empty", len(targets), s.opts.ApplySet)
@@ -202,7 +213,12 @@ func (s *syncer) memberListings(ctx context.Context, scope members) ([]*memberLi
 	for _, gk := range gks {
 		m, err := s.mapper.RESTMappingWithContext(ctx, gk)
 		if meta.IsNoMatchError(err) {
-			continue // the kind is gone (its CRD was deleted), and so are its objects
+			if why := s.groupUnavailable(gk); why != nil {
+				// Its members are there, out of sight: not pruned, and
+				// kept in the set for a run that can see them.
+				s.unlisted.Store(gk, why)
+			}
+			continue // otherwise the kind is gone (its CRD was deleted), and so are its objects
 		}
 		if err != nil {
 			return nil, fmt.Errorf("finding members of ApplySet %s: %w", s.opts.ApplySet, err)
