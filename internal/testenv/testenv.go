@@ -8,6 +8,7 @@ package testenv
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -18,6 +19,9 @@ import (
 	"strings"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
@@ -105,7 +109,32 @@ func start(audit bool) (*Cluster, error) {
 		c.Stop()
 		return nil, err
 	}
+	if err := c.waitBootstrapped(); err != nil {
+		c.Stop()
+		return nil, err
+	}
 	return c, nil
+}
+
+// waitBootstrapped waits for the API server's own objects (the default
+// namespace's kubernetes Service) to be written, so that a test that
+// compares resourceVersions before and after a run does not see them
+// appear.
+func (c *Cluster) waitBootstrapped() error {
+	cs, err := kubernetes.NewForConfig(c.Config)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(ctx context.Context) (bool, error) {
+		_, err := cs.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{})
+		return err == nil, nil
+	})
+	if err != nil {
+		return fmt.Errorf("the API server never wrote the default/kubernetes Service: %w", err)
+	}
+	return nil
 }
 
 // WriteKubeconfig makes a user authenticated by client certificate and
