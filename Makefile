@@ -4,12 +4,16 @@
 #            on this machine (API server, controllers, a kwok node) in five
 #            steps, checking each; CI runs it after the tests.
 GO ?= go
+# What --version prints and the ApplySet parent records; the Dockerfile takes
+# the same as a build argument.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
 .PHONY: build test testbin demo
 
 # The same static build the Dockerfile makes.
+OUT ?= cronsync
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags='-s -w' -o cronsync .
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags="-s -w -X main.buildVersion=$(VERSION)" -o $(OUT) .
 
 testbin:
 	hack/testbin/build.sh

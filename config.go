@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"debug/elf"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -211,6 +214,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	}
 	cfg.chart.MaxFileBytes = cfg.apply.MaxFileBytes
 	cfg.apply.Version = version()
+	cfg.apply.Build = buildID()
 	cfg.apply.Grace = grace
 	cfg.outputJSON = cfg.output == "json"
 	cfg.notify.Always, cfg.notify.Timeout, cfg.notify.Attempts = cfg.notifyOn == "always", 10*time.Second, 3
@@ -236,11 +240,51 @@ func namespacedName(flag string, kube *genericclioptions.ConfigFlags) (namespace
 	return ns, flag, nil
 }
 
+// buildVersion is stamped at build time (make build, the Dockerfile's
+// VERSION argument) with -ldflags -X main.buildVersion=....
+var buildVersion string
+
 func version() string {
+	if buildVersion != "" {
+		return buildVersion
+	}
 	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		return bi.Main.Version
 	}
 	return "devel"
+}
+
+// buildID identifies this executable beyond its version: two builds that
+// both say "devel" (or the same tag on different trees) must not trust
+// each other's record of what a commit renders to. It hashes Go's build
+// ID, a content hash of everything the binary was built from, which the
+// linker keeps in an ELF note even in a stripped binary: reading it costs
+// the section headers, not the file. Elsewhere (a laptop's Mach-O binary)
+// the whole executable is hashed.
+func buildID() string {
+	exe, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	h := sha256.New()
+	if f, err := elf.Open(exe); err == nil {
+		defer f.Close()
+		if sec := f.Section(".note.go.buildid"); sec != nil {
+			if data, err := sec.Data(); err == nil {
+				h.Write(data)
+				return hex.EncodeToString(h.Sum(nil)[:12])
+			}
+		}
+	}
+	f, err := os.Open(exe)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	if _, err := io.Copy(h, f); err != nil {
+		return ""
+	}
+	return hex.EncodeToString(h.Sum(nil)[:12])
 }
 
 // usageError is a fault in how cronsync was started: flags, environment or

@@ -112,6 +112,10 @@ type Options struct {
 	PruneNamespacesAndCRDs bool
 	// Version is cronsync's version, recorded on the ApplySet parent.
 	Version string
+	// Build identifies the executable (its Go build ID): the record of a
+	// commit's objects that one build wrote is not trusted by another,
+	// which may render the same commit differently.
+	Build string
 	// Grace is how long requests already in flight may run on after the
 	// run's context is done (SIGTERM, --timeout): no new request starts,
 	// but one half-sent is not cut off.

@@ -71,8 +71,8 @@ type commitRecord struct {
 func (s *syncer) configStamp(digestKey []byte) string {
 	o := s.opts
 	h := sha256.New()
-	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00%s\x00%t\x00%t\x00%t\x00",
-		o.Path, o.Version, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
+	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00%s\x00%t\x00%t\x00%t\x00",
+		o.Path, o.Version, o.Build, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
 		o.ApplySet.id(), o.Prune, o.PruneAllowEmpty, o.PruneNamespacesAndCRDs)
 	h.Write(digestKey)
 	return hex.EncodeToString(h.Sum(nil))

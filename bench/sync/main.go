@@ -375,7 +375,7 @@ func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objec
 // that binary, not a development build: a static, stripped binary starts
 // about 10 ms sooner here than one linked against libc with its debug
 // information. listfloor is built alike, so that the two start alike.
-const shippedFlags = "CGO_ENABLED=0 go build -trimpath -ldflags='-s -w'"
+const shippedFlags = `CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.buildVersion=${VERSION}"`
 
 // shippedBuild builds pkg to out as the Dockerfile builds cronsync, and
 // refuses to if the Dockerfile no longer says shippedFlags.
@@ -387,7 +387,7 @@ func shippedBuild(root, out, pkg string) error {
 	if !bytes.Contains(dockerfile, []byte(shippedFlags)) {
 		return fmt.Errorf("the Dockerfile no longer builds with %s; build the benchmark's binaries as it does", shippedFlags)
 	}
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w -X main.buildVersion=bench", "-o", out, pkg)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("building %s: %v\n%s", pkg, err, b)

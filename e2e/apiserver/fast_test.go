@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -323,4 +325,39 @@ func yamlToObject(y string, u *unstructured.Unstructured) error {
 		return err
 	}
 	return u.UnmarshalJSON(j)
+}
+
+// A record of what a commit renders to is trusted only by the build that
+// wrote it: another build, even one that also calls itself devel, may
+// render the same commit differently, so it reads the commit once.
+func TestRecordIsPerBuild(t *testing.T) {
+	other := filepath.Join(t.TempDir(), "cronsync-other")
+	// -X of a variable the program does not have changes only the link, as
+	// a rebuild from a changed tree would; both builds say devel.
+	if b, err := exec.Command("go", "build", "-ldflags=-X main.notAVariable=other", "-o", other, testenv.ModuleRoot()).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, b)
+	}
+	r := testenv.NewRepo(t)
+	r.Write("cm.yaml", configMap("default", "per-build", "1"))
+	r.Commit("one")
+	args := []string{"--kubeconfig", cluster.Kubeconfig, "--repo", r.Dir, "--applyset", "default/per-build", "--lease", "", "--wait=false"}
+	run := func(bin string) string {
+		t.Helper()
+		out := testenv.RunBinary(t, exec.Command(bin, args...))
+		if out.Code != 0 {
+			t.Fatalf("%s exited %d", bin, out.Code)
+		}
+		return out.Stdout
+	}
+	const shortcut = "without reading its files"
+	run(binary)
+	if !strings.Contains(run(binary), shortcut) {
+		t.Fatal("the same build did not trust its own record")
+	}
+	if strings.Contains(run(other), shortcut) {
+		t.Error("another build trusted the first one's record")
+	}
+	if !strings.Contains(run(other), shortcut) {
+		t.Error("the other build did not trust the record it wrote itself")
+	}
 }
