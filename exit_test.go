@@ -2,16 +2,21 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"syscall"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/rest"
 
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
@@ -74,6 +79,38 @@ func TestExitCode(t *testing.T) {
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("%s: exitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)
+		}
+	}
+}
+
+// A LIST that --wait makes after the commit was applied and that the
+// server refuses as bad or not found (a CRD deleted since, say) is no
+// verdict on the commit: exit 1. RBAC's refusal stays the Job's: exit 2.
+func TestExitCodeOfStatusReads(t *testing.T) {
+	for code, want := range map[int]int{http.StatusNotFound: exitRetry, http.StatusBadRequest: exitRetry, http.StatusForbidden: exitConfig} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			status := apierrors.NewGenericServerResponse(code, "list", schema.GroupResource{Group: "example.com", Resource: "widgets"}, "", `User "u" cannot list resource "widgets"`, 0, false).Status()
+			status.Kind, status.APIVersion = "Status", "v1"
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(code)
+			json.NewEncoder(w).Encode(&status)
+		}))
+		client, err := health.RESTClientFor(&rest.Config{Host: srv.URL})
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts := health.DefaultOptions()
+		opts.Timeout = time.Second
+		_, err = health.Wait(context.Background(), client, []health.Object{{
+			Resource:  schema.GroupVersionResource{Group: "example.com", Version: "v1", Resource: "widgets"},
+			Namespace: "shop", Name: "w", Ref: "widget.example.com/w -n shop", Source: "w.yaml",
+		}}, opts)
+		srv.Close()
+		if err == nil {
+			t.Fatalf("%d: no error", code)
+		}
+		if got := exitCode(err); got != want {
+			t.Errorf("%d: exitCode(%v) = %d, want %d", code, err, got, want)
 		}
 	}
 }

@@ -19,10 +19,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/fluxcd/cli-utils/pkg/kstatus/status"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
@@ -344,6 +346,14 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 		}
 		if err != nil {
 			st := w.states[indexes[0]]
+			var status apierrors.APIStatus
+			if errors.As(err, &status) && status.Status().Code != http.StatusUnauthorized && status.Status().Code != http.StatusForbidden {
+				// The commit was applied: a LIST the server answers 400
+				// or 404 (its CRD deleted since, say) is no verdict on
+				// the commit, and the next run reads it again. Refusals
+				// of who is asking keep their meaning.
+				return fmt.Errorf("%s (%s): reading its status: %s", st.Ref, st.Source, err)
+			}
 			return fmt.Errorf("%s (%s): reading its status: %w", st.Ref, st.Source, err)
 		}
 		for _, u := range objs {
