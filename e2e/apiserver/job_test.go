@@ -1,7 +1,7 @@
 package apiserver
 
 import (
-	"bytes"
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -147,21 +147,44 @@ func TestSIGTERMDuringApply(t *testing.T) {
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", r.Dir, "--workers", "1",
 		"--lease", "default/sigterm", "--applyset", "default/sigterm", "--termination-log", termLog)
-	var stdout bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stdout
+	// The output is read through a pipe as it comes, so that SIGTERM is
+	// sent once the run has written its first object, not after a guess.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	// Wait until it is writing.
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(stdout.String(), "is commit") && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
+	pw.Close()
+	var stdout strings.Builder
+	writing, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		sc := bufio.NewScanner(pr)
+		seen := false
+		for sc.Scan() {
+			stdout.WriteString(sc.Text() + "\n")
+			if !seen && strings.HasSuffix(sc.Text(), " created") {
+				seen = true
+				close(writing)
+			}
+		}
+	}()
+	select {
+	case <-writing:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run wrote no object in 30s")
 	}
-	time.Sleep(300 * time.Millisecond)
 	start := time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	cmd.Wait()
+	<-done
 	t.Logf("stopped %s after SIGTERM:\n%s", time.Since(start), stdout.String())
+	if n := strings.Count(stdout.String(), " created\n"); n == 0 || n >= 600 {
+		t.Errorf("%d of 600 objects created: SIGTERM did not land in the middle of the apply", n)
+	}
 	if code := cmd.ProcessState.ExitCode(); code != exitRetry {
 		t.Errorf("exit %d, want %d", code, exitRetry)
 	}

@@ -9,7 +9,9 @@ import (
 	"testing"
 
 	batchv1 "k8s.io/api/batch/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
@@ -123,8 +125,17 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 			t.Errorf("built manifests lack %q", want)
 		}
 	}
+	// The dry run checks the patched CronJob only in a namespace that
+	// exists: made here, so that this test alone proves it too.
+	ns := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": "cronsync"}}}
+	if _, err := kube.Resource(namespaces).Create(context.Background(), ns, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		t.Fatal(err)
+	}
 	r := testenv.NewRepo(t)
 	r.Write("cronsync.yaml", string(built))
 	r.Commit("with credentials")
-	mustSync(t, "--repo", r.Dir, "--dry-run")
+	out := mustSync(t, "--repo", r.Dir, "--dry-run")
+	if !hasLineWith(out.stdout, "cronjob.batch/cronsync -n cronsync ") || hasLineWith(out.stdout, "cronjob.batch/cronsync -n cronsync not validated") {
+		t.Error("the server did not check the patched CronJob")
+	}
 }
