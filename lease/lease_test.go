@@ -62,6 +62,10 @@ func holderOf(t *testing.T, name string) string {
 	return *l.Spec.HolderIdentity
 }
 
+// runs numbers the Leases the tests make, so that a second run of the
+// package (go test -count=2) meets none of the first's.
+var runs atomic.Int64
+
 // Release frees the Lease with one write when nobody else wrote it since
 // the run did; when someone did, it reads the Lease again and frees it only
 // if it is still the run's.
@@ -106,7 +110,9 @@ func TestRelease(t *testing.T) {
 		holder: "another-run", gets: 1,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
-			name := "release-" + strings.ReplaceAll(tc.name, " ", "-")
+			// A name of this run's own: go test -count=2 runs it again
+			// against the same cluster.
+			name := fmt.Sprintf("release-%s-%d", strings.ReplaceAll(tc.name, " ", "-"), runs.Add(1))
 			cfg, n := counted()
 			l, err := Acquire(ctx, cfg, Options{Namespace: "default", Name: name, Holder: "this-run", Duration: 30 * time.Second})
 			if err != nil {

@@ -50,12 +50,13 @@ func TestAggregatedAPIDown(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
+	set := testenv.Unique("aggregated")
 	r := testenv.NewRepo(t)
 	r.Write("cm.yaml", configMap("default", "beside-widget", "1"))
 	r.Write("widget.yaml", "apiVersion: metrics.example.dev/v1beta1\nkind: Widget\nmetadata: {name: w, namespace: default}\n")
 	r.Commit("a widget of an API that is down")
 	before := snapshot(t)
-	out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "default/aggregated", "--lease", "")
+	out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "default/"+set, "--lease", "")
 	if out.code != exitRetry {
 		t.Errorf("exit %d, want %d", out.code, exitRetry)
 	}
@@ -69,17 +70,17 @@ func TestAggregatedAPIDown(t *testing.T) {
 	// An ApplySet that recorded Widgets when the API was up.
 	r.Remove("widget.yaml")
 	r.Commit("without the widget")
-	args := []string{"--repo", r.Dir, "--applyset", "default/aggregated", "--lease", "", "--prune"}
+	args := []string{"--repo", r.Dir, "--applyset", "default/" + set, "--lease", "", "--prune"}
 	mustSync(t, args...)
 	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
 	const gksAnn = "applyset.kubernetes.io/contains-group-kinds"
-	parent, err := kube.Resource(secrets).Namespace("default").Get(ctx, "aggregated", metav1.GetOptions{})
+	parent, err := kube.Resource(secrets).Namespace("default").Get(ctx, set, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	gks := parent.GetAnnotations()[gksAnn] + ",Widget.metrics.example.dev"
 	patch := `{"metadata":{"annotations":{"` + gksAnn + `":"` + gks + `"}}}`
-	if _, err := kube.Resource(secrets).Namespace("default").Patch(ctx, "aggregated", types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "cronsync"}); err != nil {
+	if _, err := kube.Resource(secrets).Namespace("default").Patch(ctx, set, types.MergePatchType, []byte(patch), metav1.PatchOptions{FieldManager: "cronsync"}); err != nil {
 		t.Fatal(err)
 	}
 	r.Write("cm.yaml", configMap("default", "beside-widget", "2"))
@@ -88,7 +89,7 @@ func TestAggregatedAPIDown(t *testing.T) {
 	if !hasLineWith(out.stderr, "warning: not pruning Widget.metrics.example.dev this run: the API group metrics.example.dev is unavailable for now") {
 		t.Error("no warning says the unavailable kind is not pruned")
 	}
-	parent, err = kube.Resource(secrets).Namespace("default").Get(ctx, "aggregated", metav1.GetOptions{})
+	parent, err = kube.Resource(secrets).Namespace("default").Get(ctx, set, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -247,7 +247,7 @@ func TestClusterFailures(t *testing.T) {
 // refuses exits 3 (TestClusterFailures has RBAC's 403 exit 2), and the
 // cluster is untouched.
 func TestAdmissionForbiddenIsTheCommits(t *testing.T) {
-	const ns = "admission-forbidden"
+	ns := testenv.Unique("admission-forbidden")
 	setup := testenv.NewRepo(t)
 	setup.Write("ns.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: "+ns+"\n  labels: {pod-security.kubernetes.io/enforce: restricted}\n")
 	setup.Commit("a restricted namespace")

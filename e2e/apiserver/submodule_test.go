@@ -16,7 +16,7 @@ import (
 // (unchanged, not pruned); the same parent commit again fetches nothing
 // from the submodule; --submodules=off warns and applies only the parent.
 func TestSubmodulesSynced(t *testing.T) {
-	const ns = "submodules"
+	ns := testenv.Unique("submodules")
 	root := t.TempDir()
 	lib := testenv.NewRepoAt(t, filepath.Join(root, "lib"))
 	lib.Write("lib.yaml", configMap(ns, "from-lib", "1"))

@@ -67,8 +67,9 @@ func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = kube.Resource(gvr).Delete(ctx, u.GetName(), metav1.DeleteOptions{}) })
 	}
+	oldNS, newNS := testenv.Unique("wr-old"), testenv.Unique("wr-new")
 	setup := testenv.NewRepo(t)
-	setup.Write("ns.yaml", namespace("wr-old"))
+	setup.Write("ns.yaml", namespace(oldNS))
 	setup.Commit("namespace")
 	mustSync(t, "--repo", setup.Dir, "--applyset", "", "--lease", "")
 
@@ -78,13 +79,13 @@ func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
 		"metadata": map[string]any{"name": "probe", "labels": map[string]any{"deny-real-writes": "true"}},
 	}}
 	err := wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		_, err := kube.Resource(configMaps).Namespace("wr-old").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		_, err := kube.Resource(configMaps).Namespace(oldNS).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		if err != nil {
 			t.Fatalf("a dry run of a labelled ConfigMap was refused: %v", err)
 		}
-		_, err = kube.Resource(configMaps).Namespace("wr-old").Create(ctx, probe, metav1.CreateOptions{})
+		_, err = kube.Resource(configMaps).Namespace(oldNS).Create(ctx, probe, metav1.CreateOptions{})
 		if err == nil {
-			_ = kube.Resource(configMaps).Namespace("wr-old").Delete(ctx, "probe", metav1.DeleteOptions{})
+			_ = kube.Resource(configMaps).Namespace(oldNS).Delete(ctx, "probe", metav1.DeleteOptions{})
 		}
 		return apierrors.IsInvalid(err), nil
 	})
@@ -97,30 +98,30 @@ func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
 	}
 	t.Run("dry run passed before the first write: retry", func(t *testing.T) {
 		r := testenv.NewRepo(t)
-		r.Write("ok.yaml", configMap("wr-old", "ok", "1"))
-		r.Write("denied.yaml", denied("wr-old"))
+		r.Write("ok.yaml", configMap(oldNS, "ok", "1"))
+		r.Write("denied.yaml", denied(oldNS))
 		r.Commit("one object the policy refuses when written")
 		out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "", "--lease", "")
 		if out.code != exitRetry {
 			t.Errorf("exit %d, want %d", out.code, exitRetry)
 		}
-		if !hasLineWith(out.stderr, "error: configmap/denied -n wr-old (denied.yaml): refused when written, although its dry run passed in this run: ", "real writes refused by the test's policy") {
+		if !hasLineWith(out.stderr, "error: configmap/denied -n "+oldNS+" (denied.yaml): refused when written, although its dry run passed in this run: ", "real writes refused by the test's policy") {
 			t.Error("no error line names the ConfigMap, says its dry run passed, and gives the server's message")
 		}
-		if got := get(t, configMaps, "wr-old", "ok", "data", "value"); got != "1" {
+		if got := get(t, configMaps, oldNS, "ok", "data", "value"); got != "1" {
 			t.Errorf("configmap ok: value %s, want 1: the rest of the stage is applied", got)
 		}
 	})
 	t.Run("dry run deferred to the write: content", func(t *testing.T) {
 		r := testenv.NewRepo(t)
-		r.Write("ns.yaml", namespace("wr-new"))
-		r.Write("denied.yaml", denied("wr-new"))
+		r.Write("ns.yaml", namespace(newNS))
+		r.Write("denied.yaml", denied(newNS))
 		r.Commit("the same in a new Namespace")
 		out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "", "--lease", "")
 		if out.code != exitContent {
 			t.Errorf("exit %d, want %d", out.code, exitContent)
 		}
-		if !hasLineWith(out.stderr, "error: configmap/denied -n wr-new (denied.yaml): ", "real writes refused by the test's policy") {
+		if !hasLineWith(out.stderr, "error: configmap/denied -n "+newNS+" (denied.yaml): ", "real writes refused by the test's policy") {
 			t.Error("no error line names the ConfigMap and gives the server's message")
 		}
 		if strings.Contains(out.stderr, "although its dry run passed") {

@@ -3,6 +3,7 @@ package testenv
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 )
 
 // CRD is the manifest of a namespaced CRD in example.com/v1 for kind,
@@ -41,4 +42,13 @@ func Namespace(name string) string {
 // ConfigMap is the manifest of a ConfigMap in ns whose data holds value.
 func ConfigMap(ns, name, value string) string {
 	return fmt.Sprintf("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: %s\n  namespace: %s\ndata:\n  value: %q\n", name, ns, value)
+}
+
+var uniques atomic.Int64
+
+// Unique returns prefix with a number no other call in this process has
+// returned, for names that must be new each time a test runs (go test
+// -count=2 runs it again against the same cluster).
+func Unique(prefix string) string {
+	return fmt.Sprintf("%s-%d", prefix, uniques.Add(1))
 }
