@@ -65,13 +65,14 @@ func leaseHolder(t *testing.T, ns, name string) string {
 }
 
 func TestLease(t *testing.T) {
+	name := testenv.Unique("lease-test")
 	r := testenv.NewRepo(t)
-	r.Write("cm.yaml", configMap("default", "lease-test", "v"))
+	r.Write("cm.yaml", configMap("default", name, "v"))
 	r.Commit("one")
-	args := []string{"--repo", r.Dir, "--lease", "default/lease-test", "--applyset", "default/lease-test"}
+	args := []string{"--repo", r.Dir, "--lease", "default/" + name, "--applyset", "default/" + name}
 
 	t.Run("held by a live run", func(t *testing.T) {
-		holdLease(t, "default", "lease-test", "other-pod", time.Now(), 60)
+		holdLease(t, "default", name, "other-pod", time.Now(), 60)
 		before := snapshot(t)
 		out := cronsync(t, nil, args...)
 		if out.code != exitOK || !strings.Contains(out.stdout, "held by other-pod") {
@@ -82,12 +83,12 @@ func TestLease(t *testing.T) {
 		}
 	})
 	t.Run("holder died", func(t *testing.T) {
-		holdLease(t, "default", "lease-test", "dead-pod", time.Now().Add(-time.Minute), 30)
+		holdLease(t, "default", name, "dead-pod", time.Now().Add(-time.Minute), 30)
 		out := mustSync(t, args...)
-		if !strings.Contains(out.stdout, "configmap/lease-test -n default created") {
+		if !strings.Contains(out.stdout, "configmap/"+name+" -n default created") {
 			t.Errorf("the expired lease was not taken over")
 		}
-		if h := leaseHolder(t, "default", "lease-test"); h != "" {
+		if h := leaseHolder(t, "default", name); h != "" {
 			t.Errorf("lease still held by %q after the run", h)
 		}
 	})
@@ -98,12 +99,12 @@ func TestLease(t *testing.T) {
 		if out.code != exitConfig || !strings.Contains(out.stderr, `ref "no-such-branch"`) {
 			t.Errorf("exit %d; want %d and the ref named", out.code, exitConfig)
 		}
-		if h := leaseHolder(t, "default", "lease-test"); h != "" {
+		if h := leaseHolder(t, "default", name); h != "" {
 			t.Errorf("lease still held by %q after the run", h)
 		}
 	})
 	t.Run("dry runs take no lease", func(t *testing.T) {
-		holdLease(t, "default", "lease-test", "other-pod", time.Now(), 60)
+		holdLease(t, "default", name, "other-pod", time.Now(), 60)
 		for _, mode := range []string{"--dry-run=client", "--dry-run=server"} {
 			if out := mustSync(t, append(args, mode)...); strings.Contains(out.stdout, "held by") {
 				t.Errorf("%s waited for the lease", mode)
@@ -115,13 +116,14 @@ func TestLease(t *testing.T) {
 // Two runs started together: one syncs, the other applies nothing and
 // exits 0.
 func TestTwoRunsAtOnce(t *testing.T) {
-	r := manyConfigMaps(t, "together", 150)
+	name := testenv.Unique("together")
+	r := manyConfigMaps(t, name, 150)
 	var wg sync.WaitGroup
 	outs := make([]result, 2)
 	for i := range outs {
 		wg.Go(func() {
 			time.Sleep(time.Duration(i) * 300 * time.Millisecond)
-			outs[i] = cronsync(t, nil, "--repo", r.Dir, "--workers", "1", "--lease", "default/together", "--applyset", "default/together")
+			outs[i] = cronsync(t, nil, "--repo", r.Dir, "--workers", "1", "--lease", "default/"+name, "--applyset", "default/"+name)
 		})
 	}
 	wg.Wait()
@@ -143,10 +145,11 @@ func TestTwoRunsAtOnce(t *testing.T) {
 }
 
 func TestSIGTERMDuringApply(t *testing.T) {
-	r := manyConfigMaps(t, "sigterm", 600)
+	name := testenv.Unique("sigterm")
+	r := manyConfigMaps(t, name, 600)
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", r.Dir, "--workers", "1",
-		"--lease", "default/sigterm", "--applyset", "default/sigterm", "--termination-log", termLog)
+		"--lease", "default/"+name, "--applyset", "default/"+name, "--termination-log", termLog)
 	// The output is read through a pipe as it comes, so that SIGTERM is
 	// sent once the run has written its first object, not after a guess.
 	pr, pw, err := os.Pipe()
@@ -195,7 +198,7 @@ func TestSIGTERMDuringApply(t *testing.T) {
 	if err != nil || !strings.Contains(string(msg), "result: failed (exit 1)") {
 		t.Errorf("termination log %q (%v)", msg, err)
 	}
-	if h := leaseHolder(t, "default", "sigterm"); h != "" {
+	if h := leaseHolder(t, "default", name); h != "" {
 		t.Errorf("lease still held by %q", h)
 	}
 	if strings.Contains(stdout.String(), " pruned") {
@@ -218,11 +221,12 @@ func TestRunIsVisible(t *testing.T) {
 	}))
 	defer hook.Close()
 
+	name := testenv.Unique("visible")
 	r := testenv.NewRepo(t)
-	r.Write("cm.yaml", configMap("default", "visible", "v"))
+	r.Write("cm.yaml", configMap("default", name, "v"))
 	good := r.Commit("good")
 	termLog := filepath.Join(t.TempDir(), "termination-log")
-	args := []string{"--repo", r.Dir, "--applyset", "default/visible", "--lease", "default/visible",
+	args := []string{"--repo", r.Dir, "--applyset", "default/" + name, "--lease", "default/" + name,
 		"--termination-log", termLog, "--output", "json", "--notify-url", hook.URL}
 
 	out := mustSync(t, args...)
@@ -230,10 +234,10 @@ func TestRunIsVisible(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
 		t.Fatalf("stdout is not one JSON document: %v", err)
 	}
-	if doc["result"] != "synced" || doc["commit"] != good || !strings.Contains(fmt.Sprint(doc["objects"]), "configmap/visible -n default") {
+	if doc["result"] != "synced" || doc["commit"] != good || !strings.Contains(fmt.Sprint(doc["objects"]), "configmap/"+name+" -n default") {
 		t.Errorf("JSON summary: %v", doc)
 	}
-	secret, err := clientset().CoreV1().Secrets("default").Get(context.Background(), "visible", metav1.GetOptions{})
+	secret, err := clientset().CoreV1().Secrets("default").Get(context.Background(), name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -256,7 +260,7 @@ func TestRunIsVisible(t *testing.T) {
 	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil || doc["result"] != "failed" || doc["exitCode"] != float64(exitContent) {
 		t.Errorf("JSON summary after a failure: %v (%v)", doc, err)
 	}
-	secret, _ = clientset().CoreV1().Secrets("default").Get(context.Background(), "visible", metav1.GetOptions{})
+	secret, _ = clientset().CoreV1().Secrets("default").Get(context.Background(), name, metav1.GetOptions{})
 	if a := secret.Annotations; a["cronsync.dev/last-sync-commit"] != bad || a["cronsync.dev/last-sync-result"] != "failed" ||
 		!strings.Contains(a["cronsync.dev/last-sync-error"], "service/bad -n default (bad.yaml)") {
 		t.Errorf("parent annotations after a failure: %v", a)
@@ -270,7 +274,7 @@ func TestRunIsVisible(t *testing.T) {
 	}
 	mu.Unlock()
 
-	events, err := clientset().CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=visible"})
+	events, err := clientset().CoreV1().Events("default").List(context.Background(), metav1.ListOptions{FieldSelector: "involvedObject.name=" + name})
 	if err != nil {
 		t.Fatal(err)
 	}
