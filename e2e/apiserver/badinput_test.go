@@ -145,7 +145,7 @@ func TestBadInput(t *testing.T) {
 // a Namespace the commit creates can only be dry-run once it exists, so the
 // Namespace is written, and nothing else.
 func TestInvalidObjectInNewNamespace(t *testing.T) {
-	const ns = "badinput-new"
+	ns := testenv.Unique("badinput-new")
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
 	r.Write("ok.yaml", configMap(ns, "ok", "v"))

@@ -53,7 +53,7 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	}
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        "cronsync-manual",
+			Name:        testenv.Unique("cronsync-manual"),
 			Namespace:   "cronsync",
 			Labels:      tmpl.Labels,
 			Annotations: annotations,

@@ -204,7 +204,8 @@ func kubectlMembers(t *testing.T, ns, name string) []string {
 func TestApplySetOfAnotherTool(t *testing.T) {
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(cluster.Config)
-	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "theirs", Namespace: "default",
+	name := testenv.Unique("theirs")
+	theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default",
 		Labels:      map[string]string{"applyset.kubernetes.io/id": "applyset-x-v1"},
 		Annotations: map[string]string{"applyset.kubernetes.io/tooling": "kubectl/v1.37.2", "applyset.kubernetes.io/contains-group-kinds": ""}}}
 	if _, err := cs.CoreV1().Secrets("default").Create(ctx, theirs, metav1.CreateOptions{}); err != nil {
@@ -213,11 +214,11 @@ func TestApplySetOfAnotherTool(t *testing.T) {
 	r := testenv.NewRepo(t)
 	r.Write("cm.yaml", configMap("default", "not-theirs", "v"))
 	r.Commit("one")
-	out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "default/theirs", "--prune")
+	out := cronsync(t, nil, "--repo", r.Dir, "--applyset", "default/"+name, "--prune")
 	if out.code != exitConfig || !strings.Contains(out.stderr, `is managed by "kubectl/v1.37.2", not cronsync`) {
 		t.Errorf("exit %d; want %d and the other tool named", out.code, exitConfig)
 	}
-	got, err := cs.CoreV1().Secrets("default").Get(ctx, "theirs", metav1.GetOptions{})
+	got, err := cs.CoreV1().Secrets("default").Get(ctx, name, metav1.GetOptions{})
 	if err != nil || got.Annotations["applyset.kubernetes.io/tooling"] != "kubectl/v1.37.2" || got.Annotations["cronsync.dev/last-sync-result"] != "" {
 		t.Errorf("the other tool's parent was changed: %v (%v)", got.GetAnnotations(), err)
 	}

@@ -72,14 +72,14 @@ func TestRBACVariants(t *testing.T) {
 				t.Fatal(err)
 			}
 			job, err := cs.BatchV1().Jobs(v.ns).Create(ctx, &batchv1.Job{
-				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-rbac-test", Namespace: v.ns},
+				ObjectMeta: metav1.ObjectMeta{Name: testenv.Unique("cronsync-rbac-test"), Namespace: v.ns},
 				Spec:       cj.Spec.JobTemplate.Spec,
 			}, metav1.CreateOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
 			pod := &corev1.Pod{
-				ObjectMeta: metav1.ObjectMeta{Name: "cronsync-rbac-test-x1", Namespace: v.ns, OwnerReferences: []metav1.OwnerReference{
+				ObjectMeta: metav1.ObjectMeta{Name: job.Name + "-x1", Namespace: v.ns, OwnerReferences: []metav1.OwnerReference{
 					{APIVersion: "batch/v1", Kind: "Job", Name: job.Name, UID: job.UID, Controller: new(true)},
 				}},
 				Spec: *job.Spec.Template.Spec.DeepCopy(),
@@ -94,6 +94,19 @@ func TestRBACVariants(t *testing.T) {
 				r.Write(p, c)
 			}
 			r.Commit("team content")
+			// The parent is the manifests' own, so a run before this one
+			// (go test -count=2) left its Events: count this run's.
+			synced := func(obj string) (int, error) {
+				evs, err := cs.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + obj + ",reason=Synced"})
+				if err != nil {
+					return 0, err
+				}
+				return len(evs.Items), nil
+			}
+			before, err := synced("cronsync")
+			if err != nil {
+				t.Fatal(err)
+			}
 			env := []string{"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + v.ns}
 			out := cronsync(t, env, "--kubeconfig", kc, "--repo", r.Dir, "-n", v.ns, "--prune")
 			if out.code != exitOK {
@@ -106,10 +119,10 @@ func TestRBACVariants(t *testing.T) {
 			if err != nil || parent.Annotations["cronsync.dev/last-sync-result"] != "synced" {
 				t.Errorf("ApplySet parent: %v (%v)", parent.GetAnnotations(), err)
 			}
-			for _, obj := range []string{"cronsync", job.Name} {
-				evs, err := cs.CoreV1().Events(v.ns).List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + obj + ",reason=Synced"})
-				if err != nil || len(evs.Items) != 1 {
-					t.Errorf("Synced events on %s: %d (%v)", obj, len(evs.Items), err)
+			for obj, had := range map[string]int{"cronsync": before, job.Name: 0} {
+				n, err := synced(obj)
+				if err != nil || n != had+1 {
+					t.Errorf("Synced events on %s: %d, want %d (%v)", obj, n, had+1, err)
 				}
 			}
 

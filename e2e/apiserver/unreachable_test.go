@@ -9,6 +9,8 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 // The API server dies halfway through a sync: the run says so once, counts
@@ -16,9 +18,9 @@ import (
 // back, the next run converges.
 func TestAPIServerGoneMidRun(t *testing.T) {
 	const n = 600
-	ns := "gone"
+	ns := testenv.Unique("gone")
 	r := manyConfigMaps(t, ns, n)
-	cmd := cronsyncCmd("--repo", r.Dir, "--workers", "1", "--prune", "--applyset", "default/gone", "--lease", "")
+	cmd := cronsyncCmd("--repo", r.Dir, "--workers", "1", "--prune", "--applyset", "default/"+ns, "--lease", "")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Start(); err != nil {
@@ -73,7 +75,7 @@ func TestAPIServerGoneMidRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	restarted = true
-	mustSync(t, "--repo", r.Dir, "--prune", "--applyset", "default/gone", "--lease", "")
+	mustSync(t, "--repo", r.Dir, "--prune", "--applyset", "default/"+ns, "--lease", "")
 	list, err := kube.Resource(configMaps).Namespace(ns).List(context.Background(), metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
