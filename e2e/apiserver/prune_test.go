@@ -294,9 +294,9 @@ subjects: [{kind: User, name: no-delete}]
 // find what to prune: that LIST already said which members are there. The
 // members it finds are pruned; objects that only look like members are not.
 func TestPruneReusesTheCheckList(t *testing.T) {
-	const ns = "prune-listed"
+	ns := testenv.Unique("prune-listed")
 	ctx := context.Background()
-	set := []string{"--applyset", "default/prune-listed", "--prune"}
+	set := []string{"--applyset", "default/" + ns, "--prune"}
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
 	for i := range 6 {
@@ -354,7 +354,10 @@ func TestPruneReusesTheCheckList(t *testing.T) {
 func TestPruneListsMembersAcrossNamespaces(t *testing.T) {
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(cluster.Config)
-	nss := []string{"pw-0", "pw-1", "pw-2", "pw-3", "pw-4", "pw-outside"}
+	// Names of this run's own (go test -count=2 runs it again).
+	pw := testenv.Unique("pw")
+	team := pw + "-team"
+	nss := []string{pw + "-0", pw + "-1", pw + "-2", pw + "-3", pw + "-4", pw + "-outside"}
 	for _, ns := range nss {
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
@@ -375,12 +378,12 @@ apiVersion: rbac.authorization.k8s.io/v1
 kind: RoleBinding
 metadata: {name: pw, namespace: %[1]s}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: pw}
-subjects: [{kind: User, name: pw-team}]
-`, ns))
+subjects: [{kind: User, name: %[2]s}]
+`, ns, team))
 	}
 	rbac.Commit("rbac")
 	mustSync(t, "--repo", rbac.Dir, "--applyset", "", "--lease", "")
-	teamKC, err := cluster.WriteKubeconfig("pw-team")
+	teamKC, err := cluster.WriteKubeconfig(team)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,14 +392,14 @@ subjects: [{kind: User, name: pw-team}]
 	for _, ns := range nss[:5] {
 		r.Write(ns+".yaml", configMap(ns, "c", "v"))
 	}
-	r.Write("web.yaml", deployment("pw-0", "web", 1))
+	r.Write("web.yaml", deployment(nss[0], "web", 1))
 	r.Commit("first")
-	set := []string{"--repo", r.Dir, "--applyset", "pw-0/set", "--lease", "", "--prune"}
+	set := []string{"--repo", r.Dir, "--applyset", nss[0] + "/set", "--lease", "", "--prune"}
 	mustSync(t, set...)
 
 	// handMember makes a Deployment carrying the set's label, as a member
 	// made by hand.
-	setID := get(t, configMaps, "pw-0", "c", "metadata", "labels", "applyset.kubernetes.io/part-of")
+	setID := get(t, configMaps, nss[0], "c", "metadata", "labels", "applyset.kubernetes.io/part-of")
 	handMember := func(ns, name string) {
 		t.Helper()
 		var d map[string]any
@@ -428,17 +431,17 @@ subjects: [{kind: User, name: pw-team}]
 	}
 
 	t.Run("one LIST across namespaces", func(t *testing.T) {
-		handMember("pw-3", "hand-made")
-		handMember("pw-outside", "outside")
+		handMember(nss[3], "hand-made")
+		handMember(nss[5], "outside")
 		mark := cluster.AuditMark()
 		out := mustSync(t, set...)
-		if !strings.Contains(out.stdout, "deployment.apps/hand-made -n pw-3 pruned") {
-			t.Errorf("the member made by hand in pw-3 was not pruned:\n%s", out.stdout)
+		if !strings.Contains(out.stdout, "deployment.apps/hand-made -n "+nss[3]+" pruned") {
+			t.Errorf("the member made by hand in %s was not pruned:\n%s", nss[3], out.stdout)
 		}
-		if get(t, deployments, "pw-3", "hand-made", "metadata", "name") != "<absent>" {
-			t.Errorf("deployment hand-made -n pw-3 still exists")
+		if get(t, deployments, nss[3], "hand-made", "metadata", "name") != "<absent>" {
+			t.Errorf("deployment hand-made -n %s still exists", nss[3])
 		}
-		if get(t, deployments, "pw-outside", "outside", "metadata", "name") != "outside" {
+		if get(t, deployments, nss[5], "outside", "metadata", "name") != "outside" {
 			t.Errorf("a labelled Deployment outside the set's namespaces was pruned")
 		}
 		// A run that first tries the last run's record lists twice.
@@ -448,20 +451,20 @@ subjects: [{kind: User, name: pw-team}]
 	})
 
 	t.Run("RBAC that stops at the namespaces", func(t *testing.T) {
-		handMember("pw-2", "hand-made")
+		handMember(nss[2], "hand-made")
 		r.Remove("web.yaml")
 		r.Commit("no web")
 		mark := cluster.AuditMark()
 		out := mustSync(t, append(set, "--kubeconfig", teamKC)...)
-		for _, want := range []string{"deployment.apps/hand-made -n pw-2 pruned", "deployment.apps/web -n pw-0 pruned"} {
+		for _, want := range []string{"deployment.apps/hand-made -n " + nss[2] + " pruned", "deployment.apps/web -n " + nss[0] + " pruned"} {
 			if !strings.Contains(out.stdout, want) {
 				t.Errorf("output lacks %q:\n%s", want, out.stdout)
 			}
 		}
-		if wide, scoped := memberLists(mark, "pw-team"); wide == 0 || scoped != 5*wide {
+		if wide, scoped := memberLists(mark, team); wide == 0 || scoped != 5*wide {
 			t.Errorf("Deployment members listed by %d LISTs across namespaces and %d in one, want each refused one followed by 5", wide, scoped)
 		}
-		if get(t, deployments, "pw-outside", "outside", "metadata", "name") != "outside" {
+		if get(t, deployments, nss[5], "outside", "metadata", "name") != "outside" {
 			t.Errorf("a labelled Deployment outside the set's namespaces was pruned")
 		}
 	})

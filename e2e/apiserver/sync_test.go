@@ -18,7 +18,7 @@ import (
 // a hand edit in the cluster (drift), and a git revert. After each run the
 // cluster holds exactly what the commit says.
 func TestSyncFollowsGit(t *testing.T) {
-	const ns = "lifecycle"
+	ns := testenv.Unique("lifecycle")
 	r := testenv.NewRepo(t)
 	// The Namespace's file sorts after its contents: ordering is cronsync's
 	// job, not the file names'.
@@ -36,9 +36,9 @@ func TestSyncFollowsGit(t *testing.T) {
 		t.Fatalf("after first sync, web replicas = %s, want 2", got)
 	}
 	for _, line := range []string{
-		"namespace/lifecycle created\n",
-		"configmap/app-config -n lifecycle created\n",
-		"deployment.apps/web -n lifecycle created\n",
+		"namespace/" + ns + " created\n",
+		"configmap/app-config -n " + ns + " created\n",
+		"deployment.apps/web -n " + ns + " created\n",
 		"refs/heads/main is commit " + first,
 		"synced " + r.Dir + "@" + first[:12] + " path apps: 3 objects: 3 created, 0 configured, 0 unchanged, 0 failed in ",
 	} {
@@ -47,7 +47,7 @@ func TestSyncFollowsGit(t *testing.T) {
 		}
 	}
 	// Namespaces go first whatever the file order.
-	if strings.Index(out.stdout, "namespace/lifecycle") > strings.Index(out.stdout, "configmap/app-config") {
+	if strings.Index(out.stdout, "namespace/"+ns) > strings.Index(out.stdout, "configmap/app-config") {
 		t.Errorf("the Namespace was not applied before its contents")
 	}
 
@@ -58,9 +58,9 @@ func TestSyncFollowsGit(t *testing.T) {
 		t.Fatalf("after second commit, app-config value = %s, want v2", got)
 	}
 	for _, line := range []string{
-		"namespace/lifecycle unchanged\n",
-		"configmap/app-config -n lifecycle configured\n",
-		"deployment.apps/web -n lifecycle unchanged\n",
+		"namespace/" + ns + " unchanged\n",
+		"configmap/app-config -n " + ns + " configured\n",
+		"deployment.apps/web -n " + ns + " unchanged\n",
 		"3 objects: 0 created, 1 configured, 2 unchanged (2 without a request), 0 failed in ",
 	} {
 		if !strings.Contains(out.stdout, line) {
@@ -80,7 +80,7 @@ func TestSyncFollowsGit(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = mustSync(t, "--repo", r.Dir, "--path", "apps")
-	if !strings.Contains(out.stdout, "deployment.apps/web -n lifecycle configured\n") {
+	if !strings.Contains(out.stdout, "deployment.apps/web -n "+ns+" configured\n") {
 		t.Errorf("the drifted Deployment is not reported configured")
 	}
 	if got := get(t, deployments, ns, "web", "spec", "replicas"); got != "2" {
@@ -270,24 +270,20 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 // A CRD and resources of its kind in one commit, with the resource's file
 // sorting first, converge in one run.
 func TestCRDAndCustomResourceInOneRun(t *testing.T) {
+	// A kind of its own, so that the CRD is new each time the test runs.
+	kind := strings.ReplaceAll(testenv.Unique("Widget"), "-", "")
 	r := testenv.NewRepo(t)
-	r.Write("a-widget.yaml", `apiVersion: example.com/v1
-kind: Widget
-metadata:
-  name: first
-  namespace: default
-spec:
-  size: 3
-`)
-	r.Write("crd.yaml", widgetCRD)
+	r.Write("a-widget.yaml", "apiVersion: example.com/v1\nkind: "+kind+"\nmetadata:\n  name: first\n  namespace: default\nspec:\n  size: 3\n")
+	r.Write("crd.yaml", testenv.CRD(kind))
 	r.Commit("crd and widget")
 	out := mustSync(t, "--repo", r.Dir)
-	widgets := crdGVR("example.com", "v1", "widgets")
+	widgets := crdGVR("example.com", "v1", strings.ToLower(kind)+"s")
 	if got := get(t, widgets, "default", "first", "spec", "size"); got != "3" {
 		t.Fatalf("widget size = %s, want 3", got)
 	}
-	if !strings.Contains(out.stdout, "widget.example.com/first -n default created") {
-		t.Errorf("no line for the widget")
+	if !strings.Contains(out.stdout, "customresourcedefinition.apiextensions.k8s.io/"+strings.ToLower(kind)+"s.example.com created") ||
+		!strings.Contains(out.stdout, strings.ToLower(kind)+".example.com/first -n default created") {
+		t.Errorf("no line for the CRD or the widget")
 	}
 }
 
@@ -362,8 +358,6 @@ func TestEnvironmentConfiguresEverything(t *testing.T) {
 		t.Errorf("--repo did not win over CRONSYNC_REPO: exit %d", out.code)
 	}
 }
-
-var widgetCRD = testenv.CRD("Widget")
 
 func crdGVR(group, version, resource string) schema.GroupVersionResource {
 	return schema.GroupVersionResource{Group: group, Version: version, Resource: resource}
