@@ -23,11 +23,12 @@ import (
 )
 
 func TestPrune(t *testing.T) {
-	const ns = "prune"
+	// Names of this run's own (go test -count=2 runs it again).
+	ns, other, system := testenv.Unique("prune"), testenv.Unique("prune-other"), testenv.Unique("cronsync-system")
 	ctx := context.Background()
 	cs := kubernetes.NewForConfigOrDie(cluster.Config)
-	set := []string{"--applyset", "cronsync-system/prune-test", "--prune"}
-	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "cronsync-system"}}, metav1.CreateOptions{}); err != nil {
+	set := []string{"--applyset", system + "/prune-test", "--prune"}
+	if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: system}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -35,7 +36,7 @@ func TestPrune(t *testing.T) {
 	r.Write("apps/ns.yaml", namespace(ns))
 	r.Write("apps/keep.yaml", configMap(ns, "keep", "v"))
 	r.Write("apps/gone.yaml", configMap(ns, "gone", "v")+"---\n"+deployment(ns, "gone", 1))
-	r.Write("apps/other-ns.yaml", namespace("prune-other")+"---\n"+configMap("prune-other", "gone-too", "v"))
+	r.Write("apps/other-ns.yaml", namespace(other)+"---\n"+configMap(other, "gone-too", "v"))
 	r.Commit("first")
 	mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...)
 
@@ -53,9 +54,10 @@ func TestPrune(t *testing.T) {
 	}
 
 	t.Run("readable by kubectl", func(t *testing.T) {
-		got := kubectlMembers(t, "cronsync-system", "prune-test")
-		want := []string{"ConfigMap/prune-other/gone-too", "ConfigMap/prune/gone", "ConfigMap/prune/keep",
-			"Deployment/prune/gone", "Namespace//prune", "Namespace//prune-other"}
+		got := kubectlMembers(t, system, "prune-test")
+		want := []string{"ConfigMap/" + other + "/gone-too", "ConfigMap/" + ns + "/gone", "ConfigMap/" + ns + "/keep",
+			"Deployment/" + ns + "/gone", "Namespace//" + ns, "Namespace//" + other}
+		slices.Sort(want)
 		if !slices.Equal(got, want) {
 			t.Errorf("kubectl finds members\n%v\nwant\n%v", got, want)
 		}
@@ -79,7 +81,7 @@ func TestPrune(t *testing.T) {
 	r.Commit("remove gone.yaml and the other namespace")
 
 	t.Run("failed apply skips prune", func(t *testing.T) {
-		r.Write("apps/bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: prune}\nspec: {ports: [{port: 0}]}\n")
+		r.Write("apps/bad.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: bad, namespace: "+ns+"}\nspec: {ports: [{port: 0}]}\n")
 		r.Commit("bad")
 		before := snapshot(t)
 		if out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...); out.code != exitContent {
@@ -96,9 +98,9 @@ func TestPrune(t *testing.T) {
 		before := snapshot(t)
 		out := mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps", "--dry-run", "--prune-namespaces-and-crds"}, set...)...)
 		for _, line := range []string{
-			"configmap/gone -n prune pruned (server dry run)",
-			"deployment.apps/gone -n prune pruned (server dry run)",
-			"namespace/prune-other pruned (server dry run)",
+			"configmap/gone -n " + ns + " pruned (server dry run)",
+			"deployment.apps/gone -n " + ns + " pruned (server dry run)",
+			"namespace/" + other + " pruned (server dry run)",
 		} {
 			if !strings.Contains(out.stdout, line) {
 				t.Errorf("output lacks %q", line)
@@ -112,7 +114,7 @@ func TestPrune(t *testing.T) {
 	t.Run("removing a file prunes exactly its objects", func(t *testing.T) {
 		out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps"}, set...)...)
 		// Without the flag the Namespace stays, and says why: exit 2.
-		if out.code != exitConfig || !hasLineWith(out.stderr, "namespace/prune-other (not in the commit): not pruned: deleting a Namespace deletes everything in it") {
+		if out.code != exitConfig || !hasLineWith(out.stderr, "namespace/"+other+" (not in the commit): not pruned: deleting a Namespace deletes everything in it") {
 			t.Errorf("exit %d; want %d and the Namespace refusal", out.code, exitConfig)
 		}
 		for _, gone := range [][2]string{{"configmaps", "gone"}, {"deployments", "gone"}} {
@@ -124,7 +126,7 @@ func TestPrune(t *testing.T) {
 				t.Errorf("%s/%s was not pruned", gone[0], gone[1])
 			}
 		}
-		if got := get(t, configMaps, "prune-other", "gone-too", "metadata", "name"); got != "<absent>" {
+		if got := get(t, configMaps, other, "gone-too", "metadata", "name"); got != "<absent>" {
 			t.Errorf("configmap gone-too in another namespace of the set was not pruned")
 		}
 		for _, name := range []string{"keep", "lookalike", "other-set", "hand-made-gone"} {
@@ -132,23 +134,24 @@ func TestPrune(t *testing.T) {
 				t.Errorf("configmap %s was deleted; it is not a member that left Git", name)
 			}
 		}
-		if got := get(t, namespaces, "", "prune-other", "metadata", "name"); got != "prune-other" {
+		if got := get(t, namespaces, "", other, "metadata", "name"); got != other {
 			t.Errorf("the Namespace was deleted without --prune-namespaces-and-crds")
 		}
 		// The refused Namespace stays a member, so the next run sees it.
-		if got := kubectlMembers(t, "cronsync-system", "prune-test"); !slices.Contains(got, "Namespace//prune-other") {
+		if got := kubectlMembers(t, system, "prune-test"); !slices.Contains(got, "Namespace//"+other) {
 			t.Errorf("the Namespace left the set: %v", got)
 		}
 
 		out = mustSync(t, append([]string{"--repo", r.Dir, "--path", "apps", "--prune-namespaces-and-crds"}, set...)...)
-		if !strings.Contains(out.stdout, "namespace/prune-other pruned\n") {
+		if !strings.Contains(out.stdout, "namespace/"+other+" pruned\n") {
 			t.Errorf("the Namespace was not pruned with --prune-namespaces-and-crds")
 		}
-		if ts := get(t, namespaces, "", "prune-other", "metadata", "deletionTimestamp"); ts == "<unset>" {
-			t.Errorf("namespace prune-other is not being deleted")
+		if ts := get(t, namespaces, "", other, "metadata", "deletionTimestamp"); ts == "<unset>" {
+			t.Errorf("namespace %s is not being deleted", other)
 		}
-		want := []string{"ConfigMap/prune/keep", "Namespace//prune"}
-		if got := kubectlMembers(t, "cronsync-system", "prune-test"); !slices.Equal(got, want) {
+		want := []string{"ConfigMap/" + ns + "/keep", "Namespace//" + ns}
+		slices.Sort(want)
+		if got := kubectlMembers(t, system, "prune-test"); !slices.Equal(got, want) {
 			t.Errorf("members after prune: %v, want %v", got, want)
 		}
 	})
