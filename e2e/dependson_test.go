@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 func dependsOn(doc, value string) string {
@@ -11,7 +13,7 @@ func dependsOn(doc, value string) string {
 }
 
 func TestDependsOnWaitsForTheMigration(t *testing.T) {
-	ns := "d-order"
+	ns := testenv.Unique("d-order")
 	r := repoWith(t, map[string]string{
 		"ns.yaml":      namespace(ns),
 		"migrate.yaml": job(ns, "migrate", "", ""),
@@ -90,7 +92,7 @@ func TestDependsOnBadInputChangesNothing(t *testing.T) {
 // plugin looks it up). When the same commit creates both, the Pod is checked
 // right before it is written, after the PriorityClass.
 func TestDependentCheckedOnceItsDependencyExists(t *testing.T) {
-	ns := "d-deferred"
+	ns := testenv.Unique("d-deferred")
 	r := repoWith(t, map[string]string{"ns.yaml": namespace(ns)})
 	wantExit(t, cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs"), 0)
 	r.Write("priority.yaml", "apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: "+ns+"-high\nvalue: 1000\n")

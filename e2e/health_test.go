@@ -27,7 +27,7 @@ func repoWith(t *testing.T, files map[string]string) *testenv.Repo {
 }
 
 func TestDeploymentBecomesReady(t *testing.T) {
-	ns := "h-ready"
+	ns := testenv.Unique("h-ready")
 	r := repoWith(t, map[string]string{
 		"ns.yaml":  namespace(ns),
 		"web.yaml": deployment(ns, "web", 2, "", ""),

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 // appChart is a small chart: a Deployment, and a ConfigMap the values can
@@ -70,7 +72,7 @@ func chartAt(dir string, files map[string]string) map[string]string {
 }
 
 func TestChartDirectorySync(t *testing.T) {
-	ns := "helm-dir"
+	ns := testenv.Unique("helm-dir")
 	files := chartAt("apps/web", appChart(ns))
 	files["apps/ns.yaml"] = namespace(ns)
 	r := repoWith(t, files)
@@ -109,7 +111,7 @@ func TestChartDirectorySync(t *testing.T) {
 }
 
 func TestHelmChartsOverlaySync(t *testing.T) {
-	ns := "helm-overlay"
+	ns := testenv.Unique("helm-overlay")
 	files := chartAt("base/charts/app", appChart(ns))
 	files["base/kustomization.yaml"] = "helmCharts:\n- name: app\n  releaseName: shop\n  namespace: " + ns + "\n  valuesFile: values.yaml\n"
 	files["base/values.yaml"] = "replicas: 1\nconfig: {enabled: true, color: green}\n"

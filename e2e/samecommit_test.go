@@ -258,7 +258,7 @@ func TestNewCommitReadsOnlyChangedFiles(t *testing.T) {
 // for its refs and nothing more: the commit's objects are fetched only by
 // a run that reads them.
 func TestSameCommitFetchesNoObjects(t *testing.T) {
-	const ns = "same-commit-fetch"
+	ns := testenv.Unique("same-commit-fetch")
 	r := repoWith(t, map[string]string{"ns.yaml": namespace(ns), "cm.yaml": configMap(ns, "cm", "v")})
 	var fetches atomic.Int32
 	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), func(h http.Handler) http.Handler {
