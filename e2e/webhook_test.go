@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -44,10 +43,10 @@ func newWebhookServer(t *testing.T) *webhookServer {
 }
 
 func (w *webhookServer) start(t *testing.T) {
+	t.Helper()
 	l, err := net.Listen("tcp", w.addr)
 	if err != nil {
-		t.Error(err)
-		return
+		t.Fatal(err)
 	}
 	w.srv = httptest.NewUnstartedServer(http.HandlerFunc(validate))
 	w.srv.Listener = l
@@ -147,13 +146,13 @@ func TestUnreachableWebhookDoesNotBlockItsFix(t *testing.T) {
 	wantLine(t, out.stdout, "trying 1 objects set aside once more")
 	wantLine(t, out.stderr, `set aside and not written: admission webhook "validate.whk.example.com" could not be called`)
 
-	// The webhook comes up during the wait: the run converges.
-	go func() {
-		time.Sleep(3 * time.Second)
-		hook.start(t)
-	}()
-	out = cronsync(t, "--repo", r.Dir, "--applyset", ns+"/cs", "--prune", "--wait-timeout", "90s")
+	// The webhook comes up during the wait, once the run has found it down
+	// and set the ConfigMap aside (its output is read as it comes): the
+	// run tries again and converges.
+	out = cronsyncStarting(t, "set aside until the rest is written", func() { hook.start(t) },
+		"--repo", r.Dir, "--applyset", ns+"/cs", "--prune", "--wait-timeout", "90s")
 	wantExit(t, out, 0)
+	wantLine(t, out.stdout, "trying 1 objects set aside again")
 	wantLine(t, out.stdout, "configmap/cfg -n "+ns+" configured")
 	if v := live(t, configMaps, ns, "cfg").Object["data"].(map[string]any)["value"]; v != "v2" {
 		t.Errorf("cfg = %v after the webhook came back", v)
