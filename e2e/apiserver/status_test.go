@@ -89,6 +89,37 @@ func TestStatusWrittenDuringTheCheckIsNotAChange(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The claim needs a status write between the run's LIST of the Beacons
+	// and its dry run of the same Beacon: the audit log, in the order the
+	// API server finished the requests, must show one.
+	listAt, raced := -1, 0
+	for i, ev := range events {
+		if ev.Verb == "list" && strings.Contains(ev.RequestURI, "/namespaces/"+ns+"/beacons") {
+			listAt = i
+			break
+		}
+	}
+	for i := range n {
+		name := fmt.Sprintf("/beacons/b%02d", i)
+		wrote := false
+		for _, ev := range events[listAt+1:] {
+			if ev.Verb != "patch" || !strings.Contains(ev.RequestURI, name) {
+				continue
+			}
+			if strings.Contains(ev.RequestURI, name+"/status") {
+				wrote = true
+			} else if strings.Contains(ev.RequestURI, name+"?") && strings.Contains(ev.RequestURI, "dryRun=All") {
+				if wrote {
+					raced++
+				}
+				break
+			}
+		}
+	}
+	if listAt < 0 || raced == 0 {
+		t.Fatalf("no status write landed between the run's LIST (at %d) and a Beacon's dry run: the test did not race the check", listAt)
+	}
+	t.Logf("%d of %d Beacons had their status written between the LIST and their dry run", raced, n)
 	for _, ev := range events {
 		if ev.Verb == "patch" && strings.Contains(ev.RequestURI, "/beacons/") && !strings.Contains(ev.RequestURI, "dryRun=All") && !strings.Contains(ev.RequestURI, "beacon-controller") {
 			t.Errorf("written: %s", ev.RequestURI)
