@@ -179,12 +179,12 @@ func TestKustomizeConfined(t *testing.T) {
 		name:          "file outside the kustomization root",
 		kustomization: "resources: [cm.yaml]\nconfigMapGenerator:\n- name: stolen\n  files: [/etc/passwd]\n",
 		extra:         map[string]string{"app/cm.yaml": configMap("default", "x", "v")},
-		want:          "kustomize: ",
+		want:          "kustomize: loading KV pairs: file sources: [/etc/passwd]: /etc/passwd is outside the repository",
 	}, {
 		name:          "exec plugin",
 		kustomization: "generators: [gen.yaml]\n",
 		extra:         map[string]string{"app/gen.yaml": "apiVersion: example.com/v1\nkind: Generator\nmetadata:\n  name: gen\n  annotations:\n    config.kubernetes.io/function: |\n      exec:\n        path: /bin/sh\n"},
-		want:          "kustomize: ",
+		want:          "kustomize: loading generator plugins: failed to load generator: external plugins disabled",
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := testenv.NewRepo(t)
