@@ -11,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/kustomize/api/krusty"
@@ -32,6 +33,8 @@ func TestRBACVariants(t *testing.T) {
 		// outside is a file with a kind the grant does not cover, and the
 		// refusal it must produce; empty when the grant covers everything.
 		outside, refusal string
+		// applied are the objects of files, read back after the run.
+		applied []applied
 	}{{
 		dir: "manifests", ns: "cronsync",
 		files: map[string]string{
@@ -39,6 +42,12 @@ func TestRBACVariants(t *testing.T) {
 			"ns.yaml":     namespace("rbac-cluster-wide"),
 			"gizmo.yaml":  "apiVersion: example.com/v1\nkind: Gizmo\nmetadata: {name: g, namespace: rbac-cluster-wide}\n",
 			"config.yaml": configMap("rbac-cluster-wide", "c", "v"),
+		},
+		applied: []applied{
+			{crdGVR("apiextensions.k8s.io", "v1", "customresourcedefinitions"), "", "gizmos.example.com"},
+			{namespaces, "", "rbac-cluster-wide"},
+			{crdGVR("example.com", "v1", "gizmos"), "rbac-cluster-wide", "g"},
+			{configMaps, "rbac-cluster-wide", "c"},
 		},
 	}, {
 		dir: "manifests/namespaced", ns: "team-a",
@@ -48,6 +57,7 @@ func TestRBACVariants(t *testing.T) {
 		},
 		outside: "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: team-a-wants-more}\nrules: []\n",
 		refusal: `cannot get resource "clusterroles"`,
+		applied: []applied{{configMaps, "team-a", "c"}, {deployments, "team-a", "web"}},
 	}} {
 		t.Run(v.dir, func(t *testing.T) {
 			ctx := context.Background()
@@ -112,6 +122,11 @@ func TestRBACVariants(t *testing.T) {
 			if out.code != exitOK {
 				t.Fatalf("exit %d as the %s ServiceAccount", out.code, v.dir)
 			}
+			for _, a := range v.applied {
+				if got := get(t, a.gvr, a.ns, a.name, "metadata", "name"); got != a.name {
+					t.Errorf("%s %s/%s was not applied: %s", a.gvr.Resource, a.ns, a.name, got)
+				}
+			}
 			if h := leaseHolder(t, v.ns, "cronsync"); h != "" {
 				t.Errorf("lease %s/cronsync still held by %q", v.ns, h)
 			}
@@ -137,6 +152,12 @@ func TestRBACVariants(t *testing.T) {
 			}
 		})
 	}
+}
+
+// applied names an object a test reads back.
+type applied struct {
+	gvr      schema.GroupVersionResource
+	ns, name string
 }
 
 // serviceAccountKubeconfig writes a kubeconfig that authenticates as a
