@@ -152,17 +152,22 @@ func live(t *testing.T, gvr schema.GroupVersionResource, ns, name string) *unstr
 	return u
 }
 
-// snapshot lists the objects of the kinds these tests write in ns, with
-// their resourceVersions, so that "nothing changed" can be checked exactly.
+// snapshot lists the objects of the kinds these tests write in ns, and the
+// Secrets there but for ApplySet parents (which a failed run is recorded
+// on), with their resourceVersions, so that "nothing changed" can be
+// checked exactly.
 func snapshot(t *testing.T, ns string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	for _, gvr := range []schema.GroupVersionResource{configMaps, deployments, jobs} {
+	for _, gvr := range []schema.GroupVersionResource{configMaps, deployments, jobs, secrets} {
 		list, err := kube.Resource(gvr).Namespace(ns).List(context.Background(), metav1.ListOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range list.Items {
+			if gvr == secrets && u.GetLabels()["applyset.kubernetes.io/id"] != "" {
+				continue
+			}
 			out[gvr.Resource+"/"+u.GetName()] = u.GetResourceVersion()
 		}
 	}

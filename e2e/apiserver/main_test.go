@@ -15,6 +15,7 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/dynamic"
 
@@ -130,17 +131,55 @@ func nestedString(obj map[string]any, fields ...string) (string, bool, error) {
 	return fmt.Sprint(cur), true, nil
 }
 
-// snapshot lists every object of the kinds the tests use, with its
-// resourceVersion, so that "nothing changed" can be checked exactly.
+// snapshot lists every object of the kinds the tests use or a commit may
+// hold (Secrets, Leases, RBAC, custom resources of every CRD), with its
+// resourceVersion, so that "nothing changed" can be checked exactly. Left
+// out is what the run itself keeps, which changes whatever the commit
+// holds: ApplySet parents (a failed run is recorded on its parent), the
+// Leases a run takes, and the API server's own Leases in kube-system.
 func snapshot(t *testing.T) map[string]string {
 	t.Helper()
+	ctx := context.Background()
+	kinds := []schema.GroupVersionResource{configMaps, services, namespaces, deployments, crds,
+		{Version: "v1", Resource: "secrets"}, {Version: "v1", Resource: "serviceaccounts"},
+		{Group: "coordination.k8s.io", Version: "v1", Resource: "leases"},
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "roles"},
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "rolebindings"},
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
+		{Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
+	}
+	crdList, err := kube.Resource(crds).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, crd := range crdList.Items {
+		group, _, _ := unstructured.NestedString(crd.Object, "spec", "group")
+		plural, _, _ := unstructured.NestedString(crd.Object, "spec", "names", "plural")
+		versions, _, _ := unstructured.NestedSlice(crd.Object, "spec", "versions")
+		for _, v := range versions {
+			vm, _ := v.(map[string]any)
+			if storage, _ := vm["storage"].(bool); storage {
+				name, _ := vm["name"].(string)
+				kinds = append(kinds, schema.GroupVersionResource{Group: group, Version: name, Resource: plural})
+			}
+		}
+	}
 	out := map[string]string{}
-	for _, gvr := range []schema.GroupVersionResource{configMaps, services, namespaces, deployments, crds} {
-		list, err := kube.Resource(gvr).List(context.Background(), metav1.ListOptions{})
+	for _, gvr := range kinds {
+		list, err := kube.Resource(gvr).List(ctx, metav1.ListOptions{})
+		if apierrors.IsNotFound(err) {
+			continue // a CRD being deleted
+		}
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, u := range list.Items {
+			switch {
+			case gvr.Resource == "secrets" && u.GetLabels()["applyset.kubernetes.io/id"] != "":
+				continue
+			case gvr.Resource == "leases" && (u.GetNamespace() == "kube-system" || u.GetName() == "cronsync"):
+				continue
+			}
 			out[gvr.Resource+"/"+u.GetNamespace()+"/"+u.GetName()] = u.GetResourceVersion()
 		}
 	}
