@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +23,7 @@ import (
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/internal/testenv"
 )
 
 func TestExitCode(t *testing.T) {
@@ -54,6 +57,7 @@ func TestExitCode(t *testing.T) {
 		{"capabilities discovery unavailable", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("discovery: %w", apierrors.NewServiceUnavailable("later"))}, exitRetry},
 		{"render that fails on its own", &apply.ManifestError{Source: "chart/Chart.yaml", Err: errors.New(`template: web/templates/cm.yaml:3: function "nope" not defined`)}, exitContent},
 		{"verify failed", fmt.Errorf("commit: %w", gitsrc.ErrUnverified), exitUnverified},
+		{"prune refused", fmt.Errorf("pruning: %w", apply.ErrRefused), exitConfig},
 		{"changes pending", errChangesPending, exitChanges},
 		{"namespace terminating", obj(apierrors.NewForbidden(cm, "x", errors.New("unable to create new content in namespace x because it is being terminated"))), exitRetry},
 		{"unauthorized", obj(apierrors.NewUnauthorized("who")), exitConfig},
@@ -112,5 +116,49 @@ func TestExitCodeOfStatusReads(t *testing.T) {
 		if got := exitCode(err); got != want {
 			t.Errorf("%d: exitCode(%v) = %d, want %d", code, err, got, want)
 		}
+	}
+}
+
+// The Git source's faults, as gitsrc builds them against real
+// repositories, map to the README's rows: what the Job names wrongly is 2,
+// what the commit holds is 3.
+func TestExitCodeOfGitSourceFaults(t *testing.T) {
+	root := t.TempDir()
+	lib := testenv.NewRepoAt(t, filepath.Join(root, "lib"))
+	lib.Write("a.yaml", "a: 1\n")
+	libSHA := lib.Commit("lib")
+	lib.Git("tag", "v1.0.0")
+	srv := testenv.ServeHTTP(t, root, nil)
+	parent := func(name, url, sha string) string {
+		r := testenv.NewRepoAt(t, filepath.Join(root, name))
+		r.Write("b.yaml", "b: 1\n")
+		r.Submodule("lib", sha, url)
+		r.Commit(name)
+		return srv.URL + "/" + name
+	}
+	for _, tc := range []struct {
+		name string
+		opts gitsrc.Options
+		want int
+	}{
+		{"no such ref", gitsrc.Options{URL: lib.Dir, Ref: "no-such-branch"}, exitConfig},
+		{"no such repository", gitsrc.Options{URL: filepath.Join(root, "nowhere")}, exitConfig},
+		{"no tag in the range", gitsrc.Options{URL: srv.URL + "/lib", RefSemver: ">=2"}, exitConfig},
+		{"gitlink without .gitmodules entry", gitsrc.Options{URL: parent("no-entry", "", libSHA), Submodules: true}, exitContent},
+		{"submodule on this machine under a remote", gitsrc.Options{URL: parent("local", "file://"+lib.Dir, libSHA), Submodules: true}, exitContent},
+		{"pinned commit gone", gitsrc.Options{URL: parent("gone", "../lib", strings.Repeat("ef", 20)), Submodules: true}, exitContent},
+		{"submodule server unreachable", gitsrc.Options{URL: parent("down", "http://127.0.0.1:1/lib", libSHA), Submodules: true}, exitRetry},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.opts.WorkDir = t.TempDir()
+			co, err := gitsrc.Clone(context.Background(), tc.opts)
+			if err == nil {
+				co.Close()
+				t.Fatal("no error")
+			}
+			if got := exitCode(err); got != tc.want {
+				t.Errorf("exitCode(%v) = %d, want %d", err, got, tc.want)
+			}
+		})
 	}
 }
