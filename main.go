@@ -153,6 +153,10 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}
 	t := <-leased
 	switch {
+	case t.err != nil && ctx.Err() != nil:
+		// Stopped (a signal, --timeout) while the Lease was being taken:
+		// say why, not the "context canceled" the request ended with.
+		return fmt.Errorf("stopped while taking lease %s: %w", cfg.lease, context.Cause(ctx))
 	case t.err != nil:
 		return t.err
 	case t.held != nil:

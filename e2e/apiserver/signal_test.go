@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -15,13 +16,17 @@ import (
 )
 
 // hangingGit is a Git server that never answers, so a run stays busy until
-// something stops it.
-func hangingGit(t *testing.T) string {
+// something stops it. asked is closed once a request has come in: the run
+// is then past its start, blocked on Git.
+func hangingGit(t *testing.T) (url string, asked <-chan struct{}) {
+	ch := make(chan struct{})
+	var once sync.Once
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		once.Do(func() { close(ch) })
 		<-r.Context().Done()
 	}))
 	t.Cleanup(srv.Close)
-	return srv.URL + "/repo.git"
+	return srv.URL + "/repo.git", ch
 }
 
 // TestSignalsExitRetryable: SIGTERM (the kubelet), SIGINT (Ctrl-C) and
@@ -31,13 +36,22 @@ func hangingGit(t *testing.T) string {
 func TestSignalsExitRetryable(t *testing.T) {
 	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP} {
 		t.Run(sig.String(), func(t *testing.T) {
-			cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", hangingGit(t))
+			url, asked := hangingGit(t)
+			// A Lease of its own: a run stopped while taking one may leave
+			// it held until it expires, which must not stop the next.
+			cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", url, "--lease", "default/"+testenv.Unique("signals"))
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(500 * time.Millisecond)
+			// Signalled once it is waiting on Git, not after a guess.
+			select {
+			case <-asked:
+			case <-time.After(30 * time.Second):
+				cmd.Process.Kill()
+				t.Fatal("the run never asked the Git server")
+			}
 			start := time.Now()
 			if err := cmd.Process.Signal(sig); err != nil {
 				t.Fatal(err)
@@ -63,7 +77,8 @@ func TestSignalsExitRetryable(t *testing.T) {
 
 func TestTimeoutExitsRetryable(t *testing.T) {
 	start := time.Now()
-	out := cronsync(t, nil, "--repo", hangingGit(t), "--timeout", "1s")
+	url, _ := hangingGit(t)
+	out := cronsync(t, nil, "--repo", url, "--timeout", "1s")
 	if out.code != exitRetry {
 		t.Errorf("exit %d, want %d", out.code, exitRetry)
 	}
@@ -77,7 +92,8 @@ func TestTimeoutExitsRetryable(t *testing.T) {
 
 func TestGitTimeoutBoundsTheClone(t *testing.T) {
 	start := time.Now()
-	out := cronsync(t, nil, "--repo", hangingGit(t), "--git-timeout", "1s", "--timeout", "1m")
+	url, _ := hangingGit(t)
+	out := cronsync(t, nil, "--repo", url, "--git-timeout", "1s", "--timeout", "1m")
 	if out.code != exitRetry || !strings.Contains(out.stderr, "--git-timeout 1s exceeded") {
 		t.Errorf("exit %d; want %d and the clone deadline named", out.code, exitRetry)
 	}
