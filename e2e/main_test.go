@@ -6,7 +6,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -52,51 +51,13 @@ func cronsync(t *testing.T, args ...string) result {
 	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr, elapsed: r.Elapsed}
 }
 
-// cronsyncStarting runs the binary like cronsync, reading its stdout as it
-// comes, and calls then once a line holds marker: what the test does to the
-// cluster then happens at a point of the run it has seen, not after a
-// guessed sleep. It fails the test if the marker never comes.
+// cronsyncStarting runs the binary like cronsync and calls then once a
+// line of its stdout holds marker (see testenv.RunBinaryWhen).
 func cronsyncStarting(t *testing.T, marker string, then func(), args ...string) result {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"--kubeconfig", cluster.Kubeconfig, "--lease", ""}, args...)...)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr strings.Builder
-	cmd.Stdout, cmd.Stderr = pw, &stderr
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var stdout strings.Builder
-	seen, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pr)
-		marked := false
-		for sc.Scan() {
-			stdout.WriteString(sc.Text() + "\n")
-			if !marked && strings.Contains(sc.Text(), marker) {
-				marked = true
-				close(seen)
-			}
-		}
-	}()
-	select {
-	case <-seen:
-		then()
-	case <-done:
-	}
-	<-done
-	_ = cmd.Wait()
-	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String(), elapsed: time.Since(start)}
-	t.Logf("%s\nexit %d in %s\n--- stdout\n%s--- stderr\n%s", strings.Join(cmd.Args, " "), r.code, r.elapsed.Round(time.Millisecond), r.stdout, r.stderr)
-	if !strings.Contains(r.stdout, marker) {
-		t.Fatalf("the run never printed %q", marker)
-	}
-	return r
+	r := testenv.RunBinaryWhen(t, cmd, func(line string) bool { return strings.Contains(line, marker) }, then)
+	return result{code: r.Code, stdout: r.Stdout, stderr: r.Stderr, elapsed: r.Elapsed}
 }
 
 func wantExit(t *testing.T, r result, code int) {

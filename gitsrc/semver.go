@@ -1,7 +1,6 @@
 package gitsrc
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -76,8 +75,5 @@ func localTags(repo *git.Repository) ([]plumbing.ReferenceName, error) {
 		out = append(out, r.Name())
 		return nil
 	})
-	if err != nil && !errors.Is(err, plumbing.ErrReferenceNotFound) {
-		return nil, err
-	}
-	return out, nil
+	return out, err
 }

@@ -1,7 +1,6 @@
 package apiserver
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -150,49 +149,22 @@ func TestSIGTERMDuringApply(t *testing.T) {
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	cmd := exec.Command(binary, "--kubeconfig", cluster.Kubeconfig, "--repo", r.Dir, "--workers", "1",
 		"--lease", "default/"+name, "--applyset", "default/"+name, "--termination-log", termLog)
-	// The output is read through a pipe as it comes, so that SIGTERM is
-	// sent once the run has written its first object, not after a guess.
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	pw.Close()
-	var stdout strings.Builder
-	writing, done := make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(done)
-		sc := bufio.NewScanner(pr)
-		seen := false
-		for sc.Scan() {
-			stdout.WriteString(sc.Text() + "\n")
-			if !seen && strings.HasSuffix(sc.Text(), " created") {
-				seen = true
-				close(writing)
-			}
-		}
-	}()
-	select {
-	case <-writing:
-	case <-time.After(30 * time.Second):
-		t.Fatal("the run wrote no object in 30s")
-	}
-	start := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	<-done
-	t.Logf("stopped %s after SIGTERM:\n%s", time.Since(start), stdout.String())
-	if n := strings.Count(stdout.String(), " created\n"); n == 0 || n >= 600 {
+	// SIGTERM is sent once the run has written its first object (its
+	// output is read as it comes), not after a guess.
+	var start time.Time
+	out := testenv.RunBinaryWhen(t, cmd, func(line string) bool { return strings.HasSuffix(line, " created") }, func() {
+		start = time.Now()
+		cmd.Process.Signal(syscall.SIGTERM)
+	})
+	stopped := time.Since(start)
+	if n := strings.Count(out.Stdout, " created\n"); n == 0 || n >= 600 {
 		t.Errorf("%d of 600 objects created: SIGTERM did not land in the middle of the apply", n)
 	}
-	if code := cmd.ProcessState.ExitCode(); code != exitRetry {
+	if code := out.Code; code != exitRetry {
 		t.Errorf("exit %d, want %d", code, exitRetry)
 	}
-	if d := time.Since(start); d > 15*time.Second {
-		t.Errorf("took %s to stop", d)
+	if stopped > 15*time.Second {
+		t.Errorf("took %s to stop", stopped)
 	}
 	msg, err := os.ReadFile(termLog)
 	if err != nil || !strings.Contains(string(msg), "result: failed (exit 1)") {
@@ -201,7 +173,7 @@ func TestSIGTERMDuringApply(t *testing.T) {
 	if h := leaseHolder(t, "default", name); h != "" {
 		t.Errorf("lease still held by %q", h)
 	}
-	if strings.Contains(stdout.String(), " pruned") {
+	if strings.Contains(out.Stdout, " pruned") {
 		t.Errorf("pruned after an interrupted apply")
 	}
 }

@@ -322,9 +322,7 @@ func commit(dir, msg string) error {
 	for _, args := range [][]string{{"init", "-q", "-b", "main"}, {"add", "-A"}, {"commit", "-q", "-m", msg}} {
 		cmd := exec.Command("git", args...)
 		cmd.Dir = dir
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
-			"GIT_AUTHOR_NAME=demo", "GIT_AUTHOR_EMAIL=demo@cronsync.invalid",
-			"GIT_COMMITTER_NAME=demo", "GIT_COMMITTER_EMAIL=demo@cronsync.invalid")
+		cmd.Env = append(os.Environ(), testenv.GitEnv...)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("git %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -20,8 +20,9 @@ type Repo struct {
 	t   testing.TB
 }
 
-// gitEnv keeps the developer's own git configuration out of tests.
-var gitEnv = []string{
+// GitEnv keeps the developer's own git configuration out of what tests
+// (and the demo) run git for, and names who commits.
+var GitEnv = []string{
 	"GIT_CONFIG_GLOBAL=/dev/null",
 	"GIT_CONFIG_NOSYSTEM=1",
 	"GIT_AUTHOR_NAME=cronsync test", "GIT_AUTHOR_EMAIL=test@cronsync.invalid",
@@ -51,7 +52,7 @@ func (r *Repo) Git(args ...string) string {
 	r.t.Helper()
 	cmd := exec.Command("git", args...)
 	cmd.Dir = r.Dir
-	cmd.Env = append(os.Environ(), gitEnv...)
+	cmd.Env = append(os.Environ(), GitEnv...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		r.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
@@ -137,7 +138,7 @@ func ServeHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) 
 		Env: append([]string{
 			"GIT_PROJECT_ROOT=" + root,
 			"GIT_HTTP_EXPORT_ALL=1",
-		}, gitEnv...),
+		}, GitEnv...),
 	}
 	if wrap != nil {
 		h = wrap(h)

@@ -112,7 +112,7 @@ func serveSSHConn(conn net.Conn, cfg *ssh.ServerConfig, root string) {
 					}
 					req.Reply(true, nil)
 					cmd := exec.Command("git-upload-pack", filepath.Join(root, strings.Trim(path, "'")))
-					cmd.Env = append(os.Environ(), gitEnv...)
+					cmd.Env = append(os.Environ(), GitEnv...)
 					cmd.Stdin, cmd.Stdout, cmd.Stderr = ch, ch, ch.Stderr()
 					status := uint32(0)
 					if err := cmd.Run(); err != nil {
