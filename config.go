@@ -21,6 +21,7 @@ import (
 	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/render"
 	"github.com/cronsync/cronsync/report"
 )
 
@@ -52,6 +53,8 @@ type config struct {
 	notify              report.Webhook
 	version             bool
 	apply               apply.Options
+	// render is how the commit's files become objects.
+	render render.Options
 	// wait turns on waiting for what was applied to be ready; health
 	// holds how.
 	wait   bool
@@ -79,7 +82,7 @@ var errHelp = pflag.ErrHelp
 // ConfigMap. Flags win over the environment.
 // --help is written to helpOut.
 func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io.Writer) (*config, error) {
-	cfg := &config{apply: apply.DefaultOptions(), health: health.DefaultOptions(), chart: chart.DefaultOptions()}
+	cfg := &config{apply: apply.DefaultOptions(), render: render.DefaultOptions(), health: health.DefaultOptions(), chart: chart.DefaultOptions()}
 	fs := pflag.NewFlagSet("cronsync", pflag.ContinueOnError)
 	// pflag would print the whole flag list after any mistake; the caller
 	// prints the one-line error, and --help prints printHelp's text.
@@ -107,7 +110,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.apply.ForceConflicts, "force-conflicts", cfg.apply.ForceConflicts, "take over fields set by other managers, so Git wins")
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "deadline for the whole run, clone included")
 	fs.IntVar(&cfg.apply.Workers, "workers", cfg.apply.Workers, "requests in flight at once within an apply stage")
-	fs.Int64Var(&cfg.apply.MaxFileBytes, "max-manifest-bytes", cfg.apply.MaxFileBytes, "refuse manifest files larger than this")
+	fs.Int64Var(&cfg.render.MaxFileBytes, "max-manifest-bytes", cfg.render.MaxFileBytes, "refuse manifest files larger than this")
 	fs.StringVar(&cfg.applySet, "applyset", "cronsync", "[NAMESPACE/]NAME of the Secret that records what cronsync applied (ApplySet parent); the namespace defaults to the one cronsync runs in; \"\" turns membership off")
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
@@ -115,7 +118,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.apply.FastUnchanged, "fast-unchanged", cfg.apply.FastUnchanged, "decide from the LIST alone that an object is unchanged when its digest annotation and cronsync's field ownership prove it, sending it no dry run (needs --applyset; never in a dry run)")
 	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
 	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
-	fs.BoolVar(&cfg.apply.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
+	fs.BoolVar(&cfg.render.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
 	fs.BoolVar(&cfg.chart.AllowRemote, "helm-allow-remote", false, "let a kustomization's helmCharts fetch a chart that is not vendored, from its HTTP(S) repository or OCI registry")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
@@ -212,7 +215,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		// A short --timeout alone must not make the default an error.
 		cfg.health.Timeout = cfg.timeout / 2
 	}
-	cfg.chart.MaxFileBytes = cfg.apply.MaxFileBytes
+	cfg.chart.MaxFileBytes = cfg.render.MaxFileBytes
+	cfg.render.Namespace = cfg.apply.Namespace
 	cfg.apply.Version = version()
 	cfg.apply.Build = buildID()
 	cfg.apply.Grace = grace

@@ -12,6 +12,7 @@ import (
 	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/render"
 )
 
 // Exit statuses. The Job's podFailurePolicy in manifests/ fails the Job at
@@ -65,7 +66,7 @@ func exitCode(err error) int {
 	switch e := err.(type) {
 	case *usageError:
 		return exitConfig
-	case *apply.ManifestError:
+	case *render.ManifestError:
 		// Rendering and kustomize builds wrap whatever stopped them, and
 		// not all of that is the commit's fault.
 		if interrupted(e.Err) {

@@ -24,6 +24,7 @@ import (
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/internal/testenv"
+	"github.com/cronsync/cronsync/render"
 )
 
 func TestExitCode(t *testing.T) {
@@ -41,7 +42,7 @@ func TestExitCode(t *testing.T) {
 		{"ref not found", fmt.Errorf("cloning: %w", gitsrc.ErrNotFound), exitConfig},
 		{"git auth", fmt.Errorf("cloning: %w", gitsrc.ErrAuth), exitConfig},
 		{"unsafe repository", gitsrc.ErrUnsafe, exitContent},
-		{"manifest", &apply.ManifestError{Source: "a.yaml", Err: errors.New("yaml")}, exitContent},
+		{"manifest", &render.ManifestError{Source: "a.yaml", Err: errors.New("yaml")}, exitContent},
 		{"invalid", obj(invalid), exitContent},
 		{"bad request", obj(apierrors.NewBadRequest("no")), exitContent},
 		{"namespace missing", obj(apierrors.NewNotFound(schema.GroupResource{Resource: "namespaces"}, "x")), exitContent},
@@ -50,12 +51,12 @@ func TestExitCode(t *testing.T) {
 		{"forbidden by a ValidatingAdmissionPolicy", obj(apierrors.NewForbidden(cm, "x", errors.New(`ValidatingAdmissionPolicy 'p' with binding 'b' denied request: no`))), exitContent},
 		{"forbidden by a webhook", obj(apierrors.NewForbidden(cm, "x", errors.New(`admission webhook "policy.example.com" denied the request: no latest tags`))), exitContent},
 		{"forbidden by a quota", obj(apierrors.NewForbidden(cm, "x", errors.New(`exceeded quota: objects, requested: count/configmaps=1, used: count/configmaps=10, limited: count/configmaps=10`))), exitContent},
-		{"render cancelled (SIGTERM)", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.Canceled)}, exitRetry},
-		{"render past --timeout", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.DeadlineExceeded)}, exitRetry},
-		{"remote resource unreachable", &apply.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &url.Error{Op: "Get", URL: "https://x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}})}, exitRetry},
-		{"remote host unknown for now", &apply.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true})}, exitRetry},
-		{"capabilities discovery unavailable", &apply.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("discovery: %w", apierrors.NewServiceUnavailable("later"))}, exitRetry},
-		{"render that fails on its own", &apply.ManifestError{Source: "chart/Chart.yaml", Err: errors.New(`template: web/templates/cm.yaml:3: function "nope" not defined`)}, exitContent},
+		{"render cancelled (SIGTERM)", &render.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.Canceled)}, exitRetry},
+		{"render past --timeout", &render.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("rendering chart: %w", context.DeadlineExceeded)}, exitRetry},
+		{"remote resource unreachable", &render.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &url.Error{Op: "Get", URL: "https://x", Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}})}, exitRetry},
+		{"remote host unknown for now", &render.ManifestError{Source: "k/kustomization.yaml", Err: fmt.Errorf("kustomize: %w", &net.DNSError{Err: "server misbehaving", Name: "x", IsTemporary: true})}, exitRetry},
+		{"capabilities discovery unavailable", &render.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("discovery: %w", apierrors.NewServiceUnavailable("later"))}, exitRetry},
+		{"render that fails on its own", &render.ManifestError{Source: "chart/Chart.yaml", Err: errors.New(`template: web/templates/cm.yaml:3: function "nope" not defined`)}, exitContent},
 		{"verify failed", fmt.Errorf("commit: %w", gitsrc.ErrUnverified), exitUnverified},
 		{"prune refused", fmt.Errorf("pruning: %w", apply.ErrRefused), exitConfig},
 		{"changes pending", errChangesPending, exitChanges},

@@ -27,6 +27,7 @@ import (
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/lease"
+	"github.com/cronsync/cronsync/render"
 	"github.com/cronsync/cronsync/report"
 )
 
@@ -186,20 +187,21 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	// The commit is fetched and its files written only if the run reads
 	// them: one that finds this commit applied completely last time is
 	// decided from its SHA alone.
-	opts.Path = path.Clean(filepath.ToSlash(cfg.path))
-	opts.Revision = co.Commit + ":" + opts.Path
+	commit := &render.Commit{Path: path.Clean(filepath.ToSlash(cfg.path)), Options: cfg.render}
+	opts.Commit = commit
+	opts.Revision = co.Commit + ":" + commit.Path
 	if cfg.submodules == "off" {
 		// The same commit holds other objects without its submodules.
 		opts.Revision += " without submodules"
 	}
-	opts.Tree = func(ctx context.Context) (*apply.Tree, error) {
+	commit.Tree = func(ctx context.Context) (*render.Tree, error) {
 		ctx, cancel := gitCtx(ctx)
 		defer cancel()
 		entries, err := co.Entries(ctx)
 		if err != nil {
 			return nil, err
 		}
-		t := &apply.Tree{Files: map[string]string{}, Read: co.ReadBlob}
+		t := &render.Tree{Files: map[string]string{}, Read: co.ReadBlob}
 		for _, e := range entries {
 			if e.File {
 				t.Files[e.Path] = e.Hash
@@ -210,7 +212,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return t, nil
 	}
 	warnedSkipped := false
-	opts.Files = func(ctx context.Context) (string, string, error) {
+	commit.Files = func(ctx context.Context) (string, string, error) {
 		ctx, cancel := gitCtx(ctx)
 		defer cancel()
 		if err := co.Write(ctx); err != nil {
@@ -220,7 +222,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 			if warnedSkipped {
 				break
 			}
-			if opts.Path == "." || sub == opts.Path || strings.HasPrefix(sub, opts.Path+"/") || strings.HasPrefix(opts.Path, sub+"/") {
+			if commit.Path == "." || sub == commit.Path || strings.HasPrefix(sub, commit.Path+"/") || strings.HasPrefix(commit.Path, sub+"/") {
 				fmt.Fprintf(os.Stderr, "warning: submodule %s is not read (--submodules=off): its manifests are not applied\n", sub)
 			}
 		}
@@ -230,7 +232,8 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	}
 	opts.Out = out
 	opts.Warn = func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }
-	if opts.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
+	commit.Options.Warn = opts.Warn
+	if commit.Options.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
 		return err
 	}
 	waiter, err := newWaiter(restCfg, cfg.health, out)
@@ -316,14 +319,14 @@ func newWaiter(restCfg *rest.Config, opts health.Options, out io.Writer) (func(c
 
 // newChartRenderer returns apply's way to render a Helm chart: Helm's SDK,
 // with the cluster's discovery for .Capabilities.
-func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (func(context.Context, apply.ChartRequest) (*apply.ChartOutput, error), error) {
+func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (func(context.Context, render.ChartRequest) (*render.ChartOutput, error), error) {
 	dc, err := discovery.NewDiscoveryClientForConfig(restCfg)
 	if err != nil {
 		return nil, err
 	}
 	opts.Discovery = memory.NewMemCacheClient(dc)
 	r := chart.New(opts)
-	return func(ctx context.Context, req apply.ChartRequest) (*apply.ChartOutput, error) {
+	return func(ctx context.Context, req render.ChartRequest) (*render.ChartOutput, error) {
 		creq := chart.Request{
 			Root: root, Dir: req.Dir, Shown: req.Shown,
 			ReleaseName: req.ReleaseName, Namespace: req.Namespace, Values: req.Values, ValuesFor: req.ValuesFor,
@@ -337,9 +340,9 @@ func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (fu
 		if err != nil {
 			return nil, err
 		}
-		out := &apply.ChartOutput{Hooks: res.Hooks}
+		out := &render.ChartOutput{Hooks: res.Hooks}
 		for _, d := range res.Docs {
-			out.Docs = append(out.Docs, apply.ChartDoc{Source: d.Source, YAML: d.YAML, Doc: d.Index})
+			out.Docs = append(out.Docs, render.ChartDoc{Source: d.Source, YAML: d.YAML, Doc: d.Index})
 		}
 		return out, nil
 	}, nil

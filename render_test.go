@@ -21,12 +21,12 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
-	"github.com/cronsync/cronsync/apply"
 	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/internal/testenv"
+	"github.com/cronsync/cronsync/render"
 )
 
-// These tests render charts made here with cronsync (apply.Read through
+// These tests render charts made here with cronsync (render.Read through
 // the renderer main wires in, against the test cluster's discovery) and
 // with the helm and kustomize CLIs built from the same versions, and
 // compare: the same objects, the same content, and each object attributed
@@ -85,13 +85,13 @@ func cronsyncRender(t *testing.T, root, dir string) (map[string]rendered, []stri
 
 func cronsyncRenderWith(t *testing.T, opts chart.Options, root, dir string) (map[string]rendered, []string) {
 	t.Helper()
-	render, err := newChartRenderer(cluster.Config, opts, root)
+	renderChart, err := newChartRenderer(cluster.Config, opts, root)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var warnings []string
-	objs, err := apply.Read(context.Background(), root, dir, apply.ReadOptions{
-		Namespace: "default", RenderChart: render, Warn: func(s string) { warnings = append(warnings, s) },
+	objs, err := render.Read(context.Background(), root, dir, render.Options{
+		Namespace: "default", RenderChart: renderChart, Warn: func(s string) { warnings = append(warnings, s) },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -491,11 +491,11 @@ func TestRemoteHelmChartValuesMatchKustomize(t *testing.T) {
 	runTool(t, src, "helm", "package", "bare", "-d", repo)
 	runTool(t, src, "helm", "repo", "index", repo, "--url", srv.URL)
 	writeTree(t, root, map[string]string{"bare/kustomization.yaml": "helmCharts:\n- name: bare\n  repo: " + srv.URL + "\n  version: 0.1.0\n  releaseName: b\n"})
-	render, err := newChartRenderer(cluster.Config, opts, root)
+	renderChart, err := newChartRenderer(cluster.Config, opts, root)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = apply.Read(context.Background(), root, filepath.Join(root, "bare"), apply.ReadOptions{Namespace: "default", RenderChart: render})
+	_, err = render.Read(context.Background(), root, filepath.Join(root, "bare"), render.Options{Namespace: "default", RenderChart: renderChart})
 	if want := "chart " + srv.URL + "/bare-0.1.0 has no values.yaml, which kustomize reads for its values"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("got %v, want an error saying %q", err, want)
 	}

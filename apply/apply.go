@@ -1,6 +1,7 @@
-// Package apply reads the manifests of one commit, orders them, and
-// server-side-applies them through client-go's dynamic client and discovery,
-// the same machinery kubectl apply --server-side uses.
+// Package apply makes the cluster match one commit's objects, as package
+// render reads them: it orders them and server-side-applies them through
+// client-go's dynamic client and discovery, the same machinery kubectl
+// apply --server-side uses.
 //
 // Everything that can be checked without writing (parsing, kinds, duplicates)
 // is checked for the whole commit before the first write. Objects are then
@@ -18,7 +19,6 @@ import (
 	"net/http"
 	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -32,6 +32,8 @@ import (
 	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // DryRun says how much of a run reaches the API server.
@@ -49,25 +51,12 @@ const (
 
 // Options configures one run.
 type Options struct {
-	// Root is the repository checkout. No file outside it is read, even
-	// through a symlink.
-	Root string
-	// Dir is the directory under Root whose manifests are applied,
-	// recursively.
-	Dir string
-	// Files, when set, writes Root and Dir and returns them: a run that is
-	// decided from its record (Revision) never needs them.
-	Files func(context.Context) (root, dir string, err error)
-	// Path is Dir relative to Root, with forward slashes ("." for Root).
-	Path string
-	// Tree lists the commit as Git records it, and reads its files by blob
-	// hash: a run may then read a plain tree straight from Git, taking the
-	// files the last complete run read from its record (see tree.go). nil
-	// reads the files on disk.
-	Tree func(context.Context) (*Tree, error)
+	// Commit is what the run applies, read only if the run needs its
+	// objects.
+	Commit *render.Commit
 	// noTreeRead makes a run that started over read the files on disk.
 	noTreeRead bool
-	// Revision names exactly what Dir holds: the commit's SHA and the path
+	// Revision names exactly what Commit holds: the commit's SHA and the path
 	// within it. With FastUnchanged, a run at the Revision the last
 	// complete run applied, with the same options, is decided from the
 	// LISTs without reading a file when the cluster shows nothing moved
@@ -86,14 +75,6 @@ type Options struct {
 	ForceConflicts bool
 	// Workers is how many requests of one stage may be in flight at once.
 	Workers int
-	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
-	MaxFileBytes int64
-	// KustomizeAllowRemote lets kustomizations load resources over
-	// HTTP(S); Git bases are refused either way.
-	KustomizeAllowRemote bool
-	// RenderChart renders the commit's Helm charts: directories holding
-	// Chart.yaml, and kustomizations' helmCharts. nil makes them an error.
-	RenderChart func(context.Context, ChartRequest) (*ChartOutput, error)
 	// Warn receives what the run should say but that fails nothing, such
 	// as the hooks left out of a chart.
 	Warn func(string)
@@ -145,7 +126,6 @@ func DefaultOptions() Options {
 		FieldManager:   "cronsync",
 		ForceConflicts: true,
 		Workers:        8,
-		MaxFileBytes:   4 << 20,
 		FastUnchanged:  true,
 		Out:            io.Discard,
 	}
@@ -216,14 +196,17 @@ func (r *Result) Count(action string) int {
 	return n
 }
 
-// Run reads the manifests under opts.Dir and makes the cluster at cfg match
+// Run reads opts.Commit and makes the cluster at cfg match
 // them. Nothing is written unless every object passes a server-side dry run
 // first; see syncer.run for the one exception. The returned error joins one
-// error per failed object (ObjectError) or manifest fault (ManifestError);
+// error per failed object (ObjectError) or manifest fault (render.ManifestError);
 // Result is valid whenever it is not nil.
 func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if opts.FieldManager == "" {
 		return nil, errors.New("field manager must not be empty")
+	}
+	if opts.Commit == nil {
+		return nil, errors.New("no commit to apply")
 	}
 	if opts.Prune && opts.ApplySet == (ApplySet{}) {
 		return nil, refused("pruning needs an ApplySet to know what cronsync applied")
@@ -251,17 +234,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	}
 	s.forgetShortcut()
 
-	renderChart := opts.RenderChart
-	if renderChart != nil {
-		renderChart = func(ctx context.Context, req ChartRequest) (*ChartOutput, error) {
-			s.renderedChart.Store(true)
-			return opts.RenderChart(ctx, req)
-		}
-	}
-	objs, err := s.readCommit(readCtx, ReadOptions{
-		MaxFileBytes: opts.MaxFileBytes, KustomizeAllowRemote: opts.KustomizeAllowRemote,
-		Namespace: opts.Namespace, RenderChart: renderChart, Warn: opts.Warn,
-	})
+	objs, err := s.readCommit(readCtx)
 	if err != nil {
 		return nil, err
 	}
@@ -561,15 +534,11 @@ type syncer struct {
 	// no-change run lists each resource and namespace once, not twice.
 	listedMu sync.Mutex
 	listed   map[string][]metav1.PartialObjectMetadata
-	// renderedChart says the commit's objects came in part from a Helm
-	// chart, which reads the cluster: the run leaves no commit record.
-	renderedChart atomic.Bool
 	// recordedCommit is the parent's commit record as read, "" if none.
 	recordedCommit string
 	// cachedRecord is that record, when this run's options shape objects
-	// as that run's did; treeList the commit's tree, once listed.
+	// as that run's did.
 	cachedRecord *commitRecord
-	treeList     *Tree
 	// parentRead is the membership sameCommit read from the parent, which
 	// the run then need not read again; nil if it did not read it.
 	parentRead *members
@@ -691,8 +660,8 @@ const (
 // after another: each poll downloads the whole CRD, and polling them all at
 // once slowed the API server that was establishing them (a first sync of
 // ten 600 KB CRDs took 36 s instead of 25 s).
-func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error {
-	out := map[*Object]error{}
+func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*render.Object]error {
+	out := map[*render.Object]error{}
 	for _, it := range first {
 		if it.GroupKind() != crdGK || it.action == ActionUnchanged {
 			continue
@@ -721,7 +690,7 @@ func (s *syncer) waitCRDs(ctx context.Context, first []*item) map[*Object]error 
 // the CRD's own status; the discovery document that serves its kind
 // follows a moment later, more so on a busy API server, so a kind not yet
 // there is looked up again until crdWait has passed.
-func (s *syncer) mapCustomResources(ctx context.Context, later []*item, crdErrs map[*Object]error) {
+func (s *syncer) mapCustomResources(ctx context.Context, later []*item, crdErrs map[*render.Object]error) {
 	var pending []*item
 	for _, it := range later {
 		if it.crd == nil {

@@ -80,7 +80,7 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		it.live = nil
 		return
 	}
-	if it.recorded {
+	if it.Recorded {
 		return // a stand-in is never sent: the run reads the commit (mustReread)
 	}
 	if s.opts.DryRun == DryRunClient {

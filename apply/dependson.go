@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // dependsOnAnn is kpt's and cli-utils' annotation for ordering within one
@@ -29,7 +31,7 @@ type dep struct {
 	mapping *meta.RESTMapping
 }
 
-func (d *dep) ref() string { return ref(d.gk, d.name, d.namespace) }
+func (d *dep) ref() string { return render.Ref(d.gk, d.name, d.namespace) }
 
 // parseDependsOn reads the annotation as
 // <group>/namespaces/<namespace>/<kind>/<name> or <group>/<kind>/<name>,

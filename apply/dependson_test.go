@@ -10,6 +10,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 func TestParseDependsOn(t *testing.T) {
@@ -41,7 +43,7 @@ func testItem(kind, name, deps string) *item {
 	if deps != "" {
 		u.SetAnnotations(map[string]string{dependsOnAnn: deps})
 	}
-	return &item{Object: &Object{Source: name + ".yaml", Doc: 1, Obj: u}}
+	return &item{Object: &render.Object{Source: name + ".yaml", Doc: 1, Obj: u}}
 }
 
 func TestWavesFollowDependencies(t *testing.T) {
@@ -71,7 +73,7 @@ func TestCycleIsAManifestError(t *testing.T) {
 	a := testItem("ConfigMap", "a", "/namespaces/ns/ConfigMap/b")
 	b := testItem("ConfigMap", "b", "/namespaces/ns/ConfigMap/a")
 	err := linkDeps([]*item{a, b})
-	var me *ManifestError
+	var me *render.ManifestError
 	if !errors.As(err, &me) || !strings.Contains(err.Error(), "dependency cycle: configmap/a -n ns -> configmap/b -n ns -> configmap/a -n ns") {
 		t.Errorf("got %v", err)
 	}
@@ -84,7 +86,7 @@ func TestCycleIsAManifestError(t *testing.T) {
 func TestImmutableFields(t *testing.T) {
 	gk := schema.GroupKind{Group: "apps", Kind: "Deployment"}
 	immutable := apierrors.NewInvalid(gk, "web", field.ErrorList{field.Invalid(field.NewPath("spec", "selector"), "x", "field is immutable")})
-	if got := immutableFields(objectErr(&Object{Obj: &unstructured.Unstructured{}}, immutable)); strings.Join(got, ",") != "spec.selector" {
+	if got := immutableFields(objectErr(&render.Object{Obj: &unstructured.Unstructured{}}, immutable)); strings.Join(got, ",") != "spec.selector" {
 		t.Errorf("got %v", got)
 	}
 	mixed := apierrors.NewInvalid(gk, "web", field.ErrorList{

@@ -397,7 +397,7 @@ func digestKeyFrom(parent *unstructured.Unstructured) ([]byte, bool) {
 func (s *syncer) digestAll(items []*item, parent *unstructured.Unstructured) error {
 	s.digestKey, s.newDigestKey = digestKeyFrom(parent)
 	for _, it := range items {
-		if it.recorded {
+		if it.Recorded {
 			continue // carries the digest it was recorded with
 		}
 		if err := setDigest(it.Obj, s.digestKey); err != nil {

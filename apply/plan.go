@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 var (
@@ -21,7 +23,7 @@ var (
 
 // item is an object with what the plan decided about it.
 type item struct {
-	*Object
+	*render.Object
 	// mapping is how the object is addressed; nil for an object whose kind
 	// is defined by a CRD of this commit until that CRD is Established.
 	mapping *meta.RESTMapping
@@ -75,7 +77,7 @@ type item struct {
 
 // crdInfo is what the plan needs of a CRD that is part of the commit.
 type crdInfo struct {
-	obj        *Object
+	obj        *render.Object
 	namespaced bool
 	served     []string
 }
@@ -94,7 +96,7 @@ type plan struct {
 // CRD's own spec instead, and mapped once it is Established.
 //
 // unavailable says why a kind that does not map may exist all the same.
-func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, unavailable func(schema.GroupKind) error, objs []*Object, defaultNS string) (*plan, error) {
+func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, unavailable func(schema.GroupKind) error, objs []*render.Object, defaultNS string) (*plan, error) {
 	crds := map[schema.GroupKind]*crdInfo{}
 	for _, o := range objs {
 		if o.GroupKind() != crdGK {
@@ -109,7 +111,7 @@ func makePlan(ctx context.Context, mapper meta.RESTMapperWithContext, unavailabl
 
 	p := &plan{}
 	var errs []error
-	seen := map[string]*Object{}
+	seen := map[string]*render.Object{}
 	// The mapper copies and searches its whole table per call; a commit
 	// holds thousands of objects of a few dozen kinds.
 	type mapped struct {
@@ -184,7 +186,7 @@ func setNamespace(u *unstructured.Unstructured, namespaced bool, defaultNS strin
 	}
 }
 
-func parseCRD(o *Object) (*crdInfo, schema.GroupKind, error) {
+func parseCRD(o *render.Object) (*crdInfo, schema.GroupKind, error) {
 	u := o.Obj.Object
 	group, _, _ := unstructured.NestedString(u, "spec", "group")
 	kind, _, _ := unstructured.NestedString(u, "spec", "names", "kind")

@@ -13,6 +13,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // ActionPruned: the object was in the set, is no longer in Git, and was
@@ -347,7 +349,7 @@ func (s *syncer) targetsFrom(p *plan, listings []*memberListing) ([]pruneTarget,
 				continue
 			}
 			targets = append(targets, pruneTarget{
-				ref:     ref(l.gk, obj.Name, obj.Namespace),
+				ref:     render.Ref(l.gk, obj.Name, obj.Namespace),
 				mapping: l.m,
 				obj:     obj,
 				last:    l.gk == namespaceGK || l.gk == crdGK,

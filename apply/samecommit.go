@@ -19,6 +19,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // Most scheduled runs meet the commit the last run applied. When that run
@@ -71,8 +73,8 @@ type commitRecord struct {
 func (s *syncer) configStamp(digestKey []byte) string {
 	o := s.opts
 	h := sha256.New()
-	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%s\x00%t\x00%d\x00%s\x00%t\x00%t\x00%t\x00",
-		o.Path, o.Version, o.Build, o.Namespace, o.FieldManager, o.ForceConflicts, o.MaxFileBytes,
+	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%s\x00%t\x00%s\x00%t\x00%t\x00%t\x00",
+		o.Commit.Stamp(), o.Version, o.Build, o.Namespace, o.FieldManager, o.ForceConflicts,
 		o.ApplySet.id(), o.Prune, o.PruneAllowEmpty, o.PruneNamespacesAndCRDs)
 	h.Write(digestKey)
 	return hex.EncodeToString(h.Sum(nil))
@@ -86,7 +88,7 @@ func (s *syncer) stamp(digestKey []byte) string {
 
 // standIn is the object a record entry stands for: its identity and
 // digest annotation, nothing that may be sent.
-func standIn(o [7]string) (*Object, error) {
+func standIn(o [7]string) (*render.Object, error) {
 	doc, err := strconv.Atoi(o[5])
 	if err != nil {
 		return nil, err
@@ -99,13 +101,13 @@ func standIn(o [7]string) (*Object, error) {
 		md["namespace"] = o[2]
 	}
 	u := &unstructured.Unstructured{Object: map[string]any{"apiVersion": o[0], "kind": o[1], "metadata": md}}
-	return &Object{Source: o[4], Doc: doc, Obj: u}, nil
+	return &render.Object{Source: o[4], Doc: doc, Obj: u}, nil
 }
 
 // recordable says whether a run over items may leave a record: only the
 // files, read locally, made them.
 func (s *syncer) recordable(items []*item) bool {
-	if s.opts.Revision == "" || s.opts.KustomizeAllowRemote || s.renderedChart.Load() {
+	if s.opts.Revision == "" || !s.opts.Commit.FromFilesAlone() {
 		return false
 	}
 	for _, it := range items {
@@ -274,7 +276,7 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	if isNew || !ok {
 		return false
 	}
-	if rec.Config == s.configStamp(key) && s.opts.Path != "" {
+	if rec.Config == s.configStamp(key) && s.opts.Commit.Path != "" {
 		s.cachedRecord = &rec // its stand-ins are made only if the commit is read
 	}
 	if rec.Stamp != s.stamp(key) {

@@ -20,7 +20,7 @@ func (s *syncer) write(ctx context.Context, it *item) {
 	case it.err != nil, it.blocked != nil, it.action == ActionUnchanged:
 		return
 	}
-	if it.recorded {
+	if it.Recorded {
 		it.action, it.err = ActionFailed, objectErr(it.Object, errReread)
 		return
 	}

@@ -1,4 +1,4 @@
-package apply
+package render
 
 import (
 	"errors"
@@ -45,7 +45,7 @@ func TestReadOrderAndShapes(t *testing.T) {
 		".github/ci.yaml": "on: push\n",
 		"C.YAML":          "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: upper}\n",
 	})
-	objs, err := Read(t.Context(), root, root, ReadOptions{})
+	objs, err := Read(t.Context(), root, root, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func TestReadRefusals(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	objs, err := Read(t.Context(), root, root, ReadOptions{MaxFileBytes: 100})
+	objs, err := Read(t.Context(), root, root, Options{MaxFileBytes: 100})
 	var msgs []string
 	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
 		var me *ManifestError

@@ -1,4 +1,10 @@
-package apply
+// Package render turns one commit's files into Kubernetes objects, each
+// with the file it came from: plain YAML and JSON manifests, kustomizations
+// (built with kustomize's API) and Helm charts (through a renderer the
+// caller supplies). It reads only inside the repository and never talks to
+// the cluster itself; making the cluster match the objects is package
+// apply's job.
+package render
 
 import (
 	"bufio"
@@ -32,13 +38,13 @@ type Object struct {
 	// Obj is the object as written in Git, plus the namespace default.
 	Obj *unstructured.Unstructured
 
-	// plain: read from a plain manifest file, not built by kustomize or
-	// rendered from a chart.
-	plain bool
-	// recorded: taken from the last complete run's record of an unchanged
-	// file (tree.go). Obj holds the identity and the digest annotation
-	// only, so it must never be sent.
-	recorded bool
+	// Plain: read from a plain manifest file, not built by kustomize or
+	// rendered from a chart: the same blob always holds the same objects.
+	Plain bool
+	// Recorded: taken from the last complete run's record of an unchanged
+	// file (Reuse). Obj holds the identity and the digest annotation only,
+	// so it must never be sent.
+	Recorded bool
 }
 
 // GroupKind is the object's group and kind as written.
@@ -46,9 +52,10 @@ func (o *Object) GroupKind() schema.GroupKind { return o.Obj.GroupVersionKind().
 
 // Ref names the object the way kubectl prints it, with the namespace as a
 // flag so that the line can be pasted after "kubectl get".
-func (o *Object) Ref() string { return ref(o.GroupKind(), o.Obj.GetName(), o.Obj.GetNamespace()) }
+func (o *Object) Ref() string { return Ref(o.GroupKind(), o.Obj.GetName(), o.Obj.GetNamespace()) }
 
-func ref(gk schema.GroupKind, name, namespace string) string {
+// Ref names any object as Object.Ref does.
+func Ref(gk schema.GroupKind, name, namespace string) string {
 	r := strings.ToLower(gk.Kind)
 	if gk.Group != "" {
 		r += "." + gk.Group
@@ -62,8 +69,8 @@ func ref(gk schema.GroupKind, name, namespace string) string {
 
 var manifestExts = []string{".yaml", ".yml", ".json"}
 
-// ReadOptions limits what Read accepts.
-type ReadOptions struct {
+// Options limits what Read accepts.
+type Options struct {
 	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
 	MaxFileBytes int64
 	// KustomizeAllowRemote lets kustomizations load files over HTTP(S).
@@ -78,13 +85,18 @@ type ReadOptions struct {
 	Warn func(string)
 }
 
+// DefaultOptions holds the defaults the command line starts from.
+func DefaultOptions() Options {
+	return Options{MaxFileBytes: 4 << 20}
+}
+
 // Read returns the objects of every manifest file under dir, a directory
 // inside root, in a deterministic order (lexical by path, then document).
 // A directory holding a kustomization is built with kustomize as one unit
 // instead, and one holding a Helm chart is rendered as one. Files and
 // directories whose names start with "." are skipped. Symlinks are followed
 // only while they stay inside root.
-func Read(ctx context.Context, root, dir string, opts ReadOptions) ([]*Object, error) {
+func Read(ctx context.Context, root, dir string, opts Options) ([]*Object, error) {
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return nil, err
@@ -142,7 +154,7 @@ func (r *reader) parsePending() error {
 				}
 				results[i].objs, results[i].errs = parseDocs(data, p.source, 1)
 				for _, o := range results[i].objs {
-					o.plain = true
+					o.Plain = true
 				}
 			}
 		})
@@ -170,7 +182,7 @@ func (r *reader) parsePending() error {
 type reader struct {
 	ctx  context.Context
 	root string
-	opts ReadOptions
+	opts Options
 	// seen holds the real paths of directories already walked, so that a
 	// symlink loop inside the repository ends.
 	seen map[string]bool

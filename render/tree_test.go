@@ -1,4 +1,4 @@
-package apply
+package render
 
 import (
 	"context"
@@ -54,7 +54,7 @@ func TestReadTreeIsReadFromDisk(t *testing.T) {
 		t.Run(dir, func(t *testing.T) {
 			root := t.TempDir()
 			write(t, root, files)
-			opts := ReadOptions{MaxFileBytes: 300}
+			opts := Options{MaxFileBytes: 300}
 			want, wantErr := Read(context.Background(), root, filepath.Join(root, dir), opts)
 			got, n, ok, gotErr := readTree(context.Background(), treeOf(files), dir, opts, nil, nil)
 			if !ok || n != 0 {
@@ -69,10 +69,10 @@ func TestReadTreeIsReadFromDisk(t *testing.T) {
 		})
 	}
 	// A directory the tree does not have is left to the disk to explain.
-	if _, _, ok, _ := readTree(context.Background(), treeOf(files), "missing", ReadOptions{}, nil, nil); ok {
+	if _, _, ok, _ := readTree(context.Background(), treeOf(files), "missing", Options{}, nil, nil); ok {
 		t.Error("readTree read a directory that is not there")
 	}
-	if _, _, ok, _ := readTree(context.Background(), treeOf(files), "b.yaml", ReadOptions{}, nil, nil); ok {
+	if _, _, ok, _ := readTree(context.Background(), treeOf(files), "b.yaml", Options{}, nil, nil); ok {
 		t.Error("readTree read a file as a directory")
 	}
 }
@@ -82,22 +82,22 @@ func TestReadTreeIsReadFromDisk(t *testing.T) {
 func TestReadTreeTakesUnchangedFilesFromTheRecord(t *testing.T) {
 	files := map[string]string{"a.yaml": cm("x", "a"), "b.yaml": cm("x", "b"), "c.yaml": cm("x", "c")}
 	tree := treeOf(files)
-	stand := &Object{Source: "b.yaml", Doc: 1, recorded: true}
+	stand := &Object{Source: "b.yaml", Doc: 1, Recorded: true}
 	stand.Obj = parseOne(t, cm("x", "b-as-recorded"))
 	known := map[string]string{"b.yaml": tree.Files["b.yaml"], "c.yaml": "another blob"}
 	recorded := map[string][]*Object{"b.yaml": {stand}, "c.yaml": {stand}}
 	var reads atomic.Int32 // files are read in parallel
 	read := tree.Read
 	tree.Read = func(h string) ([]byte, error) { reads.Add(1); return read(h) }
-	got, n, ok, err := readTree(context.Background(), tree, ".", ReadOptions{}, known, recorded)
+	got, n, ok, err := readTree(context.Background(), tree, ".", Options{}, known, recorded)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
 	if want := []string{"configmap/a -n x @a.yaml", "configmap/b-as-recorded -n x @b.yaml", "configmap/c -n x @c.yaml"}; !reflect.DeepEqual(refs(got), want) {
 		t.Errorf("got %v, want %v", refs(got), want)
 	}
-	if n != 1 || reads.Load() != 2 || !got[1].recorded || got[0].recorded || !got[0].plain {
-		t.Errorf("%d from the record, %d files read, flags %v/%v/%v", n, reads.Load(), got[1].recorded, got[0].recorded, got[0].plain)
+	if n != 1 || reads.Load() != 2 || !got[1].Recorded || got[0].Recorded || !got[0].Plain {
+		t.Errorf("%d from the record, %d files read, flags %v/%v/%v", n, reads.Load(), got[1].Recorded, got[0].Recorded, got[0].Plain)
 	}
 }
 

@@ -1,4 +1,4 @@
-package apply
+package render
 
 import (
 	"bytes"
@@ -16,7 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// ChartRequest asks for one Helm chart to be rendered; see ReadOptions.
+// ChartRequest asks for one Helm chart to be rendered; see Options.
 type ChartRequest struct {
 	// Dir is the chart's directory, a real path inside Root; empty for a
 	// remote chart.

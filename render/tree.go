@@ -1,0 +1,106 @@
+package render
+
+import (
+	"context"
+	"errors"
+	"path"
+	"slices"
+	"strings"
+)
+
+// A new commit usually changes a few files. When the last complete run
+// recorded, with options that shape objects the same way, which Git blob
+// each plain manifest file was and what objects it held, a file whose blob
+// is unchanged holds the same objects: the run takes them from the record
+// (identity and digest, marked Object.Recorded) instead of writing the file
+// out and parsing it, and reads only the other files, straight from Git.
+//
+// Only a tree of plain manifest files is read this way: no kustomization,
+// no chart, no symlink anywhere in the commit, so that nothing but the walk
+// below reads a file. An object taken from the record may only ever be
+// decided unchanged from its LIST; if one is not, the run starts over and
+// reads the whole commit (Commit.Read without Reuse), before anything is written.
+
+// Tree is the commit as Git records it.
+type Tree struct {
+	// Files maps each regular file's path (from the repository root, with
+	// forward slashes) to its blob hash.
+	Files map[string]string
+	// Others are the paths of symlinks and submodules.
+	Others []string
+	// Read returns a file's content by its blob hash.
+	Read func(hash string) ([]byte, error)
+}
+
+// plain says whether t holds plain manifest files only, which is all the
+// tree walk understands.
+func (t *Tree) plain() bool {
+	if len(t.Others) > 0 {
+		return false
+	}
+	for p := range t.Files {
+		if base := path.Base(p); base == chartFile || slices.Contains(kustomizationNames, base) {
+			return false
+		}
+	}
+	return true
+}
+
+// readTree reads dir (relative to the root, "." for the root) from t as
+// Read would from disk: same files, same order, same sources. A file whose
+// blob is known[source] yields recorded[source] without being read.
+// ok is false when dir is not a directory of t, for the disk to say why.
+func readTree(ctx context.Context, t *Tree, dir string, opts Options, known map[string]string, recorded map[string][]*Object) (objs []*Object, fromRecord int, ok bool, err error) {
+	children := map[string][]string{}
+	isDir := map[string]bool{}
+	for p := range t.Files {
+		if dir != "." && !strings.HasPrefix(p, dir+"/") {
+			continue
+		}
+		for p != dir && p != "." {
+			parent := path.Dir(p)
+			if _, seen := isDir[p]; seen {
+				break
+			}
+			isDir[p] = false
+			children[parent] = append(children[parent], path.Base(p))
+			p = parent
+		}
+	}
+	if len(children) == 0 {
+		return nil, 0, false, nil
+	}
+	// A path that leads to a file was recorded first as not a directory.
+	for d := range children {
+		isDir[d] = true
+	}
+	r := &reader{ctx: ctx, opts: opts}
+	var walk func(dir string)
+	walk = func(dir string) {
+		names := children[dir]
+		slices.Sort(names) // as os.ReadDir
+		for _, name := range names {
+			if strings.HasPrefix(name, ".") {
+				continue
+			}
+			source := pathJoin(dir, name)
+			switch {
+			case isDir[source]:
+				walk(source)
+			case !slices.Contains(manifestExts, strings.ToLower(path.Ext(name))):
+			case known[source] != "" && known[source] == t.Files[source]:
+				r.objs = append(r.objs, recorded[source]...)
+				fromRecord++
+			default:
+				hash := t.Files[source]
+				r.pending = append(r.pending, pendingFile{source: source, objAt: len(r.objs), errAt: len(r.errs),
+					read: func() ([]byte, error) { return t.Read(hash) }})
+			}
+		}
+	}
+	walk(dir)
+	if err := r.parsePending(); err != nil {
+		return nil, 0, true, err
+	}
+	return r.objs, fromRecord, true, errors.Join(r.errs...)
+}
