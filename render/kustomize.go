@@ -99,6 +99,9 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool, fsys 
 	if err != nil {
 		return err
 	}
+	if err := duplicateIn(data, r.rel(filepath.Join(dir, name))); err != nil {
+		return err
+	}
 	var k types.Kustomization
 	if err := yaml.Unmarshal(data, &k); err != nil {
 		return err
@@ -130,9 +133,19 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool, fsys 
 		if !r.inside(real) {
 			return fmt.Errorf("resource %q leaves the repository through a symlink", ref)
 		}
-		if st, err := os.Stat(real); err == nil && st.IsDir() {
+		st, err := os.Stat(real)
+		switch {
+		case err != nil:
+		case st.IsDir():
 			if err := r.checkKustomization(top, real, seen, fsys); err != nil {
 				return err
+			}
+		case st.Mode().IsRegular() && r.checkSize(st.Size()) == nil:
+			// kustomize reads a resource file leniently; see dupkeys.go.
+			if data, err := os.ReadFile(real); err == nil {
+				if err := duplicateIn(data, r.rel(real)); err != nil {
+					return err
+				}
 			}
 		}
 	}

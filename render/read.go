@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/yaml"
 )
 
 // Object is one Kubernetes object read from the repository, with where it
@@ -321,7 +320,7 @@ func parseDocs(data []byte, source string, first int) (objs []*Object, errs []er
 		}
 		us, err := decode(raw)
 		if err != nil {
-			errs = append(errs, &ManifestError{Source: source, Doc: doc, Err: err})
+			errs = append(errs, &ManifestError{Source: source, Doc: doc, Err: inFile(err, data, doc-first+1)})
 			continue
 		}
 		for _, o := range us {
@@ -353,7 +352,7 @@ func decodeAll(data []byte) ([]*unstructured.Unstructured, error) {
 // decode turns one YAML or JSON document into objects: none for an empty
 // document, the items of a List, or the object itself.
 func decode(raw []byte) ([]*unstructured.Unstructured, error) {
-	j, err := yaml.YAMLToJSON(raw)
+	j, err := toJSON(raw)
 	if err != nil {
 		return nil, err
 	}

@@ -130,3 +130,57 @@ func TestReadRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A forgotten "---" makes one mapping of two objects; read leniently, the
+// last value of each key would win and one object would vanish.
+func TestDuplicateKeys(t *testing.T) {
+	cm := func(name string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\ndata:\n  a: x\n"
+	}
+	for _, tc := range []struct {
+		name, file, content, want string
+	}{
+		{"forgotten separator", "two.yaml", cm("first") + cm("second"),
+			`two.yaml, document 1: key "apiVersion" appears twice, on lines 1 and 7: is a "---" missing between two objects?`},
+		{"in a later document", "later.yaml", "# head\n---\n" + cm("ok") + "---\n\n" + cm("first") + cm("second"),
+			`later.yaml, document 3: key "apiVersion" appears twice, on lines 11 and 17: is a "---" missing`},
+		{"nested", "nested.yaml", cm("n") + "  b: y\n  a: z\n",
+			`nested.yaml, document 1: key "data.a" appears twice, on lines 6 and 8`},
+		{"in a list item", "list.yaml", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  kind: Secret\n  metadata: {name: x}\n",
+			`list.yaml, document 1: key "items[0].kind" appears twice, on lines 5 and 6`},
+		{"JSON", "j.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\",\n \"metadata\": {\"name\": \"j\"},\n \"kind\": \"Secret\"}",
+			`j.json, document 1: key "kind" appears twice, on lines 1 and 3`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := t.TempDir()
+			write(t, root, map[string]string{tc.file: tc.content})
+			_, err := Read(t.Context(), root, root, Options{})
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want %s", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("not one line: %q", err)
+			}
+		})
+	}
+}
+
+// kustomize parses its inputs leniently itself; they are checked first.
+func TestDuplicateKeysInKustomizeInputs(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"k/kustomization.yaml": "resources: [cm.yaml]\nnamespace: a\nnamespace: b\n",
+		"k/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+		"j/kustomization.yaml": "resources: [cm.yaml]\n",
+		"j/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\nkind: Secret\n",
+	})
+	_, err := Read(t.Context(), root, root, Options{})
+	for _, want := range []string{
+		`k/kustomization.yaml, document 1: key "namespace" appears twice, on lines 2 and 3`,
+		`j/cm.yaml, document 1: key "kind" appears twice, on lines 2 and 4`,
+	} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("got %v, want %s", err, want)
+		}
+	}
+}

@@ -71,6 +71,27 @@ func TestBadInput(t *testing.T) {
 		code:    exitContent,
 		wantErr: []string{"configmap/dup -n badinput (apps/c/templates/all.yaml, document 3): defined twice: also in apps/c/templates/all.yaml, document 2"},
 	}, {
+		// Read leniently, the second Deployment would win, and prune
+		// would delete the first from the cluster.
+		name: "two objects with the --- between them forgotten",
+		files: map[string]string{"apps/web.yaml": configMap(ns, "before", "b") + "---\n" +
+			deployment(ns, "first", 1) + deployment(ns, "second", 1)},
+		code:    exitContent,
+		wantErr: []string{`apps/web.yaml, document 2: key "apiVersion" appears twice, on lines 9 and 25`, `is a "---" missing between two objects?`},
+	}, {
+		name:    "JSON object with a key twice",
+		files:   map[string]string{"apps/cm.json": `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "j", "namespace": "badinput"}, "data": {"a": "1", "a": "2"}}`},
+		code:    exitContent,
+		wantErr: []string{`apps/cm.json, document 1: key "data.a" appears twice, on lines 1 and 1`},
+	}, {
+		name: "kustomize resource with a key twice",
+		files: map[string]string{
+			"apps/k/kustomization.yaml": "resources: [cm.yaml]\n",
+			"apps/k/cm.yaml":            configMap(ns, "k", "1") + "data: {b: \"2\"}\n",
+		},
+		code:    exitContent,
+		wantErr: []string{`apps/k/cm.yaml, document 1: key "data" appears twice, on lines `},
+	}, {
 		name:     "symlink out of the repository",
 		symlinks: map[string]string{"apps/token.yaml": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
 		code:     exitContent,
