@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
+	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -119,6 +121,20 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
 	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
 	fs.BoolVar(&cfg.render.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
+	fs.StringArrayVar(&cfg.render.Jsonnet.LibPaths, "jsonnet-lib-path", nil, "repository `DIR` searched for Jsonnet imports after the importing file's own (repeatable; the last given is searched first, as jsonnet -J)")
+	jsonnetVars := []struct {
+		flag, what string
+		into       *map[string]string
+	}{
+		{"jsonnet-ext-str", "an external variable (std.extVar), as a string", &cfg.render.Jsonnet.ExtStr},
+		{"jsonnet-ext-code", "an external variable (std.extVar), as Jsonnet code", &cfg.render.Jsonnet.ExtCode},
+		{"jsonnet-tla-str", "a top-level argument of every .jsonnet file that is a function, as a string", &cfg.render.Jsonnet.TLAStr},
+		{"jsonnet-tla-code", "a top-level argument of every .jsonnet file that is a function, as Jsonnet code", &cfg.render.Jsonnet.TLACode},
+	}
+	jsonnetArgs := make([][]string, len(jsonnetVars))
+	for i, v := range jsonnetVars {
+		fs.StringArrayVar(&jsonnetArgs[i], v.flag, nil, "`KEY=VALUE`: "+v.what+" (repeatable)")
+	}
 	fs.BoolVar(&cfg.chart.AllowRemote, "helm-allow-remote", false, "let a kustomization's helmCharts fetch a chart that is not vendored, from its HTTP(S) repository or OCI registry")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
@@ -152,9 +168,20 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 			return
 		}
 		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := lookupEnv(name); ok {
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		values := []string{v}
+		if f.Value.Type() == "stringArray" {
+			// A repeatable flag takes a comma-separated list from its
+			// environment variable.
+			values = strings.Split(v, ",")
+		}
+		for _, v := range values {
 			if err := fs.Set(f.Name, v); err != nil {
 				envErr = usageErrorf("%s: %w", name, err)
+				return
 			}
 		}
 	})
@@ -214,6 +241,20 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	if !fs.Changed("wait-timeout") && cfg.health.Timeout >= cfg.timeout {
 		// A short --timeout alone must not make the default an error.
 		cfg.health.Timeout = cfg.timeout / 2
+	}
+	for i, v := range jsonnetVars {
+		m, err := keyValues(v.flag, jsonnetArgs[i])
+		if err != nil {
+			return nil, err
+		}
+		*v.into = m
+	}
+	for i, p := range cfg.render.Jsonnet.LibPaths {
+		clean := path.Clean(filepath.ToSlash(p))
+		if !filepath.IsLocal(clean) {
+			return nil, usageErrorf("--jsonnet-lib-path %q must be a directory inside the repository, relative to its root", p)
+		}
+		cfg.render.Jsonnet.LibPaths[i] = clean
 	}
 	cfg.chart.MaxFileBytes = cfg.render.MaxFileBytes
 	cfg.render.Namespace = cfg.apply.Namespace
@@ -300,4 +341,20 @@ func (e *usageError) Unwrap() error { return e.err }
 
 func usageErrorf(format string, args ...any) error {
 	return &usageError{fmt.Errorf(format, args...)}
+}
+
+// keyValues reads the KEY=VALUE arguments of a repeatable flag.
+func keyValues(flag string, args []string) (map[string]string, error) {
+	if len(args) == 0 {
+		return nil, nil
+	}
+	m := make(map[string]string, len(args))
+	for _, a := range args {
+		k, v, ok := strings.Cut(a, "=")
+		if !ok || k == "" {
+			return nil, usageErrorf("--%s takes KEY=VALUE, not %q", flag, a)
+		}
+		m[k] = v
+	}
+	return m, nil
 }

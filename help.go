@@ -11,9 +11,10 @@ import (
 // is, and the three ways people run it.
 const helpIntro = `cronsync makes a Kubernetes cluster match one commit of a Git repository,
 once, and exits. It clones the ref, reads the manifests under --path (plain
-YAML and kustomizations), checks the whole commit with a server-side dry run,
-applies it with server-side apply, prunes what Git no longer has, waits until
-what it applied is running, and exits with a status a Job can act on. Run it
+YAML and JSON, kustomizations, Helm charts, Jsonnet), checks the whole commit
+with a server-side dry run, applies it with server-side apply, prunes what
+Git no longer has, waits until what it applied is running, and exits with a
+status a Job can act on. Run it
 from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
 (--field-manager is CRONSYNC_FIELD_MANAGER).
 
@@ -50,6 +51,7 @@ var flagGroups = []struct {
 	{"Git source", []string{"repo", "ref", "ref-semver", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
 		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
+	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds"}},

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"reflect"
 	"regexp"
 	"strings"
 	"testing"
@@ -79,5 +81,32 @@ func TestUnknownFlagIsOneLine(t *testing.T) {
 	}
 	if got := stderr.String(); got != "error: unknown flag: --nope (see cronsync --help)\n" {
 		t.Errorf("stderr = %q", got)
+	}
+}
+
+// Repeatable flags take one value per use on the command line, and a
+// comma-separated list from their environment variable.
+func TestJsonnetFlags(t *testing.T) {
+	env := map[string]string{"CRONSYNC_JSONNET_EXT_STR": "env=prod,region=eu", "CRONSYNC_JSONNET_LIB_PATH": "vendor,lib/./x"}
+	cfg, err := parseFlags([]string{"--repo", ".", "--jsonnet-tla-code", "replicas=2", "--jsonnet-tla-code", "tags=['a', 'b']", "--jsonnet-tla-str", "empty="},
+		func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := cfg.render.Jsonnet
+	if !reflect.DeepEqual(j.ExtStr, map[string]string{"env": "prod", "region": "eu"}) || !reflect.DeepEqual(j.LibPaths, []string{"vendor", "lib/x"}) ||
+		!reflect.DeepEqual(j.TLACode, map[string]string{"replicas": "2", "tags": "['a', 'b']"}) || !reflect.DeepEqual(j.TLAStr, map[string]string{"empty": ""}) {
+		t.Errorf("got %+v", j)
+	}
+	for args, want := range map[string]string{
+		"--jsonnet-ext-code=nokey":      `--jsonnet-ext-code takes KEY=VALUE, not "nokey"`,
+		"--jsonnet-tla-str==x":          `--jsonnet-tla-str takes KEY=VALUE, not "=x"`,
+		"--jsonnet-lib-path=../vendor":  `--jsonnet-lib-path "../vendor" must be a directory inside the repository`,
+		"--jsonnet-lib-path=/usr/share": `--jsonnet-lib-path "/usr/share" must be a directory inside the repository`,
+	} {
+		_, err := parseFlags([]string{"--repo", ".", args}, func(string) (string, bool) { return "", false }, io.Discard)
+		if err == nil || exitCode(err) != exitConfig || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: got %v (exit %d), want %s", args, err, exitCode(err), want)
+		}
 	}
 }

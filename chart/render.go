@@ -2,15 +2,16 @@ package chart
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"runtime/metrics"
 	"strings"
 	"text/template"
-	"time"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	"helm.sh/helm/v4/pkg/engine"
+
+	"github.com/cronsync/cronsync/internal/budget"
 )
 
 // maxItems bounds what one call of until, untilStep or repeat may build.
@@ -19,54 +20,19 @@ import (
 // million of anything.
 const maxItems = 1_000_000
 
-// render runs Helm's engine within the render and memory budgets. Go
-// cannot stop a goroutine, so a template past its budget is abandoned: the
-// run ends with a manifest error soon after, and the process with it.
+// render runs Helm's engine within the render and memory budgets.
 func (r *Renderer) render(ctx context.Context, ch *chartv2.Chart, vals common.Values) (map[string]string, error) {
 	e := engine.Engine{CustomTemplateFuncs: cappedFuncs()}
-	budget := r.opts.RenderBudget
-	if dl, ok := ctx.Deadline(); ok {
-		// Leave the run time to report the chart as the fault, rather than
-		// end on --timeout.
-		budget = min(budget, time.Until(dl)/2)
-	}
-	type result struct {
-		files map[string]string
-		err   error
-	}
-	done := make(chan result, 1)
-	start := heapBytes()
-	go func() {
-		files, err := e.RenderWithContext(ctx, ch, vals)
-		done <- result{files, err}
-	}()
-	timer := time.NewTimer(budget)
-	defer timer.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case res := <-done:
-			return res.files, res.err
-		case <-ctx.Done():
-			return nil, context.Cause(ctx)
-		case <-timer.C:
-			return nil, fmt.Errorf("rendering did not finish within %s: does a template loop or recurse without end?", budget.Round(100*time.Millisecond))
-		case <-tick.C:
-			if used := heapBytes(); used > start && used-start > r.opts.MemoryBudget {
-				return nil, fmt.Errorf("rendering used over %d MiB and was stopped: does a template produce output without end?", r.opts.MemoryBudget>>20)
-			}
+	files, err := budget.Run(ctx, budget.Limits{Time: r.opts.RenderBudget, Heap: r.opts.MemoryBudget}, func() (map[string]string, error) {
+		return e.RenderWithContext(ctx, ch, vals)
+	})
+	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
+		if exceeded.Heap > 0 {
+			return nil, fmt.Errorf("rendering %v: does a template produce output without end?", exceeded)
 		}
+		return nil, fmt.Errorf("rendering %v: does a template loop or recurse without end?", exceeded)
 	}
-}
-
-func heapBytes() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
-	}
-	return s[0].Value.Uint64()
+	return files, err
 }
 
 // cappedFuncs replaces the sprig functions that allocate their whole

@@ -93,7 +93,7 @@ func (c *Commit) Blobs(ctx context.Context) map[string]string {
 // Stamp identifies what, besides the files, shapes the objects Read
 // returns: equal stamps, the same file gives the same objects.
 func (c *Commit) Stamp() string {
-	return fmt.Sprintf("%s\x00%d", c.Path, c.Options.MaxFileBytes)
+	return fmt.Sprintf("%s\x00%d\x00%s", c.Path, c.Options.MaxFileBytes, c.Options.Jsonnet.stamp())
 }
 
 // listTree lists the commit's tree once.

@@ -82,11 +82,13 @@ type Options struct {
 	// Warn receives what a run should say but that fails nothing, such as
 	// the Helm hooks left out of a chart.
 	Warn func(string)
+	// Jsonnet is how .jsonnet files are evaluated.
+	Jsonnet Jsonnet
 }
 
 // DefaultOptions holds the defaults the command line starts from.
 func DefaultOptions() Options {
-	return Options{MaxFileBytes: 4 << 20}
+	return Options{MaxFileBytes: 4 << 20, Jsonnet: DefaultJsonnet()}
 }
 
 // Read returns the objects of every manifest file under dir, a directory
@@ -189,6 +191,9 @@ type reader struct {
 	errs []error
 	// pending are the plain files, parsed once the walk is done.
 	pending []pendingFile
+	// jsonnetAbandoned: a Jsonnet evaluation ran past its budget and
+	// still runs; no other starts.
+	jsonnetAbandoned bool
 }
 
 func (r *reader) rel(real string) string {
@@ -242,12 +247,14 @@ func (r *reader) walk(dir, shown string) error {
 			if err := r.walk(path, source); err != nil {
 				return err
 			}
-		case !slices.Contains(manifestExts, strings.ToLower(filepath.Ext(name))):
+		case !slices.Contains(manifestExts, strings.ToLower(filepath.Ext(name))) && filepath.Ext(name) != jsonnetExt:
 			continue
 		case !info.Mode().IsRegular():
 			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("not a regular file (%s)", info.Mode().Type())})
 		case r.checkSize(info.Size()) != nil:
 			r.errs = append(r.errs, &ManifestError{Source: source, Err: r.checkSize(info.Size())})
+		case filepath.Ext(name) == jsonnetExt:
+			r.jsonnet(source)
 		default:
 			r.pending = append(r.pending, pendingFile{path: path, source: source, objAt: len(r.objs), errAt: len(r.errs)})
 		}
@@ -360,6 +367,12 @@ func decode(raw []byte) ([]*unstructured.Unstructured, error) {
 	if err := json.Unmarshal(j, &v); err != nil {
 		return nil, err
 	}
+	return fromValue(v)
+}
+
+// fromValue turns one decoded document into objects: none for null, the
+// items of a List, or the object itself.
+func fromValue(v any) ([]*unstructured.Unstructured, error) {
 	if v == nil {
 		return nil, nil
 	}

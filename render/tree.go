@@ -39,7 +39,9 @@ func (t *Tree) plain() bool {
 		return false
 	}
 	for p := range t.Files {
-		if base := path.Base(p); base == chartFile || slices.Contains(kustomizationNames, base) {
+		// A Jsonnet file's objects depend on the files it imports, which
+		// the blob of the file itself does not show.
+		if base := path.Base(p); base == chartFile || slices.Contains(kustomizationNames, base) || path.Ext(p) == jsonnetExt {
 			return false
 		}
 	}

@@ -10,7 +10,8 @@
 #   runtime), and
 #   helm and kustomize, the CLIs whose renders of the same charts the Helm
 #   tests compare cronsync's with: helm at the SDK version cronsync's go.mod
-#   requires, kustomize at the release built on the kustomize/api it does.
+#   requires, kustomize at the release built on the kustomize/api it does;
+#   and jsonnet, built from the go-jsonnet version cronsync evaluates with.
 #
 # The Kubernetes and etcd versions are the ones go.mod in this directory
 # requires; kwok is its own module with its own dependencies, so it is built
@@ -27,6 +28,7 @@ helm=$(cd ../.. && go list -m -f '{{.Version}}' helm.sh/helm/v4)
 # kustomize v5.8.1 is the CLI release built on sigs.k8s.io/kustomize/api
 # v0.21.1; change both together.
 kustomize=v5.8.1
+jsonnet=$(cd ../.. && go list -m -f '{{.Version}}' github.com/google/go-jsonnet)
 k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 out=${TESTBIN_DIR:-$here/../../.cache/testbin}/kubernetes-$k8s-etcd-$etcd
@@ -102,12 +104,13 @@ gotool() {
   rm -rf "$tmp"
 }
 
-tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/kustomize.partial.$$")
+tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/kustomize.partial.$$" "$out/jsonnet.partial.$$")
 pids=()
 k8s_build & pids+=($!)
 kwok_build & pids+=($!)
 gotool helm helm.sh/helm/v4/cmd/helm "$helm" & pids+=($!)
 gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize" & pids+=($!)
+gotool jsonnet github.com/google/go-jsonnet/cmd/jsonnet "$jsonnet" & pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if [ $failed -ne 0 ]; then

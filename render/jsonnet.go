@@ -1,0 +1,287 @@
+package render
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/go-jsonnet"
+
+	"github.com/cronsync/cronsync/internal/budget"
+)
+
+// Jsonnet configures how .jsonnet files are evaluated. Every .jsonnet file
+// under the path is evaluated with the same variables; .libsonnet files are
+// only ever imported.
+type Jsonnet struct {
+	// LibPaths are repository-relative directories that imports are looked
+	// up in after the importing file's own directory, the last first, as
+	// the jsonnet CLI does with -J (jsonnet-bundler's vendor/).
+	LibPaths []string
+	// ExtStr and ExtCode are external variables (std.extVar): strings, and
+	// Jsonnet code evaluated as the value.
+	ExtStr, ExtCode map[string]string
+	// TLAStr and TLACode are top-level arguments, passed to a file whose
+	// value is a function; one that takes none ignores them, and parameters
+	// not given take the defaults the file declares.
+	TLAStr, TLACode map[string]string
+	// Budget bounds each file's evaluation, which Go cannot interrupt: a
+	// program that loops or allocates without end is the commit's fault.
+	Budget budget.Limits
+}
+
+// DefaultJsonnet holds the defaults the command line starts from: a file
+// gets what a Helm chart gets.
+func DefaultJsonnet() Jsonnet {
+	return Jsonnet{Budget: budget.Limits{Time: 30 * time.Second, Heap: 256 << 20}}
+}
+
+// stamp identifies everything in j that shapes the objects.
+func (j Jsonnet) stamp() string {
+	var b strings.Builder
+	b.WriteString(strings.Join(j.LibPaths, "\x01"))
+	for _, m := range []map[string]string{j.ExtStr, j.ExtCode, j.TLAStr, j.TLACode} {
+		b.WriteByte(0)
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			fmt.Fprintf(&b, "%s=%s\x01", k, m[k])
+		}
+	}
+	return b.String()
+}
+
+const jsonnetExt = ".jsonnet"
+
+// jsonnet evaluates the file at real path file, shown as source, and
+// flattens its value into objects (see flattenJsonnet).
+func (r *reader) jsonnet(source string) {
+	if r.jsonnetAbandoned {
+		// An earlier file's evaluation still runs, abandoned past its
+		// budget; the run fails on it and must not pile up more.
+		return
+	}
+	vm := jsonnet.MakeVM()
+	vm.Importer(&confinedImporter{r: r, cache: map[string]*imported{}})
+	j := r.opts.Jsonnet
+	for k, v := range j.ExtStr {
+		vm.ExtVar(k, v)
+	}
+	for k, v := range j.ExtCode {
+		vm.ExtCode(k, v)
+	}
+	for k, v := range j.TLAStr {
+		vm.TLAVar(k, v)
+	}
+	for k, v := range j.TLACode {
+		vm.TLACode(k, v)
+	}
+	limits := j.Budget
+	if limits.Time <= 0 {
+		limits = DefaultJsonnet().Budget
+	}
+	out, err := budget.Run(r.ctx, limits, func() (string, error) { return vm.EvaluateFile(source) })
+	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
+		r.jsonnetAbandoned = true
+		hint := "does it recurse or loop without end?"
+		if exceeded.Heap > 0 {
+			hint = "does it build a value without end?"
+		}
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("jsonnet: evaluation %v: %s", exceeded, hint)})
+		return
+	}
+	if err != nil {
+		if r.ctx.Err() != nil {
+			r.jsonnetAbandoned = true
+		} else {
+			err = jsonnetError(err)
+		}
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+		return
+	}
+	var v any
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+		return
+	}
+	doc := 0
+	err = flattenJsonnet(v, "", func(m map[string]any, at string) error {
+		doc++
+		us, err := fromValue(m)
+		if err != nil {
+			// The path, not a document number, is what finds it in the
+			// program's output.
+			where := "the file's value"
+			if at != "" {
+				where = at
+			}
+			r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("%s: %w", where, err)})
+			return nil
+		}
+		for _, u := range us {
+			r.objs = append(r.objs, &Object{Source: source, Doc: doc, Obj: u})
+		}
+		return nil
+	})
+	if err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+	}
+}
+
+// flattenJsonnet walks a file's value as Tanka does: an object with
+// apiVersion and kind is one manifest (a List is flattened later, as in a
+// YAML file), an array is each of its elements, any other object each of
+// its field values in key order; null renders nothing. emit gets each
+// manifest with its path in the value.
+func flattenJsonnet(v any, at string, emit func(map[string]any, string) error) error {
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case map[string]any:
+		_, api := v["apiVersion"]
+		_, kind := v["kind"]
+		if api && kind {
+			return emit(v, at)
+		}
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			if err := flattenJsonnet(v[k], fieldPath(at, k), emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	case []any:
+		for i, e := range v {
+			if err := flattenJsonnet(e, fmt.Sprintf("%s[%d]", at, i), emit); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	where := at
+	if where == "" {
+		where = "the file's value"
+	}
+	return fmt.Errorf("%s is a %s, not an object or an array of objects", where, jsonType(v))
+}
+
+var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// fieldPath names field k of the value at "at" as Jsonnet would write it.
+func fieldPath(at, k string) string {
+	if identifier.MatchString(k) {
+		if at == "" {
+			return k
+		}
+		return at + "." + k
+	}
+	q, _ := json.Marshal(k)
+	return at + "[" + string(q) + "]"
+}
+
+// jsonnetError keeps Jsonnet's message and where it happened
+// (file:line:column, the file as the repository names it) on one line:
+// the formatter's stack trace takes several.
+func jsonnetError(err error) error {
+	lines := strings.Split(strings.TrimSpace(err.Error()), "\n")
+	msg := strings.TrimSpace(lines[0])
+	if !strings.HasPrefix(msg, "RUNTIME ERROR") {
+		// A static error starts with its place; the lines after it
+		// quote the source.
+		return fmt.Errorf("jsonnet: %s", msg)
+	}
+	for _, l := range lines[1:] {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "During ") {
+			continue
+		}
+		loc, _, _ := strings.Cut(l, "\t")
+		if loc != "" && !strings.Contains(msg, loc) {
+			msg += " (at " + loc + ")"
+		}
+		break
+	}
+	return fmt.Errorf("jsonnet: %s", msg)
+}
+
+// confinedImporter resolves imports inside the repository only: relative
+// to the importing file, then through the library paths. Paths are the
+// repository's (forward slashes, from its root), so that Jsonnet's own
+// messages name files as the repository does.
+type confinedImporter struct {
+	r     *reader
+	cache map[string]*imported
+}
+
+type imported struct {
+	contents jsonnet.Contents
+	found    bool
+	err      error
+}
+
+func (im *confinedImporter) Import(importedFrom, importedPath string) (jsonnet.Contents, string, error) {
+	if path.IsAbs(importedPath) || filepath.IsAbs(importedPath) {
+		return jsonnet.Contents{}, "", fmt.Errorf("import %q is an absolute path: only files inside the repository can be imported", importedPath)
+	}
+	dirs := []string{path.Dir(importedFrom)}
+	if importedFrom == "" {
+		dirs = []string{"."}
+	}
+	for _, lib := range slices.Backward(im.r.opts.Jsonnet.LibPaths) {
+		dirs = append(dirs, lib)
+	}
+	for _, dir := range dirs {
+		p := path.Join(dir, importedPath)
+		if !filepath.IsLocal(p) {
+			return jsonnet.Contents{}, "", fmt.Errorf("import %q leaves the repository", importedPath)
+		}
+		got := im.load(p)
+		if got.err != nil {
+			return jsonnet.Contents{}, "", got.err
+		}
+		if got.found {
+			return got.contents, p, nil
+		}
+	}
+	return jsonnet.Contents{}, "", fmt.Errorf("import %q: no such file next to %s or in the --jsonnet-lib-path directories", importedPath, cmp.Or(importedFrom, "the file"))
+}
+
+// load reads the repository's file p once.
+func (im *confinedImporter) load(p string) *imported {
+	if got, ok := im.cache[p]; ok {
+		return got
+	}
+	got := &imported{}
+	im.cache[p] = got
+	full := filepath.Join(im.r.root, filepath.FromSlash(p))
+	real, err := filepath.EvalSymlinks(full)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return got
+	case err != nil:
+		got.err = err
+		return got
+	case !im.r.inside(real):
+		got.err = fmt.Errorf("import %q leaves the repository through a symlink", p)
+		return got
+	}
+	st, err := os.Stat(real)
+	switch {
+	case err != nil:
+		got.err = err
+	case !st.Mode().IsRegular():
+		got.err = fmt.Errorf("import %q is not a regular file", p)
+	case im.r.checkSize(st.Size()) != nil:
+		got.err = fmt.Errorf("import %q: %w", p, im.r.checkSize(st.Size()))
+	default:
+		data, err := os.ReadFile(real)
+		got.contents, got.found, got.err = jsonnet.MakeContentsRaw(data), err == nil, err
+	}
+	return got
+}
