@@ -38,6 +38,9 @@ func main() {
 // mainErr is main without the exit, so that every path out of the program
 // goes through exitCode once.
 func mainErr(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 1 && args[0] == render.JsonnetChildArg {
+		return render.ServeJsonnet(os.Stdin, stdout)
+	}
 	cfg, err := parseFlags(args, os.LookupEnv, stdout)
 	if errors.Is(err, errHelp) {
 		return nil
@@ -188,6 +191,9 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	// them: one that finds this commit applied completely last time is
 	// decided from its SHA alone.
 	commit := &render.Commit{Path: path.Clean(filepath.ToSlash(cfg.path)), Options: cfg.render}
+	if exe, err := os.Executable(); err == nil {
+		commit.Options.Jsonnet.Evaluate = render.JsonnetInChild(exe)
+	}
 	opts.Commit = commit
 	opts.Revision = co.Commit + ":" + commit.Path
 	if cfg.submodules == "off" {

@@ -27,7 +27,8 @@ type DuplicateKeyError struct {
 
 func (e *DuplicateKeyError) Error() string {
 	msg := fmt.Sprintf("key %q appears twice, on lines %d and %d", e.Path, e.First, e.Second)
-	if !strings.Contains(e.Path, ".") {
+	if e.Path == "apiVersion" || e.Path == "kind" {
+		// What the first key of an object repeated means.
 		msg += `: is a "---" missing between two objects?`
 	}
 	return msg

@@ -2,6 +2,7 @@ package render
 
 import (
 	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -34,9 +35,11 @@ type Jsonnet struct {
 	// value is a function; one that takes none ignores them, and parameters
 	// not given take the defaults the file declares.
 	TLAStr, TLACode map[string]string
-	// Budget bounds each file's evaluation, which Go cannot interrupt: a
-	// program that loops or allocates without end is the commit's fault.
+	// Budget bounds each file's evaluation: a program that loops or
+	// allocates without end is the commit's fault.
 	Budget budget.Limits
+	// Evaluate evaluates one file; nil is EvaluateJsonnet, in this process.
+	Evaluate func(context.Context, JsonnetRequest) (string, error) `json:"-"`
 }
 
 // DefaultJsonnet holds the defaults the command line starts from: a file
@@ -60,48 +63,43 @@ func (j Jsonnet) stamp() string {
 
 const jsonnetExt = ".jsonnet"
 
-// jsonnet evaluates the file at real path file, shown as source, and
-// flattens its value into objects (see flattenJsonnet).
+// JsonnetRequest is one .jsonnet file to evaluate.
+type JsonnetRequest struct {
+	// Root is the repository's real path; nothing outside it is read.
+	Root string
+	// File is the file's path in the repository.
+	File string
+	// Jsonnet holds the variables, library paths and budget.
+	Jsonnet Jsonnet
+	// MaxFileBytes limits every file imported, as Options.MaxFileBytes.
+	MaxFileBytes int64
+}
+
+// jsonnet evaluates the file source and flattens its value into objects
+// (see flattenJsonnet).
 func (r *reader) jsonnet(source string) {
 	if r.jsonnetAbandoned {
-		// An earlier file's evaluation still runs, abandoned past its
-		// budget; the run fails on it and must not pile up more.
+		// An earlier evaluation still runs in this process, abandoned past
+		// its budget; the run fails on it and must not pile up more.
 		return
 	}
-	vm := jsonnet.MakeVM()
-	vm.Importer(&confinedImporter{r: r, cache: map[string]*imported{}})
-	j := r.opts.Jsonnet
-	for k, v := range j.ExtStr {
-		vm.ExtVar(k, v)
+	req := JsonnetRequest{Root: r.root, File: source, Jsonnet: r.opts.Jsonnet, MaxFileBytes: r.opts.MaxFileBytes}
+	if req.Jsonnet.Budget.Time <= 0 {
+		req.Jsonnet.Budget = DefaultJsonnet().Budget
 	}
-	for k, v := range j.ExtCode {
-		vm.ExtCode(k, v)
+	if dl, ok := r.ctx.Deadline(); ok {
+		// Leave the run time to report the file as the fault, rather
+		// than end on --timeout.
+		req.Jsonnet.Budget.Time = min(req.Jsonnet.Budget.Time, time.Until(dl)/2)
 	}
-	for k, v := range j.TLAStr {
-		vm.TLAVar(k, v)
+	evaluate := r.opts.Jsonnet.Evaluate
+	if evaluate == nil {
+		evaluate = EvaluateJsonnet
 	}
-	for k, v := range j.TLACode {
-		vm.TLACode(k, v)
-	}
-	limits := j.Budget
-	if limits.Time <= 0 {
-		limits = DefaultJsonnet().Budget
-	}
-	out, err := budget.Run(r.ctx, limits, func() (string, error) { return vm.EvaluateFile(source) })
-	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
-		r.jsonnetAbandoned = true
-		hint := "does it recurse or loop without end?"
-		if exceeded.Heap > 0 {
-			hint = "does it build a value without end?"
-		}
-		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("jsonnet: evaluation %v: %s", exceeded, hint)})
-		return
-	}
+	out, err := evaluate(r.ctx, req)
 	if err != nil {
-		if r.ctx.Err() != nil {
+		if _, ok := errors.AsType[*budget.ExceededError](err); ok || r.ctx.Err() != nil {
 			r.jsonnetAbandoned = true
-		} else {
-			err = jsonnetError(err)
 		}
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
 		return
@@ -133,6 +131,42 @@ func (r *reader) jsonnet(source string) {
 	if err != nil {
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
 	}
+}
+
+// EvaluateJsonnet evaluates req in this process and returns its value as
+// JSON. Go cannot stop a goroutine: an evaluation past its budget is
+// abandoned, still running, and a tailstrict recursion without end (which
+// go-jsonnet's stack limit does not count) aborts the process when the Go
+// stack reaches its limit. The command runs each file in a process of its
+// own instead (JsonnetInChild), which ends with its evaluation.
+func EvaluateJsonnet(ctx context.Context, req JsonnetRequest) (string, error) {
+	vm := jsonnet.MakeVM()
+	vm.Importer(&confinedImporter{req: req, cache: map[string]*imported{}})
+	j := req.Jsonnet
+	for k, v := range j.ExtStr {
+		vm.ExtVar(k, v)
+	}
+	for k, v := range j.ExtCode {
+		vm.ExtCode(k, v)
+	}
+	for k, v := range j.TLAStr {
+		vm.TLAVar(k, v)
+	}
+	for k, v := range j.TLACode {
+		vm.TLACode(k, v)
+	}
+	out, err := budget.Run(ctx, j.Budget, func() (string, error) { return vm.EvaluateFile(req.File) })
+	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
+		hint := "does it recurse or loop without end?"
+		if exceeded.Heap > 0 {
+			hint = "does it build a value, or recurse, without end?"
+		}
+		return "", fmt.Errorf("jsonnet: evaluation %w: %s", exceeded, hint)
+	}
+	if err != nil && ctx.Err() == nil {
+		err = jsonnetError(err)
+	}
+	return out, err
 }
 
 // flattenJsonnet walks a file's value as Tanka does: an object with
@@ -215,7 +249,7 @@ func jsonnetError(err error) error {
 // repository's (forward slashes, from its root), so that Jsonnet's own
 // messages name files as the repository does.
 type confinedImporter struct {
-	r     *reader
+	req   JsonnetRequest
 	cache map[string]*imported
 }
 
@@ -233,7 +267,7 @@ func (im *confinedImporter) Import(importedFrom, importedPath string) (jsonnet.C
 	if importedFrom == "" {
 		dirs = []string{"."}
 	}
-	for _, lib := range slices.Backward(im.r.opts.Jsonnet.LibPaths) {
+	for _, lib := range slices.Backward(im.req.Jsonnet.LibPaths) {
 		dirs = append(dirs, lib)
 	}
 	for _, dir := range dirs {
@@ -259,7 +293,7 @@ func (im *confinedImporter) load(p string) *imported {
 	}
 	got := &imported{}
 	im.cache[p] = got
-	full := filepath.Join(im.r.root, filepath.FromSlash(p))
+	full := filepath.Join(im.req.Root, filepath.FromSlash(p))
 	real, err := filepath.EvalSymlinks(full)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -267,7 +301,7 @@ func (im *confinedImporter) load(p string) *imported {
 	case err != nil:
 		got.err = err
 		return got
-	case !im.r.inside(real):
+	case !inside(im.req.Root, real):
 		got.err = fmt.Errorf("import %q leaves the repository through a symlink", p)
 		return got
 	}
@@ -277,11 +311,16 @@ func (im *confinedImporter) load(p string) *imported {
 		got.err = err
 	case !st.Mode().IsRegular():
 		got.err = fmt.Errorf("import %q is not a regular file", p)
-	case im.r.checkSize(st.Size()) != nil:
-		got.err = fmt.Errorf("import %q: %w", p, im.r.checkSize(st.Size()))
+	case checkSize(im.req.MaxFileBytes, st.Size()) != nil:
+		got.err = fmt.Errorf("import %q: %w", p, checkSize(im.req.MaxFileBytes, st.Size()))
 	default:
 		data, err := os.ReadFile(real)
 		got.contents, got.found, got.err = jsonnet.MakeContentsRaw(data), err == nil, err
+		if err == nil && slices.Contains(manifestExts, strings.ToLower(path.Ext(p))) {
+			// Most likely read by std.parseYaml or std.parseJson, which
+			// keep the last of two equal keys; see dupkeys.go.
+			got.err = duplicateIn(data, p)
+		}
 	}
 	return got
 }

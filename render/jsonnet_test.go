@@ -103,13 +103,14 @@ func TestJsonnetFaults(t *testing.T) {
 		{"number at the top", "42", 0, "apps/f.jsonnet: the file's value is a number"},
 		{"leaf in an array", "[{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'x' } }, true]", 0, "apps/f.jsonnet: [1] is a boolean"},
 		{"object without a name", "{ x: { apiVersion: 'v1', kind: 'ConfigMap' } }", 0, "apps/f.jsonnet: x: ConfigMap: metadata.name is missing"},
+		{"imported YAML with a key twice", "std.parseYaml(importstr '../data/values.yaml')", 0, `RUNTIME ERROR: data/values.yaml, document 1: key "replicas" appears twice, on lines 1 and 3 (at apps/f.jsonnet:1:`},
 		{"endless recursion", "local f(x) = f(x + 1) + 1; f(0)", 0, "max stack frames exceeded"},
-		{"past its time", "local loop(n) = if n == 0 then 0 else loop(n - 1) tailstrict; loop(1e12)", 300 * time.Millisecond, "apps/f.jsonnet: jsonnet: evaluation did not finish within 300ms: does it recurse or loop without end?"},
+		{"past its time", "std.foldl(function(a, i) a + std.foldl(function(b, j) b + j, std.range(1, 1e4), 0), std.range(1, 1e5), 0)", 300 * time.Millisecond, "apps/f.jsonnet: jsonnet: evaluation did not finish within 300ms: does it recurse or loop without end?"},
 		{"past its heap", "std.length(std.repeat([std.makeArray(1e4, function(i) i)], 1e6))", 0, "apps/f.jsonnet: jsonnet: evaluation used over 64 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()
-			write(t, root, map[string]string{"apps/f.jsonnet": tc.program})
+			write(t, root, map[string]string{"apps/f.jsonnet": tc.program, "data/values.yaml": "replicas: 1\nimage: x\nreplicas: 2\n"})
 			if err := os.Symlink(outside, filepath.Join(root, "link")); err != nil {
 				t.Fatal(err)
 			}

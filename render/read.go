@@ -263,9 +263,12 @@ func (r *reader) walk(dir, shown string) error {
 }
 
 // checkSize refuses a file over MaxFileBytes.
-func (r *reader) checkSize(n int64) error {
-	if r.opts.MaxFileBytes > 0 && n > r.opts.MaxFileBytes {
-		return fmt.Errorf("file is %d bytes, over the limit of %d", n, r.opts.MaxFileBytes)
+func (r *reader) checkSize(n int64) error { return checkSize(r.opts.MaxFileBytes, n) }
+
+// checkSize refuses a file of n bytes over max, unless max is 0.
+func checkSize(max, n int64) error {
+	if max > 0 && n > max {
+		return fmt.Errorf("file is %d bytes, over the limit of %d", n, max)
 	}
 	return nil
 }
@@ -293,8 +296,11 @@ func (r *reader) follow(path string) (string, error) {
 	return target, nil
 }
 
-func (r *reader) inside(path string) bool {
-	rel, err := filepath.Rel(r.root, path)
+func (r *reader) inside(path string) bool { return inside(r.root, path) }
+
+// inside says whether path is root or under it.
+func inside(root, path string) bool {
+	rel, err := filepath.Rel(root, path)
 	return err == nil && filepath.IsLocal(rel)
 }
 

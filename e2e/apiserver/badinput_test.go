@@ -92,6 +92,56 @@ func TestBadInput(t *testing.T) {
 		code:    exitContent,
 		wantErr: []string{`apps/k/cm.yaml, document 1: key "data" appears twice, on lines `},
 	}, {
+		name:    "Jsonnet syntax error",
+		files:   map[string]string{"apps/bad.jsonnet": "{ a: }"},
+		code:    exitContent,
+		wantErr: []string{`apps/bad.jsonnet: jsonnet: apps/bad.jsonnet:1:6-7 Unexpected: "}"`},
+	}, {
+		name:    "Jsonnet runtime error",
+		files:   map[string]string{"apps/bad.jsonnet": "{\n  a: error 'broken on purpose',\n}"},
+		code:    exitContent,
+		wantErr: []string{"apps/bad.jsonnet: jsonnet: RUNTIME ERROR: broken on purpose (at apps/bad.jsonnet:2:"},
+	}, {
+		name:    "Jsonnet import out of the repository",
+		files:   map[string]string{"apps/bad.jsonnet": "import '../../x.libsonnet'"},
+		code:    exitContent,
+		wantErr: []string{`apps/bad.jsonnet: jsonnet: RUNTIME ERROR: import "../../x.libsonnet" leaves the repository`},
+	}, {
+		name:    "Jsonnet import of an absolute path",
+		files:   map[string]string{"apps/bad.jsonnet": "{ a: importstr '/etc/hostname' }"},
+		code:    exitContent,
+		wantErr: []string{`apps/bad.jsonnet: jsonnet: RUNTIME ERROR: import "/etc/hostname" is an absolute path`},
+	}, {
+		name:     "Jsonnet import through a symlink out of the repository",
+		files:    map[string]string{"apps/bad.jsonnet": "{ a: importstr '../etc/hostname' }"},
+		symlinks: map[string]string{"etc": "/etc"},
+		code:     exitContent,
+		wantErr:  []string{`apps/bad.jsonnet: jsonnet: RUNTIME ERROR: import "etc/hostname" leaves the repository through a symlink`},
+	}, {
+		name:    "Jsonnet value that is not an object",
+		files:   map[string]string{"apps/bad.jsonnet": "{ web: { config: 'a string' } }"},
+		code:    exitContent,
+		wantErr: []string{"apps/bad.jsonnet: web.config is a string, not an object or an array of objects"},
+	}, {
+		name:    "Jsonnet recursion without end",
+		files:   map[string]string{"apps/bad.jsonnet": "local f(x) = f(x + 1) + 1;\nf(0)"},
+		code:    exitContent,
+		wantErr: []string{"apps/bad.jsonnet: jsonnet: RUNTIME ERROR: max stack frames exceeded."},
+	}, {
+		// About 3s: half of what --timeout leaves.
+		name:    "Jsonnet evaluation past its time",
+		files:   map[string]string{"apps/bad.jsonnet": "std.foldl(function(a, i) a + std.foldl(function(b, j) b + j, std.range(1, 1e4), 0), std.range(1, 1e5), 0)"},
+		args:    []string{"--timeout", "6s"},
+		code:    exitContent,
+		wantErr: []string{"apps/bad.jsonnet: jsonnet: evaluation did not finish within ", "does it recurse or loop without end?"},
+	}, {
+		// go-jsonnet's stack limit does not count tailstrict calls; the Go
+		// stack grows until the evaluation's process is stopped.
+		name:    "Jsonnet tailstrict recursion without end",
+		files:   map[string]string{"apps/bad.jsonnet": "local loop(n) = if n == 0 then {} else loop(n + 1) tailstrict;\nloop(1)"},
+		code:    exitContent,
+		wantErr: []string{"apps/bad.jsonnet: jsonnet: evaluation used over 256 MiB and was stopped: does it build a value, or recurse, without end?"},
+	}, {
 		name:     "symlink out of the repository",
 		symlinks: map[string]string{"apps/token.yaml": "/var/run/secrets/kubernetes.io/serviceaccount/token"},
 		code:     exitContent,

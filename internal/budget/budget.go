@@ -16,7 +16,8 @@ type Limits struct {
 	// Time is the longest it may run. A context deadline shortens it to
 	// half of what is left, so that the run still has time to report.
 	Time time.Duration
-	// Heap is how much the process's heap may grow while it runs.
+	// Heap is how much the process's heap (objects and goroutine stacks)
+	// may grow while it runs.
 	Heap uint64
 }
 
@@ -74,11 +75,16 @@ func Run[T any](ctx context.Context, l Limits, fn func() (T, error)) (T, error) 
 	}
 }
 
+// heapBytes is the memory a computation grows: heap objects, and goroutine
+// stacks, which a recursion grows without allocating an object.
 func heapBytes() uint64 {
-	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/heap/stacks:bytes"}}
 	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
-		return 0
+	var n uint64
+	for _, v := range s {
+		if v.Value.Kind() == metrics.KindUint64 {
+			n += v.Value.Uint64()
+		}
 	}
-	return s[0].Value.Uint64()
+	return n
 }
