@@ -142,7 +142,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for kubectl describe pod to show (only if the file exists, or the flag is set)")
 	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
-	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure" or "always"`)
+	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure", "drift" (failures, and runs that repaired drift) or "always"`)
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
@@ -221,8 +221,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		return nil, usageErrorf("--namespace must not be empty")
 	case cfg.output != "text" && cfg.output != "json":
 		return nil, usageErrorf(`--output must be "text" or "json", not %q`, cfg.output)
-	case cfg.notifyOn != "failure" && cfg.notifyOn != "always":
-		return nil, usageErrorf(`--notify-on must be "failure" or "always", not %q`, cfg.notifyOn)
+	case cfg.notifyOn != "failure" && cfg.notifyOn != "drift" && cfg.notifyOn != "always":
+		return nil, usageErrorf(`--notify-on must be "failure", "drift" or "always", not %q`, cfg.notifyOn)
 	case cfg.leaseDuration < 3*time.Second:
 		return nil, usageErrorf("--lease-duration must be at least 3s")
 	case strings.Count(cfg.lease, "/") > 1:
@@ -262,7 +262,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	cfg.apply.Build = buildID()
 	cfg.apply.Grace = grace
 	cfg.outputJSON = cfg.output == "json"
-	cfg.notify.Always, cfg.notify.Timeout, cfg.notify.Attempts = cfg.notifyOn == "always", 10*time.Second, 3
+	cfg.notify.Always, cfg.notify.OnDrift = cfg.notifyOn == "always", cfg.notifyOn == "drift"
+	cfg.notify.Timeout, cfg.notify.Attempts = 10*time.Second, 3
 	if !fs.Changed("termination-log") {
 		if _, err := os.Stat(cfg.terminationLog); err != nil {
 			cfg.terminationLog = "" // not in a pod: no file for the kubelet to read

@@ -265,6 +265,10 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 			if o.Err != nil {
 				ro.Error = o.Err.Error()
 			}
+			if o.Drift != nil {
+				ro.Drift = &report.Drift{Summary: o.Drift.Line(), Detail: o.Drift}
+				sum.Drifted++
+			}
 			sum.Objects = append(sum.Objects, ro)
 		}
 	}

@@ -167,6 +167,10 @@ type ObjectResult struct {
 	Name      string
 	// Err is set when Action is failed or skipped.
 	Err error
+	// Drift is what moved in the object since cronsync applied it, when
+	// the commit did not change it and it was configured all the same;
+	// nil otherwise.
+	Drift *Drift
 	// Live is what the run last saw of the object in the cluster (the LIST
 	// it was decided from, or the answer to its write or to a dry run that
 	// changed nothing), kept to its annotations and deletion timestamp; nil
@@ -462,6 +466,9 @@ func (s *syncer) results(items []*item) []ObjectResult {
 		if it.action == ActionSetAside {
 			out[i].Err = objectErr(it.Object, it.blocked)
 		}
+		if it.action == ActionConfigured {
+			out[i].Drift = it.drift
+		}
 	}
 	return out
 }
@@ -635,10 +642,14 @@ func (s *syncer) print(w io.Writer, r ObjectResult) {
 		fmt.Fprintf(w, "%s %s\n", r.Ref, r.Action)
 	case r.Action == ActionSetAside:
 		fmt.Fprintf(w, "%s set aside until the rest is written: %v\n", r.Ref, errors.Unwrap(r.Err))
+	case s.opts.DryRun == DryRunServer && r.Drift != nil:
+		fmt.Fprintf(w, "%s %s (server dry run; drift)\n  %s\n", r.Ref, r.Action, r.Drift.Line())
 	case s.opts.DryRun == DryRunServer:
 		fmt.Fprintf(w, "%s %s (server dry run)\n", r.Ref, r.Action)
 	case s.opts.DryRun == DryRunClient:
 		fmt.Fprintf(w, "%s %s (dry run)\n", r.Ref, r.Action)
+	case r.Drift != nil:
+		fmt.Fprintf(w, "%s %s (drift repaired)\n  %s\n", r.Ref, r.Action, r.Drift.Line())
 	default:
 		fmt.Fprintf(w, "%s %s\n", r.Ref, r.Action)
 	}

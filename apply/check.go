@@ -113,6 +113,10 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		s.confirm(it, merged)
 	default:
 		it.action = ActionConfigured
+		if s.digests() && live.GetAnnotations()[digestAnn] == it.Obj.GetAnnotations()[digestAnn] {
+			// The commit did not change it: someone else did.
+			it.drift = driftOf(it, live, merged, s.opts.FieldManager)
+		}
 	}
 	// Only a server dry run prints diffs; a real run lets both copies go,
 	// which is most of its memory at ten thousand objects.

@@ -69,6 +69,10 @@ type item struct {
 	// once the rest is written.
 	blocked error
 
+	// drift is what moved since cronsync applied it, when the commit did
+	// not change it and it still needed a write.
+	drift *Drift
+
 	// action is what the run did or would do (an Action constant).
 	action string
 	// err is why the object's check or write failed.

@@ -22,7 +22,8 @@ type Targets struct {
 }
 
 // Events emits one Event per outcome of the run (Synced, Unhealthy or
-// SyncFailed, and Pruned when something was pruned) on the ApplySet parent and on the Job.
+// SyncFailed; DriftRepaired when objects had drifted, Pruned when something
+// was pruned) on the ApplySet parent and on the Job.
 func Events(ctx context.Context, cfg *rest.Config, t Targets, s *Summary) error {
 	cs, err := corev1client.NewForConfig(cfg)
 	if err != nil {
@@ -61,6 +62,9 @@ func Events(ctx context.Context, cfg *rest.Config, t Targets, s *Summary) error 
 		evs = append(evs, event{corev1.EventTypeWarning, "Unhealthy", msg})
 	case s.Result == "synced":
 		evs = append(evs, event{corev1.EventTypeNormal, "Synced", fmt.Sprintf("commit %s: %s", s.ShortCommit(), s.CountsLine())})
+	}
+	if s.Drifted > 0 && s.DryRun == "" {
+		evs = append(evs, event{corev1.EventTypeWarning, "DriftRepaired", fmt.Sprintf("commit %s: %s", s.ShortCommit(), s.DriftLine())})
 	}
 	if n := s.Counts["pruned"]; n > 0 && s.DryRun == "" {
 		evs = append(evs, event{corev1.EventTypeNormal, "Pruned", fmt.Sprintf("commit %s: %d objects no longer in Git deleted", s.ShortCommit(), n)})

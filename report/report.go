@@ -31,6 +31,9 @@ type Summary struct {
 	// WithoutRequest counts the unchanged objects decided from the LIST
 	// alone, without a dry run.
 	WithoutRequest int `json:"unchangedWithoutRequest,omitempty"`
+	// Drifted counts the configured objects that had drifted: the commit
+	// did not change them, someone else did (see Object.Drift).
+	Drifted int `json:"driftRepaired,omitempty"`
 	// Objects is one entry per object, in apply order.
 	Objects []Object `json:"objects"`
 	// Health is the verdict of waiting for what was applied to be ready;
@@ -52,6 +55,17 @@ type Object struct {
 	// WithoutRequest: unchanged, decided from the LIST without a dry run.
 	WithoutRequest bool   `json:"withoutRequest,omitempty"`
 	Error          string `json:"error,omitempty"`
+	// Drift is what moved in the object, when it had drifted.
+	Drift *Drift `json:"drift,omitempty"`
+}
+
+// Drift is what moved in an object since cronsync applied it.
+type Drift struct {
+	// Summary is the line the run printed under the object.
+	Summary string `json:"summary"`
+	// Detail is every field that moved, with its values (masked where
+	// they are secret) and the field managers that own it.
+	Detail any `json:"detail"`
 }
 
 // Health is how many applied objects were ready when the wait ended.
@@ -80,8 +94,17 @@ func (s *Summary) CountsLine() string {
 	} else {
 		unchanged += " unchanged"
 	}
-	c := fmt.Sprintf("%d objects: %d created, %d configured, %s, %d failed", total-s.Counts["pruned"],
-		s.Counts["created"], s.Counts["configured"], unchanged, s.Counts["failed"])
+	configured := fmt.Sprint(s.Counts["configured"])
+	switch {
+	case s.Drifted > 0 && s.DryRun != "":
+		configured += fmt.Sprintf(" configured (%d drifted)", s.Drifted)
+	case s.Drifted > 0:
+		configured += fmt.Sprintf(" configured (%d drift repaired)", s.Drifted)
+	default:
+		configured += " configured"
+	}
+	c := fmt.Sprintf("%d objects: %d created, %s, %s, %d failed", total-s.Counts["pruned"],
+		s.Counts["created"], configured, unchanged, s.Counts["failed"])
 	for _, a := range []string{"recreated", "pruned", "skipped", "not validated"} {
 		if n := s.Counts[a]; n > 0 {
 			c += fmt.Sprintf(", %d %s", n, a)
@@ -127,6 +150,9 @@ func (s *Summary) WriteTerminationLog(path string) error {
 	if s.Message != "" {
 		msg += s.Message + "\n"
 	}
+	if d := s.DriftLine(); d != "" {
+		msg += d + "\n"
+	}
 	if len(s.Errors) > 0 {
 		msg += "first error: " + s.Errors[0] + "\n"
 		if n := len(s.Errors) - 1; n > 0 {
@@ -137,6 +163,31 @@ func (s *Summary) WriteTerminationLog(path string) error {
 		msg = msg[:terminationLogLimit-4] + "...\n"
 	}
 	return os.WriteFile(path, []byte(msg), 0o644)
+}
+
+// DriftLine says how many objects had drifted and names the first ones;
+// "" when none had.
+func (s *Summary) DriftLine() string {
+	if s.Drifted == 0 {
+		return ""
+	}
+	const named = 3
+	var names []string
+	for _, o := range s.Objects {
+		if o.Drift == nil {
+			continue
+		}
+		if len(names) == named {
+			names = append(names, fmt.Sprintf("and %d more", s.Drifted-named))
+			break
+		}
+		names = append(names, fmt.Sprintf("%s (%s)", o.Ref, o.Drift.Summary))
+	}
+	verb := "drift repaired"
+	if s.DryRun != "" {
+		verb = "drifted"
+	}
+	return fmt.Sprintf("%s: %d objects: %s", verb, s.Drifted, strings.Join(names, "; "))
 }
 
 // firstLine keeps messages that go into Events and annotations to one line.

@@ -73,3 +73,39 @@ func TestWebhookRetriesAndStaysQuietOnSuccess(t *testing.T) {
 		t.Errorf("unreachable webhook: err = %v; want an error without the URL's secret path", err)
 	}
 }
+
+func TestDriftIsCountedAndPosted(t *testing.T) {
+	s := &Summary{Result: "synced", Commit: "0123456789abcdef0123", Path: ".", Counts: map[string]int{"configured": 5, "unchanged": 1}, Drifted: 4}
+	for i, ref := range []string{"a", "b", "c", "d", "e"} {
+		o := Object{Ref: "configmap/" + ref, Action: "configured"}
+		if i < 4 {
+			o.Drift = &Drift{Summary: "data.x: \"1\" → \"2\""}
+		}
+		s.Objects = append(s.Objects, o)
+	}
+	if got, want := s.CountsLine(), "6 objects: 0 created, 5 configured (4 drift repaired), 1 unchanged, 0 failed"; got != want {
+		t.Errorf("CountsLine = %q, want %q", got, want)
+	}
+	if got, want := s.DriftLine(), `drift repaired: 4 objects: configmap/a (data.x: "1" → "2"); configmap/b (data.x: "1" → "2"); configmap/c (data.x: "1" → "2"); and 1 more`; got != want {
+		t.Errorf("DriftLine = %q, want %q", got, want)
+	}
+	path := filepath.Join(t.TempDir(), "termination-log")
+	if err := s.WriteTerminationLog(path); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(path); !strings.Contains(string(b), "\ndrift repaired: 4 objects: configmap/a") {
+		t.Errorf("termination log: %q", b)
+	}
+
+	var posts atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { posts.Add(1) }))
+	defer srv.Close()
+	w := Webhook{URL: srv.URL, Timeout: time.Second, Attempts: 1, OnDrift: true}
+	if err := w.Notify(context.Background(), s); err != nil || posts.Load() != 1 {
+		t.Errorf("--notify-on=drift: %d posts (%v) for a success that repaired drift", posts.Load(), err)
+	}
+	s.Drifted = 0
+	if err := w.Notify(context.Background(), s); err != nil || posts.Load() != 1 {
+		t.Errorf("--notify-on=drift posted a success without drift")
+	}
+}

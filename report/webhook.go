@@ -18,6 +18,8 @@ type Webhook struct {
 	URL string
 	// Always posts on success too; by default only failures are posted.
 	Always bool
+	// OnDrift also posts a success that repaired drift.
+	OnDrift bool
 	// Timeout bounds each attempt.
 	Timeout time.Duration
 	// Attempts is how many times a failed post is tried in all.
@@ -28,7 +30,7 @@ type Webhook struct {
 // errors and 5xx, and returns the last error: the caller prints it and goes
 // on, because a broken webhook must not change the run's exit status.
 func (w Webhook) Notify(ctx context.Context, s *Summary) error {
-	if w.URL == "" || (!w.Always && s.ExitCode == 0) {
+	if w.URL == "" || (!w.Always && s.ExitCode == 0 && !(w.OnDrift && s.Drifted > 0)) {
 		return nil
 	}
 	payload := struct {
@@ -37,6 +39,9 @@ func (w Webhook) Notify(ctx context.Context, s *Summary) error {
 	}{s, s.Line()}
 	if len(s.Errors) > 0 {
 		payload.Text += "\n" + firstLine(s.Errors[0])
+	}
+	if d := s.DriftLine(); d != "" {
+		payload.Text += "\n" + d
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {

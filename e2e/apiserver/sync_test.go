@@ -80,8 +80,8 @@ func TestSyncFollowsGit(t *testing.T) {
 		t.Fatal(err)
 	}
 	out = mustSync(t, "--repo", r.Dir, "--path", "apps")
-	if !strings.Contains(out.stdout, "deployment.apps/web -n "+ns+" configured\n") {
-		t.Errorf("the drifted Deployment is not reported configured")
+	if !strings.Contains(out.stdout, "deployment.apps/web -n "+ns+" configured (drift repaired)\n  spec.replicas: 5 → 2 (changed by kubectl-edit at ") {
+		t.Errorf("the drifted Deployment is not reported as drift repaired")
 	}
 	if got := get(t, deployments, ns, "web", "spec", "replicas"); got != "2" {
 		t.Errorf("drift: web replicas = %s after sync, want 2", got)
@@ -259,8 +259,8 @@ func noChangeRun(t *testing.T, ns string, fast bool, flags []string) {
 		t.Fatal(err)
 	}
 	out = mustSync(t, append([]string{"--repo", r.Dir}, flags...)...)
-	if !strings.Contains(out.stdout, "configmap/many-3 -n "+ns+" configured\n") || !strings.Contains(out.stdout, "1 configured, 9 unchanged") {
-		t.Errorf("the drifted ConfigMap is not reported configured")
+	if !strings.Contains(out.stdout, "configmap/many-3 -n "+ns+" configured (drift repaired)\n") || !strings.Contains(out.stdout, "1 configured (1 drift repaired), 9 unchanged") {
+		t.Errorf("the drifted ConfigMap is not reported as drift repaired")
 	}
 	if got := get(t, configMaps, ns, "many-3", "data", "value"); got != "v" {
 		t.Errorf("many-3 value = %s after sync, want v", got)

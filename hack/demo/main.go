@@ -133,7 +133,7 @@ func (e *env) sameCommit() error {
 }
 
 func (e *env) drift() error {
-	fmt.Println("\n== 3. Drift: someone scales the Deployment by hand to 5 replicas; the next run puts Git's 2 back.")
+	fmt.Println("\n== 3. Drift: someone scales the Deployment by hand to 5 replicas; the next run puts Git's 2 back and says what moved and who moved it.")
 	ctx := context.Background()
 	_, err := e.kube.Resource(deployments).Namespace("hello").Patch(ctx, "hello", types.MergePatchType,
 		[]byte(`{"spec":{"replicas":5}}`), metav1.PatchOptions{FieldManager: "kubectl-scale"}, "scale")
@@ -145,8 +145,11 @@ func (e *env) drift() error {
 	if err != nil {
 		return err
 	}
-	if !hasLine(r.stdout, "deployment.apps/hello -n hello configured") {
-		return errors.New("step 3: the run did not configure deployment.apps/hello")
+	if !hasLine(r.stdout, "deployment.apps/hello -n hello configured (drift repaired)") {
+		return errors.New("step 3: the run did not repair deployment.apps/hello as drift")
+	}
+	if !hasLine(r.stdout, "  spec.replicas: 5 → 2 (changed by kubectl-scale") {
+		return errors.New("step 3: the run did not name the field that moved and who moved it")
 	}
 	d, err := e.kube.Resource(deployments).Namespace("hello").Get(ctx, "hello", metav1.GetOptions{})
 	if err != nil {
