@@ -121,6 +121,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.wait, "wait", true, "after applying, wait until every object of the commit is ready (kstatus; Jobs complete); exit 6 if one fails or is not ready in time")
 	fs.DurationVar(&cfg.health.Timeout, "wait-timeout", cfg.health.Timeout, "how long --wait waits, and how long objects an unreachable admission webhook blocked are retried (must be below --timeout)")
 	fs.BoolVar(&cfg.render.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
+	fs.StringVar(&cfg.render.Sops.AgeKeyFile, "sops-age-key-file", "", "file of age identities (AGE-SECRET-KEY-..., as age-keygen writes) that open SOPS-encrypted files; read on every run")
+	fs.StringVar(&cfg.render.Sops.PGPKeyFile, "sops-pgp-key-file", "", "file of armored PGP private keys that open SOPS-encrypted files; read on every run, no gpg or keyring needed")
 	fs.StringArrayVar(&cfg.render.Jsonnet.LibPaths, "jsonnet-lib-path", nil, "repository `DIR` searched for Jsonnet imports after the importing file's own (repeatable; the last given is searched first, as jsonnet -J)")
 	jsonnetVars := []struct {
 		flag, what string

@@ -73,6 +73,13 @@ func exitCode(err error) int {
 			return exitRetry
 		}
 		return exitContent
+	case *render.SopsKeyError:
+		// The Job lacks the key; a KMS that cannot be reached for now is
+		// another matter.
+		if interrupted(e.Err) {
+			return exitRetry
+		}
+		return exitConfig
 	case *apply.WriteRefusedError:
 		return exitRetry
 	case *health.UnhealthyError:

@@ -21,7 +21,10 @@ func (it *item) diff() (string, error) {
 	if it.merged != nil {
 		merged = forDiff(it.merged)
 	}
-	if it.GroupKind() == secretGK {
+	switch {
+	case it.Decrypted:
+		maskAll(live, merged)
+	case it.GroupKind() == secretGK:
 		maskSecret(live, merged)
 	}
 	a, err := toYAML(live)

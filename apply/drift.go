@@ -67,7 +67,7 @@ func driftOf(it *item, live, merged *unstructured.Unstructured, fieldManager str
 	var d Drift
 	walkDrift(nil, a, b, true, true, func(path []string, l, w any, lok, wok bool) {
 		f := FieldDrift{Path: showPath(path), Live: l, Desired: w, Removed: !lok, Added: !wok}
-		if secret && len(path) > 0 && (path[0] == "data" || path[0] == "stringData") {
+		if it.Decrypted && !isIdentity(path) || secret && len(path) > 0 && (path[0] == "data" || path[0] == "stringData") {
 			f.Live, f.Desired = masked(l, lok), masked(w, wok)
 		}
 		if lok {

@@ -36,7 +36,7 @@ func kustomizationIn(dir string) string {
 // never lets kustomize run git.
 func (r *reader) kustomize(dir, shown, file string) {
 	source := pathJoin(shown, file)
-	fsys := &confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: r.root, virtual: map[string][]byte{}}
+	fsys := &confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: r.root, virtual: map[string][]byte{}, r: r}
 	if err := r.checkKustomization(dir, dir, map[string]bool{}, fsys); err != nil {
 		var me *ManifestError
 		if !errors.As(err, &me) {
@@ -49,6 +49,12 @@ func (r *reader) kustomize(dir, shown, file string) {
 	opts.LoadRestrictions = types.LoadRestrictionsRootOnly
 	opts.PluginConfig = types.DisabledPluginConfig()
 	resMap, err := krusty.MakeKustomizer(opts).Run(fsys, dir)
+	if fsys.sopsErr != nil {
+		// Said as it is: kustomize's wrapping would hide a missing key
+		// (the Job's fault) behind a failed build (the commit's).
+		r.errs = append(r.errs, fsys.sopsErr)
+		return
+	}
 	if err != nil {
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("kustomize: %w", err)})
 		return
@@ -65,10 +71,10 @@ func (r *reader) kustomize(dir, shown, file string) {
 			continue
 		}
 		if src := helmSource(u); src != "" {
-			r.objs = append(r.objs, &Object{Source: src, Obj: u})
+			r.objs = append(r.objs, &Object{Source: src, Obj: u, Decrypted: fsys.decrypted})
 			continue
 		}
-		r.objs = append(r.objs, &Object{Source: source, Doc: i + 1, Obj: u})
+		r.objs = append(r.objs, &Object{Source: source, Doc: i + 1, Obj: u, Decrypted: fsys.decrypted})
 	}
 }
 
@@ -180,10 +186,18 @@ func looksLikeGit(ref string) bool {
 // symlinks and allow bases anywhere. Files in virtual (by absolute path)
 // are seen instead of, or besides, the disk's: the kustomizations whose
 // helmCharts cronsync rendered.
+//
+// Files that SOPS encrypted are decrypted as kustomize reads them, in
+// memory: resources, patches and what generators read alike.
 type confinedFS struct {
 	filesys.FileSystem
 	root    string
 	virtual map[string][]byte
+	r       *reader
+	// decrypted: some file of the build was; all its objects count as
+	// secret. sopsErr is the first file that could not be.
+	decrypted bool
+	sopsErr   error
 }
 
 func (f *confinedFS) Exists(path string) bool {
@@ -219,7 +233,21 @@ func (f *confinedFS) ReadFile(path string) ([]byte, error) {
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
-	return f.FileSystem.ReadFile(path)
+	data, err := f.FileSystem.ReadFile(path)
+	if err != nil || f.r == nil {
+		return data, err
+	}
+	if format := sopsFormat(path); looksEncrypted(data, format) {
+		source := f.r.rel(path)
+		if data, err = f.r.decrypt(data, source, format); err != nil {
+			if f.sopsErr == nil {
+				f.sopsErr = err
+			}
+			return nil, err
+		}
+		f.decrypted = true
+	}
+	return data, nil
 }
 
 func (f *confinedFS) Open(path string) (filesys.File, error) {

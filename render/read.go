@@ -44,6 +44,9 @@ type Object struct {
 	// file (Reuse). Obj holds the identity and the digest annotation only,
 	// so it must never be sent.
 	Recorded bool
+	// Decrypted: read from a SOPS-encrypted file. Its values are secret,
+	// whatever its kind: nothing may print them.
+	Decrypted bool
 }
 
 // GroupKind is the object's group and kind as written.
@@ -84,6 +87,8 @@ type Options struct {
 	Warn func(string)
 	// Jsonnet is how .jsonnet files are evaluated.
 	Jsonnet Jsonnet
+	// Sops holds the keys that open SOPS-encrypted files.
+	Sops Sops
 }
 
 // DefaultOptions holds the defaults the command line starts from.
@@ -153,9 +158,17 @@ func (r *reader) parsePending() error {
 					results[i].errs = []error{&ManifestError{Source: p.source, Err: err}}
 					continue
 				}
+				decrypted := false
+				if format := sopsFormat(p.source); looksEncrypted(data, format) {
+					if data, err = r.decrypt(data, p.source, format); err != nil {
+						results[i].errs = []error{err}
+						continue
+					}
+					decrypted = true
+				}
 				results[i].objs, results[i].errs = parseDocs(data, p.source, 1)
 				for _, o := range results[i].objs {
-					o.Plain = true
+					o.Plain, o.Decrypted = true, decrypted
 				}
 			}
 		})
@@ -194,6 +207,15 @@ type reader struct {
 	// jsonnetAbandoned: a Jsonnet evaluation ran past its budget and
 	// still runs; no other starts.
 	jsonnetAbandoned bool
+	// sops opens encrypted files, once its keys are read.
+	sopsOnce sync.Once
+	sops     *decryptor
+}
+
+// decrypt opens a SOPS-encrypted file with the run's keys.
+func (r *reader) decrypt(data []byte, source, format string) ([]byte, error) {
+	r.sopsOnce.Do(func() { r.sops = &decryptor{opts: r.opts.Sops} })
+	return r.sops.decrypt(r.ctx, data, source, format)
 }
 
 func (r *reader) rel(real string) string {

@@ -11,7 +11,9 @@
 #   helm and kustomize, the CLIs whose renders of the same charts the Helm
 #   tests compare cronsync's with: helm at the SDK version cronsync's go.mod
 #   requires, kustomize at the release built on the kustomize/api it does;
-#   and jsonnet, built from the go-jsonnet version cronsync evaluates with.
+#   jsonnet, built from the go-jsonnet version cronsync evaluates with; and
+#   sops and age-keygen at the versions cronsync decrypts with, which the
+#   SOPS tests encrypt their fixtures with.
 #
 # The Kubernetes and etcd versions are the ones go.mod in this directory
 # requires; kwok is its own module with its own dependencies, so it is built
@@ -29,6 +31,8 @@ helm=$(cd ../.. && go list -m -f '{{.Version}}' helm.sh/helm/v4)
 # v0.21.1; change both together.
 kustomize=v5.8.1
 jsonnet=$(cd ../.. && go list -m -f '{{.Version}}' github.com/google/go-jsonnet)
+sops=$(cd ../.. && go list -m -f '{{.Version}}' github.com/getsops/sops/v3)
+age=$(cd ../.. && go list -m -f '{{.Version}}' filippo.io/age)
 k8s=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)
 etcd=$(go list -m -f '{{.Version}}' go.etcd.io/etcd/server/v3)
 out=${TESTBIN_DIR:-$here/../../.cache/testbin}/kubernetes-$k8s-etcd-$etcd
@@ -104,13 +108,15 @@ gotool() {
   rm -rf "$tmp"
 }
 
-tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/kustomize.partial.$$" "$out/jsonnet.partial.$$")
+tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/kustomize.partial.$$" "$out/jsonnet.partial.$$" "$out/sops.partial.$$" "$out/age-keygen.partial.$$")
 pids=()
 k8s_build & pids+=($!)
 kwok_build & pids+=($!)
 gotool helm helm.sh/helm/v4/cmd/helm "$helm" & pids+=($!)
 gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize" & pids+=($!)
 gotool jsonnet github.com/google/go-jsonnet/cmd/jsonnet "$jsonnet" & pids+=($!)
+gotool sops github.com/getsops/sops/v3/cmd/sops "$sops" & pids+=($!)
+gotool age-keygen filippo.io/age/cmd/age-keygen "$age" & pids+=($!)
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if [ $failed -ne 0 ]; then

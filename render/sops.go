@@ -1,0 +1,285 @@
+package render
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"strings"
+	"sync"
+	"time"
+
+	"filippo.io/age"
+	"filippo.io/age/armor"
+	"github.com/ProtonMail/go-crypto/openpgp"
+	pgparmor "github.com/ProtonMail/go-crypto/openpgp/armor"
+	"github.com/getsops/sops/v3"
+	"github.com/getsops/sops/v3/aes"
+	"github.com/getsops/sops/v3/config"
+	"github.com/getsops/sops/v3/keyservice"
+	"github.com/getsops/sops/v3/stores/dotenv"
+	sopsjson "github.com/getsops/sops/v3/stores/json"
+	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
+	"google.golang.org/grpc"
+)
+
+// Files encrypted with SOPS are decrypted in memory before they are read:
+// the plaintext is never written to the work directory, and what comes of
+// it is marked Object.Decrypted, so that nothing prints its values.
+
+// Sops holds the keys that open SOPS-encrypted files. They are read when
+// the first encrypted file is met, on every run: a rotated key needs no
+// restart. Keys of a cloud KMS (AWS, GCP, Azure, Vault) come from the SDKs'
+// own credential chains, the pod's workload identity.
+type Sops struct {
+	// AgeKeyFile holds age identities, one AGE-SECRET-KEY-... a line, as
+	// age-keygen writes them.
+	AgeKeyFile string
+	// PGPKeyFile holds armored PGP private keys, without passphrase.
+	PGPKeyFile string
+}
+
+// SopsKeyError: no key the run has opens an encrypted file. The Job lacks
+// its key: a configuration fault, not the commit's.
+type SopsKeyError struct {
+	// Source is the file.
+	Source string
+	// Recipients are what it is encrypted for: age public keys, PGP
+	// fingerprints, KMS key names; never a secret.
+	Recipients []string
+	// Err says why each key the run has did not open it.
+	Err error
+}
+
+func (e *SopsKeyError) Error() string {
+	return fmt.Sprintf("%s: SOPS-encrypted for %s, and no key this run has opens it (--sops-age-key-file, --sops-pgp-key-file, or a KMS the pod can use): %v",
+		e.Source, strings.Join(e.Recipients, ", "), e.Err)
+}
+
+// sopsFormat is how SOPS stores a file of this name: by extension, as the
+// sops CLI decides it.
+func sopsFormat(name string) string {
+	switch strings.ToLower(path.Ext(name)) {
+	case ".yaml", ".yml":
+		return "yaml"
+	case ".json":
+		return "json"
+	case ".env":
+		return "dotenv"
+	}
+	return "binary"
+}
+
+// looksEncrypted says whether data may be a SOPS file of its format: the
+// top-level key sops writes its metadata under, with a MAC. It is only a
+// first look, cheap enough for every file; decryption decides.
+func looksEncrypted(data []byte, format string) bool {
+	switch format {
+	case "dotenv":
+		return bytes.Contains(data, []byte("sops_mac="))
+	case "yaml":
+		return (bytes.HasPrefix(data, []byte("sops:")) || bytes.Contains(data, []byte("\nsops:"))) && bytes.Contains(data, []byte("mac:"))
+	default: // json and binary, which sops stores as JSON
+		if !bytes.Contains(data, []byte(`"sops"`)) || !bytes.Contains(data, []byte(`"mac"`)) {
+			return false
+		}
+		// A JSON document may mention both words anywhere; SOPS's are
+		// top-level.
+		var top struct {
+			Sops *struct {
+				Mac string `json:"mac"`
+			} `json:"sops"`
+		}
+		return json.Unmarshal(data, &top) == nil && top.Sops != nil && top.Sops.Mac != ""
+	}
+}
+
+// decryptor opens SOPS files with the keys of one run.
+type decryptor struct {
+	opts Sops
+	once sync.Once
+	ids  []age.Identity
+	pgp  openpgp.EntityList
+	err  error
+}
+
+// load reads the key files, once.
+func (d *decryptor) load() error {
+	d.once.Do(func() {
+		if d.opts.AgeKeyFile != "" {
+			f, err := os.ReadFile(d.opts.AgeKeyFile)
+			if err != nil {
+				d.err = &keyFileError{flag: "--sops-age-key-file", err: err}
+				return
+			}
+			if d.ids, err = age.ParseIdentities(bytes.NewReader(f)); err != nil {
+				d.err = &keyFileError{flag: "--sops-age-key-file", err: err}
+				return
+			}
+		}
+		if d.opts.PGPKeyFile != "" {
+			f, err := os.Open(d.opts.PGPKeyFile)
+			if err != nil {
+				d.err = &keyFileError{flag: "--sops-pgp-key-file", err: err}
+				return
+			}
+			defer f.Close()
+			if d.pgp, err = openpgp.ReadArmoredKeyRing(f); err != nil {
+				d.err = &keyFileError{flag: "--sops-pgp-key-file", err: err}
+			}
+		}
+	})
+	return d.err
+}
+
+// keyFileError: a key file that cannot be read or parsed. The message
+// names the flag, never the key.
+type keyFileError struct {
+	flag string
+	err  error
+}
+
+func (e *keyFileError) Error() string { return fmt.Sprintf("%s: %v", e.flag, e.err) }
+
+func (e *keyFileError) Unwrap() error { return e.err }
+
+// decrypt opens data, the SOPS file source of the given format, and
+// returns its plaintext.
+func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format string) ([]byte, error) {
+	var store interface {
+		LoadEncryptedFile([]byte) (sops.Tree, error)
+		EmitPlainFile(sops.TreeBranches) ([]byte, error)
+	}
+	switch format {
+	case "yaml":
+		store = sopsyaml.NewStore(&config.YAMLStoreConfig{})
+	case "json":
+		store = sopsjson.NewStore(&config.JSONStoreConfig{})
+	case "dotenv":
+		store = dotenv.NewStore(&config.DotenvStoreConfig{})
+	default:
+		store = sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{})
+	}
+	tree, err := store.LoadEncryptedFile(data)
+	if err != nil {
+		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS metadata: %w", err)}
+	}
+	var recipients []string
+	for _, g := range tree.Metadata.KeyGroups {
+		for _, k := range g {
+			recipients = append(recipients, k.TypeToIdentifier()+" "+k.ToString())
+		}
+	}
+	if err := d.load(); err != nil {
+		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: err}
+	}
+	ks := &keyService{d: d, ctx: ctx}
+	key, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{ks}, nil)
+	if err != nil {
+		// sops's own message counts key groups; what each key said is
+		// what helps.
+		if len(ks.errs) > 0 {
+			err = errors.Join(ks.errs...)
+		}
+		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: oneLine(err)}
+	}
+	cipher := aes.NewCipher()
+	mac, err := tree.Decrypt(key, cipher)
+	if err != nil {
+		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS: %w", oneLine(err))}
+	}
+	stored, err := cipher.Decrypt(tree.Metadata.MessageAuthenticationCode, key, tree.Metadata.LastModified.Format(time.RFC3339))
+	if err != nil {
+		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS metadata: the MAC cannot be read: %w", oneLine(err))}
+	}
+	if stored != mac {
+		return nil, &ManifestError{Source: source, Err: errors.New("SOPS: the MAC does not verify: the file was changed after it was encrypted (edit it with sops, not by hand)")}
+	}
+	return store.EmitPlainFile(tree.Branches)
+}
+
+// oneLine folds a multi-line error (sops lists each key group's) into one.
+func oneLine(err error) error {
+	return errors.New(strings.Join(strings.Fields(err.Error()), " "))
+}
+
+// keyService opens a data key with the run's own age and PGP keys, read
+// from the key files, and leaves every other kind to sops's local key
+// service: the cloud KMSs, through their SDKs' credential chains. sops's
+// own handling of age and PGP keys would read them from the environment
+// and the home directory, or run gpg.
+type keyService struct {
+	d   *decryptor
+	ctx context.Context
+	// errs are what each key that did not open the file said.
+	errs []error
+}
+
+func (k *keyService) Encrypt(context.Context, *keyservice.EncryptRequest, ...grpc.CallOption) (*keyservice.EncryptResponse, error) {
+	return nil, errors.New("cronsync never encrypts")
+}
+
+func (k *keyService) Decrypt(ctx context.Context, req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+	resp, err := k.decrypt(ctx, req, opts...)
+	if err != nil {
+		k.errs = append(k.errs, err)
+	}
+	return resp, err
+}
+
+func (k *keyService) decrypt(ctx context.Context, req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+	switch key := req.GetKey(); {
+	case key.GetAgeKey() != nil:
+		if len(k.d.ids) == 0 {
+			return nil, fmt.Errorf("age %s: no age key given (--sops-age-key-file)", key.GetAgeKey().GetRecipient())
+		}
+		r, err := age.Decrypt(armor.NewReader(bytes.NewReader(req.GetCiphertext())), k.d.ids...)
+		if err != nil {
+			return nil, fmt.Errorf("age %s: %w", key.GetAgeKey().GetRecipient(), err)
+		}
+		b, err := io.ReadAll(r)
+		if err != nil {
+			return nil, err
+		}
+		return &keyservice.DecryptResponse{Plaintext: b}, nil
+	case key.GetPgpKey() != nil:
+		if len(k.d.pgp) == 0 {
+			return nil, fmt.Errorf("pgp %s: no PGP key given (--sops-pgp-key-file)", key.GetPgpKey().GetFingerprint())
+		}
+		md, err := openpgp.ReadMessage(armoredOrRaw(req.GetCiphertext()), k.d.pgp, nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("pgp %s: %w", key.GetPgpKey().GetFingerprint(), err)
+		}
+		b, err := io.ReadAll(md.UnverifiedBody)
+		if err != nil {
+			return nil, err
+		}
+		return &keyservice.DecryptResponse{Plaintext: b}, nil
+	}
+	resp, err := keyservice.NewLocalClient().Decrypt(cmpCtx(ctx, k.ctx), req, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", req.GetKey().String(), err)
+	}
+	return resp, nil
+}
+
+// armoredOrRaw undoes the ASCII armor sops writes PGP data keys in.
+func armoredOrRaw(b []byte) io.Reader {
+	if blk, err := pgparmor.Decode(bytes.NewReader(b)); err == nil {
+		return blk.Body
+	}
+	return bytes.NewReader(b)
+}
+
+// cmpCtx prefers the run's context, which --timeout and signals end, over
+// the background one sops passes.
+func cmpCtx(ctx, run context.Context) context.Context {
+	if run != nil {
+		return run
+	}
+	return ctx
+}
