@@ -99,8 +99,9 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	}
 }
 
-// The credential patches in manifests/git-auth build on top of manifests/
-// and are accepted by the API server.
+// The credential patches in manifests/git-auth and the key patch in
+// manifests/sops build on top of manifests/ and are accepted by the API
+// server.
 func TestManifestsGitAuthPatches(t *testing.T) {
 	overlay := t.TempDir()
 	abs, err := filepath.Abs(filepath.Join(testenv.ModuleRoot(), "manifests"))
@@ -111,7 +112,7 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(
-		"resources: [base]\npatches:\n- path: base/git-auth/https-token.yaml\n- path: base/git-auth/ssh-key.yaml\n"), 0o644)
+		"resources: [base]\npatches:\n- path: base/git-auth/https-token.yaml\n- path: base/git-auth/ssh-key.yaml\n- path: base/sops/age-key.yaml\n"), 0o644)
 	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), overlay)
 	if err != nil {
 		t.Fatalf("kustomize build with the git-auth patches: %v", err)
@@ -120,7 +121,8 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"CRONSYNC_GIT_PASSWORD_FILE", "CRONSYNC_SSH_KNOWN_HOSTS_FILE", "secretName: cronsync-ssh", "secretName: cronsync-git"} {
+	for _, want := range []string{"CRONSYNC_GIT_PASSWORD_FILE", "CRONSYNC_SSH_KNOWN_HOSTS_FILE", "secretName: cronsync-ssh", "secretName: cronsync-git",
+		"CRONSYNC_SOPS_AGE_KEY_FILE", "secretName: cronsync-sops-age"} {
 		if !strings.Contains(string(built), want) {
 			t.Errorf("built manifests lack %q", want)
 		}
