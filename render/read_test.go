@@ -184,3 +184,24 @@ func TestDuplicateKeysInKustomizeInputs(t *testing.T) {
 		}
 	}
 }
+
+// Only a top-level sops key with a MAC makes a file SOPS's: a manifest
+// that mentions both words is read as it is.
+func TestLooksEncrypted(t *testing.T) {
+	for _, tc := range []struct {
+		data, format string
+		want         bool
+	}{
+		{"apiVersion: v1\nkind: Secret\nsops:\n    mac: ENC[x]\n", "yaml", true},
+		{"apiVersion: v1\nkind: ConfigMap\ndata:\n  .sops.yaml: |\n    sops:\n      mac: x\n", "yaml", false},
+		{`{"apiVersion": "v1", "kind": "Secret", "sops": {"mac": "ENC[x]"}}`, "json", true},
+		{`{"apiVersion": "v1", "kind": "ConfigMap", "data": {"note": "\"sops\" keeps a \"mac\""}}`, "json", false},
+		{`{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}`, "binary", true},
+		{"KEY=value\nsops_mac=ENC[x]\n", "dotenv", true},
+		{"KEY=value\n", "dotenv", false},
+	} {
+		if got := looksEncrypted([]byte(tc.data), tc.format); got != tc.want {
+			t.Errorf("%s %q: %v", tc.format, tc.data, got)
+		}
+	}
+}

@@ -56,9 +56,13 @@ type SopsKeyError struct {
 }
 
 func (e *SopsKeyError) Error() string {
-	return fmt.Sprintf("%s: SOPS-encrypted for %s, and no key this run has opens it (--sops-age-key-file, --sops-pgp-key-file, or a KMS the pod can use): %v",
-		e.Source, strings.Join(e.Recipients, ", "), e.Err)
+	// sops lists each key group's failure on a line of its own.
+	why := strings.Join(strings.Fields(e.Err.Error()), " ")
+	return fmt.Sprintf("%s: SOPS-encrypted for %s, and no key this run has opens it (--sops-age-key-file, --sops-pgp-key-file, or a KMS the pod can use): %s",
+		e.Source, strings.Join(e.Recipients, ", "), why)
 }
+
+func (e *SopsKeyError) Unwrap() error { return e.Err }
 
 // sopsFormat is how SOPS stores a file of this name: by extension, as the
 // sops CLI decides it.
@@ -185,7 +189,7 @@ func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format str
 		if len(ks.errs) > 0 {
 			err = errors.Join(ks.errs...)
 		}
-		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: oneLine(err)}
+		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: err}
 	}
 	cipher := aes.NewCipher()
 	mac, err := tree.Decrypt(key, cipher)
