@@ -65,4 +65,13 @@ func TestDriftOf(t *testing.T) {
 	if d := driftOf(it, merged, merged, "cronsync"); d != nil {
 		t.Errorf("drift without a change: %+v", d)
 	}
+	// Nothing moved but ownership: another manager's forced apply of the
+	// same value.
+	taken := merged.DeepCopy()
+	taken.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: "other-tool", Operation: "Apply", Time: &at,
+		FieldsV1: &metav1.FieldsV1{Raw: []byte(`{"f:spec":{"f:replicas":{}}}`)}}})
+	d = driftOf(it, taken, merged, "cronsync")
+	if d == nil || len(d.Fields) != 0 || d.Line() != "no value moved; fields cronsync set had been taken by other-tool at 2026-12-05T10:42:07Z" {
+		t.Errorf("ownership taken: %+v", d)
+	}
 }
