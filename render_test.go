@@ -46,14 +46,7 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := testenv.Tool(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func tool(t *testing.T, name string) string { return testenv.MustTool(t, name) }
 
 func runTool(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()

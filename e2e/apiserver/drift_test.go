@@ -5,11 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,15 +50,7 @@ type driftRun struct {
 func TestDriftIsNamed(t *testing.T) {
 	const ns = "drift"
 	const password = "hunter2-plaintext"
-	var mu sync.Mutex
-	var posts []string
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		mu.Lock()
-		posts = append(posts, string(body))
-		mu.Unlock()
-	}))
-	defer hook.Close()
+	hook, posts := webhookRecorder(t)
 
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
@@ -75,7 +63,7 @@ func TestDriftIsNamed(t *testing.T) {
 	r.Commit("first")
 	set := testenv.Unique("drift")
 	args := []string{"--repo", r.Dir, "--applyset", "default/" + set, "--lease", "default/" + set, "--output", "json",
-		"--notify-url", hook.URL, "--notify-on", "drift"}
+		"--notify-url", hook, "--notify-on", "drift"}
 	mustSync(t, args...)
 
 	run := func(t *testing.T) driftRun {
@@ -172,18 +160,14 @@ func TestDriftIsNamed(t *testing.T) {
 		drifted(t, cfg, "data.value", `data.value: "theirs" → "v1" (changed by other-tool at `, "theirs", "v1", "other-tool")
 	})
 	t.Run("a Secret's values stay masked", func(t *testing.T) {
-		mu.Lock()
-		posts = nil
-		mu.Unlock()
+		before := len(posts())
 		patch(t, "secret", "creds", types.MergePatchType, `{"data":{"password":"`+base64.StdEncoding.EncodeToString([]byte("by-hand-plaintext"))+`"}}`, "kubectl-edit", false)
 		d := drifted(t, creds, "data.password", "data.password: *** → *** (changed by kubectl-edit at ", "***", "***", "kubectl-edit")
 		events, err := clientset().CoreV1().Events("default").List(ctx, metav1.ListOptions{FieldSelector: "involvedObject.name=" + set + ",reason=DriftRepaired"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		mu.Lock()
-		seen := d.out.stdout + d.out.stderr + strings.Join(posts, "")
-		mu.Unlock()
+		seen := d.out.stdout + d.out.stderr + strings.Join(posts()[before:], "")
 		for _, e := range events.Items {
 			seen += e.Message
 		}
@@ -229,11 +213,10 @@ func TestDriftIsNamed(t *testing.T) {
 			t.Errorf("DriftRepaired Event: %s %q", e.Type, e.Message)
 		}
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	// --notify-on=drift: the Secret's run posted once; the runs without
-	// drift after it did not post.
-	if len(posts) != 1 || !strings.Contains(posts[0], `"driftRepaired":1`) || !strings.Contains(posts[0], `drift repaired: 1 objects: secret/creds -n drift (data.password: *** → ***`) {
-		t.Errorf("webhook posts: %q", posts)
+	// --notify-on=drift: each run that repaired drift posted, and the two
+	// without drift did not.
+	got := posts()
+	if len(got) != 6 || !strings.Contains(got[5], `"driftRepaired":1`) || !strings.Contains(got[5], `drift repaired: 1 objects: secret/creds -n drift (data.password: *** → ***`) {
+		t.Errorf("webhook posts: %q", got)
 	}
 }

@@ -5,16 +5,12 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/hex"
-	"io"
 	"io/fs"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -35,7 +31,7 @@ import (
 func ageKey(t *testing.T) (file, recipient string) {
 	t.Helper()
 	file = filepath.Join(t.TempDir(), "keys.txt")
-	out, err := exec.Command(tool(t, "age-keygen"), "-o", file).CombinedOutput()
+	out, err := exec.Command(testenv.MustTool(t, "age-keygen"), "-o", file).CombinedOutput()
 	if err != nil {
 		t.Fatalf("age-keygen: %v\n%s", err, out)
 	}
@@ -44,15 +40,6 @@ func ageKey(t *testing.T) (file, recipient string) {
 		t.Fatalf("age-keygen said %q", out)
 	}
 	return file, m
-}
-
-func tool(t *testing.T, name string) string {
-	t.Helper()
-	p, err := testenv.Tool(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
 }
 
 // sopsEncrypt encrypts plaintext, named like name (the CLI picks the format
@@ -64,7 +51,7 @@ func sopsEncrypt(t *testing.T, name, plaintext string, env []string, args ...str
 	if err := os.WriteFile(in, []byte(plaintext), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(tool(t, "sops"), append(append([]string{"--encrypt"}, args...), in)...)
+	cmd := exec.Command(testenv.MustTool(t, "sops"), append(append([]string{"--encrypt"}, args...), in)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
@@ -175,22 +162,14 @@ func TestSopsPlaintextIsNeverSeen(t *testing.T) {
 	const ns = "sops-unseen"
 	const secretType = "plaintext-service-type-41c7"
 	keyFile, recipient := ageKey(t)
-	var mu sync.Mutex
-	var posts []string
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-		body, _ := io.ReadAll(req.Body)
-		mu.Lock()
-		posts = append(posts, string(body))
-		mu.Unlock()
-	}))
-	defer hook.Close()
+	hook, posts := webhookRecorder(t)
 	r := sopsRepo(t, ns, recipient)
 	r.Commit("encrypted")
 	set := testenv.Unique("unseen")
 	work := t.TempDir()
 	termLog := filepath.Join(t.TempDir(), "termination-log")
 	args := []string{"--repo", r.Dir, "--path", "apps", "--applyset", "default/" + set, "--lease", "default/" + set, "--sops-age-key-file", keyFile,
-		"--work-dir", work, "--termination-log", termLog, "--notify-url", hook.URL, "--notify-on", "always", "--output", "json"}
+		"--work-dir", work, "--termination-log", termLog, "--notify-url", hook, "--notify-on", "always", "--output", "json"}
 	plaintexts := []string{agePassword, ageConfigured, ageEnvValue, ageResource, "binary-plaintext", secretType, "changed-plaintext-0d3e"}
 	var seen []string
 	look := func(what, text string) {
@@ -270,12 +249,10 @@ func TestSopsPlaintextIsNeverSeen(t *testing.T) {
 	for _, e := range events.Items {
 		look("Event "+e.Reason, e.Message)
 	}
-	mu.Lock()
-	for _, p := range posts {
+	for _, p := range posts() {
 		look("webhook body", p)
 	}
-	n := len(posts)
-	mu.Unlock()
+	n := len(posts())
 	if n < 3 || len(events.Items) < 2 {
 		t.Errorf("%d webhook posts, %d Events: the runs were not all seen (a dry run leaves no Event)", n, len(events.Items))
 	}

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -213,7 +214,8 @@ func (c *Cluster) Stop() {
 }
 
 // Tool returns the path of a CLI that hack/testbin/build.sh builds beside
-// the control plane (helm, kustomize), building it first if need be.
+// the control plane (helm, kustomize, jsonnet, sops, age-keygen), building
+// it first if need be.
 func Tool(name string) (string, error) {
 	dir, err := binaries()
 	if err != nil {
@@ -224,4 +226,14 @@ func Tool(name string) (string, error) {
 		return "", fmt.Errorf("%s is not in %s: run hack/testbin/build.sh (KUBEBUILDER_ASSETS points at an older build?): %w", name, dir, err)
 	}
 	return p, nil
+}
+
+// MustTool is Tool, failing t when the tool is not there.
+func MustTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := Tool(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
