@@ -11,10 +11,11 @@ import (
 // is, and the three ways people run it.
 const helpIntro = `cronsync makes a Kubernetes cluster match one commit of a Git repository,
 once, and exits. It clones the ref, reads the manifests under --path (plain
-YAML and JSON, kustomizations, Helm charts, Jsonnet), checks the whole commit
-with a server-side dry run, applies it with server-side apply, prunes what
-Git no longer has, waits until what it applied is running, and exits with a
-status a Job can act on. Run it
+YAML and JSON, kustomizations, Helm charts, Jsonnet; SOPS-encrypted files
+decrypted in memory), checks the whole commit with a server-side dry run,
+applies it with server-side apply, prunes what Git no longer has, waits
+until what it applied is running, and exits with a status a Job can act on.
+Run it
 from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
 (--field-manager is CRONSYNC_FIELD_MANAGER).
 
