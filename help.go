@@ -15,8 +15,7 @@ YAML and JSON, kustomizations, Helm charts, Jsonnet; SOPS-encrypted files
 decrypted in memory), checks the whole commit with a server-side dry run,
 applies it with server-side apply, prunes what Git no longer has, waits
 until what it applied is running, and exits with a status a Job can act on.
-Run it
-from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
+Run it from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
 (--field-manager is CRONSYNC_FIELD_MANAGER).
 
 Usage:
