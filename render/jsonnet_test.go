@@ -116,6 +116,9 @@ func TestJsonnetFaults(t *testing.T) {
 			}
 			opts := DefaultOptions()
 			opts.Jsonnet.Budget = budget.Limits{Time: 20 * time.Second, Heap: 64 << 20}
+			// In a process of its own, as the command evaluates: an
+			// evaluation past its budget ends with it.
+			opts.Jsonnet.Evaluate = JsonnetInChild(os.Args[0])
 			if tc.budget > 0 {
 				opts.Jsonnet.Budget.Time = tc.budget
 			}

@@ -48,7 +48,7 @@ type driftRun struct {
 // made it; a change from Git, and a writer of a field cronsync does not
 // set, are not drift.
 func TestDriftIsNamed(t *testing.T) {
-	const ns = "drift"
+	ns := testenv.Unique("drift")
 	const password = "hunter2-plaintext"
 	hook, posts := webhookRecorder(t)
 
@@ -216,7 +216,7 @@ func TestDriftIsNamed(t *testing.T) {
 	// --notify-on=drift: each run that repaired drift posted, and the two
 	// without drift did not.
 	got := posts()
-	if len(got) != 6 || !strings.Contains(got[5], `"driftRepaired":1`) || !strings.Contains(got[5], `drift repaired: 1 objects: secret/creds -n drift (data.password: *** → ***`) {
+	if len(got) != 6 || !strings.Contains(got[5], `"driftRepaired":1`) || !strings.Contains(got[5], "drift repaired: 1 objects: secret/creds -n "+ns+" (data.password: *** → ***") {
 		t.Errorf("webhook posts: %q", got)
 	}
 }

@@ -15,7 +15,7 @@ import (
 // the LISTs alone, reconfigured when a top-level argument changes, and what
 // it no longer renders is pruned.
 func TestJsonnetSync(t *testing.T) {
-	const ns = "jsonnet"
+	ns := testenv.Unique("jsonnet")
 	r := testenv.NewRepo(t)
 	r.Write("vendor/k/k.libsonnet", `{
   configMap(ns, name, data):: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: name, namespace: ns }, data: data },
@@ -27,10 +27,10 @@ function(replicas=2, env='dev') {
 }`)
 	r.Write("env/README.md", "not read\n")
 	r.Commit("jsonnet")
-	args := []string{"--repo", r.Dir, "--path", "env", "--applyset", "default/jsonnet", "--prune", "--jsonnet-lib-path", "vendor", "--jsonnet-ext-str", "region=eu"}
+	args := []string{"--repo", r.Dir, "--path", "env", "--applyset", "default/" + ns, "--prune", "--jsonnet-lib-path", "vendor", "--jsonnet-ext-str", "region=eu"}
 
 	got, out := syncJSON(t, args...)
-	for _, ref := range []string{"namespace/jsonnet", "configmap/cfg-1 -n jsonnet", "configmap/cfg-2 -n jsonnet"} {
+	for _, ref := range []string{"namespace/"+ns, "configmap/cfg-1 -n "+ns, "configmap/cfg-2 -n "+ns} {
 		if got[ref].Action != "created" {
 			t.Errorf("%s: %q, want created\n%s", ref, got[ref].Action, out.stderr)
 		}
@@ -59,7 +59,7 @@ function(replicas=2, env='dev') {
 	// A changed argument shapes the objects anew: the run cannot go by the
 	// last run's record, and writes what changed.
 	got, out = syncJSON(t, append(args, "--jsonnet-tla-str", "env=prod", "--jsonnet-tla-code", "replicas=1")...)
-	if got["configmap/cfg-1 -n jsonnet"].Action != "configured" || got["namespace/jsonnet"].Action != "unchanged" || got["configmap/cfg-2 -n jsonnet"].Action != "pruned" {
+	if got["configmap/cfg-1 -n "+ns].Action != "configured" || got["namespace/"+ns].Action != "unchanged" || got["configmap/cfg-2 -n "+ns].Action != "pruned" {
 		t.Errorf("after changing the arguments: %+v\n%s", got, out.stderr)
 	}
 	if _, err := kube.Resource(configMaps).Namespace(ns).Get(context.Background(), "cfg-2", metav1.GetOptions{}); !apierrors.IsNotFound(err) {

@@ -103,7 +103,7 @@ func secretValue(t *testing.T, ns, name, key string) string {
 }
 
 func TestSopsAge(t *testing.T) {
-	const ns = "sops-age"
+	ns := testenv.Unique("sops-age")
 	keyFile, recipient := ageKey(t)
 	r := sopsRepo(t, ns, recipient)
 	r.Commit("encrypted")
@@ -159,7 +159,7 @@ func TestSopsAge(t *testing.T) {
 // parent's annotations, the webhook's body, nor any file of the work
 // directory while the run is under way.
 func TestSopsPlaintextIsNeverSeen(t *testing.T) {
-	const ns = "sops-unseen"
+	ns := testenv.Unique("sops-unseen")
 	const secretType = "plaintext-service-type-41c7"
 	keyFile, recipient := ageKey(t)
 	hook, posts := webhookRecorder(t)
@@ -294,7 +294,7 @@ func pgpKey(t *testing.T) (home, keyFile, fingerprint string) {
 }
 
 func TestSopsPGP(t *testing.T) {
-	const ns = "sops-pgp"
+	ns := testenv.Unique("sops-pgp")
 	home, keyFile, fpr := pgpKey(t)
 	r := testenv.NewRepo(t)
 	r.Write("ns.yaml", namespace(ns))
@@ -312,7 +312,7 @@ func TestSopsPGP(t *testing.T) {
 // metadata that is not SOPS's: each its exit status, one line naming the
 // file, and nothing written.
 func TestSopsFaults(t *testing.T) {
-	const ns = "sops-faults"
+	ns := testenv.Unique("sops-faults")
 	keyFile, recipient := ageKey(t)
 	otherKey, _ := ageKey(t)
 	setup := testenv.NewRepo(t)
