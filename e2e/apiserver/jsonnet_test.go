@@ -30,7 +30,7 @@ function(replicas=2, env='dev') {
 	args := []string{"--repo", r.Dir, "--path", "env", "--applyset", "default/" + ns, "--prune", "--jsonnet-lib-path", "vendor", "--jsonnet-ext-str", "region=eu"}
 
 	got, out := syncJSON(t, args...)
-	for _, ref := range []string{"namespace/"+ns, "configmap/cfg-1 -n "+ns, "configmap/cfg-2 -n "+ns} {
+	for _, ref := range []string{"namespace/" + ns, "configmap/cfg-1 -n " + ns, "configmap/cfg-2 -n " + ns} {
 		if got[ref].Action != "created" {
 			t.Errorf("%s: %q, want created\n%s", ref, got[ref].Action, out.stderr)
 		}
