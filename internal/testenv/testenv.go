@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,29 +178,37 @@ func (c *Cluster) AuditMark() int64 {
 	return st.Size()
 }
 
-// AuditSince returns the requests user made since mark.
+// AuditSince returns the requests user made since mark. The API server
+// writes the log while it is read: a line it has not finished (at the end,
+// or under mark) is not an event yet, and is left out.
 func (c *Cluster) AuditSince(mark int64, user string) ([]AuditEvent, error) {
-	f, err := os.Open(filepath.Join(c.dir, "audit.log"))
+	data, err := os.ReadFile(filepath.Join(c.dir, "audit.log"))
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	if _, err := f.Seek(mark, io.SeekStart); err != nil {
-		return nil, err
+	if mark > int64(len(data)) {
+		return nil, fmt.Errorf("audit log is %d bytes, shorter than its mark %d", len(data), mark)
+	}
+	tail := data[mark:]
+	if mark > 0 && data[mark-1] != '\n' {
+		_, tail, _ = bytes.Cut(tail, []byte("\n"))
 	}
 	var out []AuditEvent
-	dec := json.NewDecoder(f)
-	for {
+	for len(tail) > 0 {
+		line, rest, complete := bytes.Cut(tail, []byte("\n"))
+		if !complete {
+			break
+		}
+		tail = rest
 		var ev AuditEvent
-		if err := dec.Decode(&ev); err == io.EOF {
-			return out, nil
-		} else if err != nil {
+		if err := json.Unmarshal(line, &ev); err != nil {
 			return nil, err
 		}
 		if ev.User.Username == user {
 			out = append(out, ev)
 		}
 	}
+	return out, nil
 }
 
 // Stop stops the control plane and removes its files.
