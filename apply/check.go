@@ -113,7 +113,7 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		s.confirm(it, merged)
 	default:
 		it.action = ActionConfigured
-		if s.digests() && live.GetAnnotations()[digestAnn] == it.Obj.GetAnnotations()[digestAnn] {
+		if s.digests() && sameDigest(it, &metav1.ObjectMeta{Annotations: live.GetAnnotations()}) {
 			// The commit did not change it: someone else did.
 			it.drift = driftOf(it, live, merged, s.opts.FieldManager)
 		}

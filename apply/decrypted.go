@@ -51,31 +51,18 @@ func redact(o *render.Object, err error) error {
 // decoded; longest first, so that a value containing another goes whole.
 func secretValues(u *unstructured.Unstructured) []string {
 	var out []string
-	var walk func(path []string, v any)
-	walk = func(path []string, v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			for k, e := range v {
-				walk(append(slices.Clip(path), k), e)
-			}
-		case []any:
-			for _, e := range v {
-				walk(path, e)
-			}
-		default:
-			if isIdentity(path) {
-				return
-			}
-			s := fmt.Sprint(v)
-			if len(s) >= minSecretLen {
-				out = append(out, s)
-			}
-			if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) >= minSecretLen {
-				out = append(out, string(b))
-			}
+	leaves(nil, u.Object, func(path []string, v any) {
+		if isIdentity(path) {
+			return
 		}
-	}
-	walk(nil, u.Object)
+		s := fmt.Sprint(v)
+		if len(s) >= minSecretLen {
+			out = append(out, s)
+		}
+		if b, err := base64.StdEncoding.DecodeString(s); err == nil && len(b) >= minSecretLen {
+			out = append(out, string(b))
+		}
+	})
 	slices.SortFunc(out, func(a, b string) int { return len(b) - len(a) })
 	return slices.Compact(out)
 }

@@ -85,7 +85,7 @@ func driftOf(it *item, live, merged *unstructured.Unstructured, fieldManager str
 		owners = fieldOwners(live, fieldManager)
 		seen := map[string]bool{}
 		desired := forDiff(it.Obj)
-		leaves(nil, desired, func(path []string) {
+		leaves(nil, desired, func(path []string, _ any) {
 			for _, m := range owners.of(path) {
 				if !seen[m.Name] {
 					seen[m.Name] = true
@@ -134,8 +134,8 @@ func walkDrift(path []string, a, b any, aok, bok bool, add func(path []string, a
 	}
 }
 
-// leaves calls fn with the path of every leaf of v.
-func leaves(path []string, v any, fn func([]string)) {
+// leaves calls fn with the path and value of every leaf of v.
+func leaves(path []string, v any, fn func([]string, any)) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
@@ -146,7 +146,7 @@ func leaves(path []string, v any, fn func([]string)) {
 			leaves(append(slices.Clip(path), fmt.Sprintf("[%d]", i)), e, fn)
 		}
 	default:
-		fn(path)
+		fn(path, v)
 	}
 }
 

@@ -227,15 +227,15 @@ func (k *keyService) Encrypt(context.Context, *keyservice.EncryptRequest, ...grp
 	return nil, errors.New("cronsync never encrypts")
 }
 
-func (k *keyService) Decrypt(ctx context.Context, req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
-	resp, err := k.decrypt(ctx, req, opts...)
+func (k *keyService) Decrypt(_ context.Context, req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+	resp, err := k.decrypt(req, opts...)
 	if err != nil {
 		k.errs = append(k.errs, err)
 	}
 	return resp, err
 }
 
-func (k *keyService) decrypt(ctx context.Context, req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
+func (k *keyService) decrypt(req *keyservice.DecryptRequest, opts ...grpc.CallOption) (*keyservice.DecryptResponse, error) {
 	switch key := req.GetKey(); {
 	case key.GetAgeKey() != nil:
 		if len(k.d.ids) == 0 {
@@ -264,7 +264,9 @@ func (k *keyService) decrypt(ctx context.Context, req *keyservice.DecryptRequest
 		}
 		return &keyservice.DecryptResponse{Plaintext: b}, nil
 	}
-	resp, err := keyservice.NewLocalClient().Decrypt(cmpCtx(ctx, k.ctx), req, opts...)
+	// The run's context, which --timeout and signals end, rather than the
+	// background one sops passes.
+	resp, err := keyservice.NewLocalClient().Decrypt(k.ctx, req, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", req.GetKey().String(), err)
 	}
@@ -277,13 +279,4 @@ func armoredOrRaw(b []byte) io.Reader {
 		return blk.Body
 	}
 	return bytes.NewReader(b)
-}
-
-// cmpCtx prefers the run's context, which --timeout and signals end, over
-// the background one sops passes.
-func cmpCtx(ctx, run context.Context) context.Context {
-	if run != nil {
-		return run
-	}
-	return ctx
 }
