@@ -2,7 +2,7 @@
 // against the physical floors, in one run, on a local kube-apiserver and etcd
 // (the ones the tests use).
 //
-//	go run ./bench/sync [-objects 1000] [-runs 3] [-kubectl=false] [-controllers=false]
+//	go run ./bench/sync [-objects 1000] [-runs 3] [-kubectl=false] [-controllers=false] [-hold]
 //
 // It generates a repository of ConfigMaps, Services, Deployments,
 // ServiceAccounts and Roles across 10 namespaces, five objects a file, and
@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -83,7 +84,15 @@ func main() {
 	runs := flag.Int("runs", 3, "repetitions of each measurement; the median is reported")
 	withKubectl := flag.Bool("kubectl", true, "also measure kubectl apply --server-side (minutes at 10,000 objects)")
 	controllers := flag.Bool("controllers", true, "run controllers, scheduler and kwok, and measure --wait (heavy at 10,000 objects)")
+	hold := flag.Bool("hold", false, "measure nothing: start the cluster, write the generated repository, print its path and the kubeconfig's, and wait for an interrupt (for profiling by hand)")
 	flag.Parse()
+	if *hold {
+		if err := holdCluster(*objects); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*objects, *runs, *withKubectl, *controllers); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -157,6 +166,31 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 		return err
 	}
 	report(results, objects, kubectl != "", fault)
+	return nil
+}
+
+// holdCluster starts a cluster without controllers and a generated
+// repository of objects, and keeps them until interrupted, so that a run
+// can be profiled by hand against them.
+func holdCluster(objects int) error {
+	work, err := os.MkdirTemp("", "cronsync-hold-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	c, err := testenv.StartClusterUnaudited()
+	if err != nil {
+		return err
+	}
+	defer c.Stop()
+	repo := filepath.Join(work, "repo")
+	if err := writeRepo(repo, generate("hold", objects)); err != nil {
+		return err
+	}
+	fmt.Printf("--kubeconfig %s --repo %s --prune --applyset default/hold --wait=false\n", c.Kubeconfig, repo)
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	<-sig
 	return nil
 }
 
