@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/discovery"
 	"k8s.io/client-go/discovery/cached/memory"
@@ -115,6 +116,11 @@ type Options struct {
 	// ownership prove it (see fast.go). It needs an ApplySet, and a dry run
 	// never uses it. The digests are recorded either way.
 	FastUnchanged bool
+	// FastDataBytes is the most one Secret holds of what FastUnchanged
+	// keeps (fingerprints and the commit record, as stored); past it they
+	// are spread over shards (see shards.go). 0 means 900 KiB, under the
+	// 1 MiB Secret limit. Tests set it small to shard a few hundred objects.
+	FastDataBytes int
 	// Out receives one line per object.
 	Out io.Writer
 }
@@ -543,6 +549,13 @@ type syncer struct {
 	listed   map[string][]metav1.PartialObjectMetadata
 	// recordedCommit is the parent's commit record as read, "" if none.
 	recordedCommit string
+	// recordedShards is the parent's index of shards, nil if none;
+	// trustedShards those of them read intact.
+	recordedShards []shardRef
+	trustedShards  map[string]bool
+	// parentUID is the parent's, once read or written: shards name it as
+	// their owner.
+	parentUID types.UID
 	// cachedRecord is that record, when this run's options shape objects
 	// as that run's did.
 	cachedRecord *commitRecord

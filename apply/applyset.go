@@ -123,8 +123,7 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	}
 	s.parentAnnotations = parent.GetAnnotations()
 	s.parent = parent
-	s.recordedFPs = decodeFingerprints(parent)
-	s.recordedCommit = recordedData(parent, commitRecordKey)
+	s.parentUID = parent.GetUID()
 	tooling := parent.GetAnnotations()[applySetToolingAnn]
 	if name, _, _ := strings.Cut(tooling, "/"); name != toolingName {
 		return m, refused("ApplySet parent %s exists and is managed by %q, not %s", a, tooling, toolingName)
@@ -140,6 +139,7 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	}
 	m.namespaces[a.Namespace] = true
 	s.parentChecked = true
+	s.readFastData(ctx, parent)
 	return m, nil
 }
 
@@ -168,7 +168,7 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 	}
 	// The metadata client asks for the answer without the parent's data,
 	// which at 10,000 objects is 700 KB of fingerprints.
-	_, err = s.meta.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch, opts)
+	answer, err := s.meta.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch, opts)
 	if apierrors.IsNotFound(err) {
 		return refused("ApplySet parent %s: namespace %s does not exist; create it, or point --applyset elsewhere", a, a.Namespace)
 	}
@@ -177,6 +177,7 @@ func (s *syncer) writeParent(ctx context.Context, m members, version string) err
 	}
 	if s.opts.DryRun == DryRunNone {
 		s.parentAnnotations = annotations
+		s.parentUID = answer.GetUID()
 	}
 	return nil
 }

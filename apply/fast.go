@@ -12,7 +12,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -47,17 +46,14 @@ import (
 const (
 	digestAnn = "cronsync.dev/applied-digest"
 	// fingerprintsKey is the parent Secret's data key holding the
-	// fingerprints, gzip-compressed lines of "key<TAB>fingerprint".
+	// fingerprints, gzip-compressed lines of "key<TAB>fingerprint", when
+	// they fit there (else see shards.go).
 	fingerprintsKey = "cronsync-fingerprints"
 	// fingerprintsManager owns that key on the parent, apart from the
 	// membership annotations, so that neither apply drops the other.
 	fingerprintsManager = "cronsync-fingerprints"
 	// digestKeyKey is the parent's data key holding the HMAC key.
 	digestKeyKey = "cronsync-digest-key"
-	// maxFingerprintBytes keeps the parent under the Secret size limit
-	// (1 MiB) with room for its annotations; objects past it take the slow
-	// path.
-	maxFingerprintBytes = 900 << 10
 )
 
 // setDigest records the desired object's digest on it, computed over its
@@ -154,11 +150,10 @@ func fastKey(it *item) string {
 	return memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())
 }
 
-// decodeFingerprints reads the parent's fingerprints. Anything it cannot
-// read counts as none: every object then takes the slow path.
-func decodeFingerprints(parent *unstructured.Unstructured) map[string]string {
+// decodeFingerprints reads fingerprints as stored (base64 of their gzip).
+// Anything it cannot read counts as none: those objects take the slow path.
+func decodeFingerprints(raw string) map[string]string {
 	out := map[string]string{}
-	raw, _, _ := unstructured.NestedString(parent.Object, "data", fingerprintsKey)
 	if raw == "" {
 		return out
 	}
@@ -170,7 +165,7 @@ func decodeFingerprints(parent *unstructured.Unstructured) map[string]string {
 	if err != nil {
 		return out
 	}
-	plain, err := io.ReadAll(io.LimitReader(zr, 16<<20))
+	plain, err := io.ReadAll(io.LimitReader(zr, 64<<20))
 	if err != nil {
 		return map[string]string{}
 	}
@@ -186,26 +181,35 @@ func decodeFingerprints(parent *unstructured.Unstructured) map[string]string {
 	return out
 }
 
-// encodeFingerprints is decodeFingerprints' inverse, dropping entries past
-// maxFingerprintBytes (those objects take the slow path next time).
-func encodeFingerprints(fps map[string]string) (string, error) {
-	keys := make([]string, 0, len(fps))
-	for k := range fps {
-		keys = append(keys, k)
+// encodeFingerprintLines is decodeFingerprints' inverse for the keys given,
+// in their order.
+func encodeFingerprintLines(keys []string, fps map[string]string) (string, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	w := bufio.NewWriter(zw)
+	for _, k := range keys {
+		w.WriteString(k)
+		w.WriteByte('\t')
+		w.WriteString(fps[k])
+		w.WriteByte('\n')
 	}
-	sort.Strings(keys)
+	if err := w.Flush(); err != nil {
+		return "", err
+	}
+	if err := zw.Close(); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
+}
+
+// encodeFingerprints encodes as many of fps as fit in limit bytes, for a
+// parent that cannot have shards: the rest take the slow path next time.
+func encodeFingerprints(fps map[string]string, limit int) (string, error) {
+	keys := sortedKeys(fps)
 	for {
-		var buf bytes.Buffer
-		zw := gzip.NewWriter(&buf)
-		for _, k := range keys {
-			fmt.Fprintf(zw, "%s\t%s\n", k, fps[k])
-		}
-		if err := zw.Close(); err != nil {
-			return "", err
-		}
-		enc := base64.StdEncoding.EncodeToString(buf.Bytes())
-		if len(enc) <= maxFingerprintBytes || len(keys) == 0 {
-			return enc, nil
+		enc, err := encodeFingerprintLines(keys, fps)
+		if err != nil || len(enc) <= limit || len(keys) == 0 {
+			return enc, err
 		}
 		keys = keys[:len(keys)*9/10]
 	}
@@ -333,46 +337,45 @@ func (s *syncer) writeFingerprints(ctx context.Context, items []*item, complete 
 			complete = false
 		}
 	}
-	enc, err := encodeFingerprints(fps)
-	if err != nil {
-		return err
-	}
 	record := ""
 	if complete {
-		if record, err = s.encodedRecord(ctx, items, enc); err != nil {
+		var err error
+		if record, err = s.encodedRecord(ctx, items); err != nil {
 			return err
 		}
 	}
 	if equalMaps(fps, s.recordedFPs) && record == s.recordedCommit && !s.newDigestKey {
 		return nil // a run that changes nothing writes nothing
 	}
-	return s.patchFastData(ctx, enc, record)
+	return s.storeFastData(ctx, fps, record)
 }
 
-// patchFastData writes the digest key, the fingerprints (base64 of their
-// gzip) and the commit record to the parent, with a field manager of their
-// own. What it leaves out, that manager's earlier write loses.
-func (s *syncer) patchFastData(ctx context.Context, fingerprints, record string) error {
+// patchFastData writes the digest key and data (fingerprints, record or
+// the shards' index; see shards.go) to the parent, with a field manager of
+// their own. What it leaves out, that manager's earlier write loses.
+func (s *syncer) patchFastData(ctx context.Context, data map[string]string) error {
 	a := s.opts.ApplySet
-	data := map[string]string{digestKeyKey: base64.StdEncoding.EncodeToString(s.digestKey)}
-	if fingerprints != "" {
-		data[fingerprintsKey] = fingerprints
-	}
-	if record != "" {
-		data[commitRecordKey] = record
+	all := map[string]string{digestKeyKey: base64.StdEncoding.EncodeToString(s.digestKey)}
+	for k, v := range data {
+		if v != "" {
+			all[k] = v
+		}
 	}
 	patch, err := json.Marshal(map[string]any{
 		"apiVersion": "v1", "kind": "Secret",
 		"metadata": map[string]any{"name": a.Name, "namespace": a.Namespace},
-		"data":     data,
+		"data":     all,
 	})
 	if err != nil {
 		return err
 	}
-	_, err = s.meta.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
+	answer, err := s.meta.Resource(secretsGVR).Namespace(a.Namespace).Patch(ctx, a.Name, types.ApplyPatchType, patch,
 		metav1.PatchOptions{FieldManager: fingerprintsManager, Force: new(true)})
 	if err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("recording fingerprints on ApplySet parent %s: %w", a, err)
+	}
+	if err == nil {
+		s.parentUID = answer.GetUID()
 	}
 	return nil
 }
@@ -414,7 +417,7 @@ func (s *syncer) storeNewDigestKey(ctx context.Context) error {
 	if !s.newDigestKey || !s.digests() || s.opts.DryRun != DryRunNone {
 		return nil
 	}
-	return s.patchFastData(ctx, "", "")
+	return s.patchFastData(ctx, nil)
 }
 
 func equalMaps(a, b map[string]string) bool {

@@ -5,33 +5,26 @@ import (
 	"encoding/base64"
 	"fmt"
 	"testing"
-
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
-
-// parentWith is an ApplySet parent holding value under key in its data.
-func parentWith(key, value string) *unstructured.Unstructured {
-	return &unstructured.Unstructured{Object: map[string]any{"data": map[string]any{key: value}}}
-}
 
 func TestFingerprintsRoundTrip(t *testing.T) {
 	fps := map[string]string{"ConfigMap/ns/a": "x1", "Deployment.apps/ns/b": "x2"}
-	enc, err := encodeFingerprints(fps)
+	enc, err := encodeFingerprintLines(sortedKeys(fps), fps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decodeFingerprints(parentWith(fingerprintsKey, enc)); !equalMaps(got, fps) {
+	if got := decodeFingerprints(enc); !equalMaps(got, fps) {
 		t.Errorf("round trip: %v", got)
 	}
 	for _, bad := range []string{"", "not base64!", base64.StdEncoding.EncodeToString([]byte("not gzip"))} {
-		if got := decodeFingerprints(parentWith(fingerprintsKey, bad)); len(got) != 0 {
+		if got := decodeFingerprints(bad); len(got) != 0 {
 			t.Errorf("%q decoded to %v, want nothing (every object then asks the server)", bad, got)
 		}
 	}
 }
 
-// Past the Secret size limit, entries are dropped (those objects take the
-// slow path), never the whole record.
+// A parent that cannot have shards keeps the entries that fit under the
+// Secret size limit (the rest take the slow path), never none.
 func TestFingerprintsStayUnderTheSecretLimit(t *testing.T) {
 	fps := map[string]string{}
 	for i := range 60000 {
@@ -39,14 +32,14 @@ func TestFingerprintsStayUnderTheSecretLimit(t *testing.T) {
 		_, _ = rand.Read(b)
 		fps[fmt.Sprintf("ConfigMap/ns-%d/cm-%06d", i%50, i)] = base64.RawURLEncoding.EncodeToString(b)
 	}
-	enc, err := encodeFingerprints(fps)
+	enc, err := encodeFingerprints(fps, defaultFastDataBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(enc) > maxFingerprintBytes {
-		t.Errorf("%d bytes, over %d", len(enc), maxFingerprintBytes)
+	if len(enc) > defaultFastDataBytes {
+		t.Errorf("%d bytes, over %d", len(enc), defaultFastDataBytes)
 	}
-	got := decodeFingerprints(parentWith(fingerprintsKey, enc))
+	got := decodeFingerprints(enc)
 	if len(got) == 0 || len(got) >= len(fps) {
 		t.Errorf("kept %d of %d", len(got), len(fps))
 	}

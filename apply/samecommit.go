@@ -46,12 +46,9 @@ import (
 // kustomize load remote resources, or whose objects name dependencies (on
 // objects outside the commit, whose absence the ordinary path reports).
 const (
-	// commitRecordKey is the parent's data key holding the record.
+	// commitRecordKey is the parent's data key holding the record, when it
+	// fits there beside the fingerprints (else see shards.go).
 	commitRecordKey = "cronsync-commit"
-	// maxFastDataBytes keeps the record and the fingerprints together under
-	// the Secret size limit (1 MiB, metadata included); a record that does
-	// not fit is not kept.
-	maxFastDataBytes = 920 << 10
 )
 
 // commitRecord is what a complete run records of the commit it applied.
@@ -143,8 +140,8 @@ type recordEncoding struct {
 }
 
 // encodedRecord returns the record of a complete run over items, encoded,
-// or "" when it does not fit beside fingerprints (as encoded).
-func (s *syncer) encodedRecord(ctx context.Context, items []*item, fingerprints string) (string, error) {
+// or "" when the run may leave none.
+func (s *syncer) encodedRecord(ctx context.Context, items []*item) (string, error) {
 	if s.record == nil {
 		s.startRecord(ctx, items)
 	}
@@ -152,10 +149,7 @@ func (s *syncer) encodedRecord(ctx context.Context, items []*item, fingerprints 
 		return "", nil
 	}
 	<-s.record.done
-	if s.record.err != nil || len(s.record.enc)+len(fingerprints) > maxFastDataBytes {
-		return "", s.record.err
-	}
-	return s.record.enc, nil
+	return s.record.enc, s.record.err
 }
 
 // commitRecordOf is the record of a complete run over items.
@@ -213,11 +207,10 @@ func encodeCommitRecord(rec commitRecord) (string, error) {
 	return base64.StdEncoding.EncodeToString(buf.Bytes()), nil
 }
 
-// decodeCommitRecord reads the parent's record; false if there is none or
+// decodeCommitRecord reads a record as stored; false if there is none or
 // it cannot be read.
-func decodeCommitRecord(parent *unstructured.Unstructured) (commitRecord, bool) {
+func decodeCommitRecord(raw string) (commitRecord, bool) {
 	var rec commitRecord
-	raw := recordedData(parent, commitRecordKey)
 	gz, err := base64.StdEncoding.DecodeString(raw)
 	if raw == "" || err != nil {
 		return rec, false
@@ -272,7 +265,7 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 	key, isNew := digestKeyFrom(s.parent)
-	rec, ok := decodeCommitRecord(s.parent)
+	rec, ok := decodeCommitRecord(s.recordedCommit)
 	if isNew || !ok {
 		return false
 	}

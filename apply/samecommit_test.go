@@ -32,7 +32,7 @@ func TestCommitRecordRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := decodeCommitRecord(parentWith(commitRecordKey, enc))
+		got, ok := decodeCommitRecord(enc)
 		if !ok || !reflect.DeepEqual(got, rec) {
 			t.Errorf("round trip gave %+v (%v), want %+v", got, ok, rec)
 		}
@@ -58,11 +58,11 @@ func TestCommitRecordRefusesWhatItCannotRead(t *testing.T) {
 		"a negative count":    gzipped("cronsync-record-v2\x00s\x00c\x00-1\x00" + obj),
 		"no stamp":            gzipped("cronsync-record-v2\x00\x00c\x000\x00" + obj),
 	} {
-		if rec, ok := decodeCommitRecord(parentWith(commitRecordKey, enc)); ok {
+		if rec, ok := decodeCommitRecord(enc); ok {
 			t.Errorf("%s: read as %+v", name, rec)
 		}
 	}
-	if rec, ok := decodeCommitRecord(parentWith(commitRecordKey, gzipped("cronsync-record-v2\x00s\x00c\x000\x00"+obj))); !ok || len(rec.Objects) != 1 {
+	if rec, ok := decodeCommitRecord(gzipped("cronsync-record-v2\x00s\x00c\x000\x00" + obj)); !ok || len(rec.Objects) != 1 {
 		t.Errorf("a whole record of one object: %+v, %v", rec, ok)
 	}
 }

@@ -26,10 +26,11 @@ import (
 // every object the fast path calls unchanged, the server must call
 // unchanged too. Each round is checked again at the same commit after few
 // hand edits or none, where a run may go by the last run's record instead
-// of reading the commit. Secrets are written with stringData, which the
-// server stores under data, and edited there; HorizontalPodAutoscalers are
-// written in autoscaling/v1 and edited in v2 too. CRONSYNC_EQUIVALENCE_SEED
-// replays a failure.
+// of reading the commit. The fingerprints and the record are kept in
+// shards. Secrets are written with stringData, which the server stores
+// under data, and edited there; HorizontalPodAutoscalers are written in
+// autoscaling/v1 and edited in v2 too. CRONSYNC_EQUIVALENCE_SEED replays a
+// failure.
 func TestFastPathAgreesWithTheServer(t *testing.T) {
 	seed := uint64(20261123)
 	if s := os.Getenv("CRONSYNC_EQUIVALENCE_SEED"); s != "" {
@@ -93,8 +94,13 @@ func TestFastPathAgreesWithTheServer(t *testing.T) {
 	}
 	write()
 	r.Commit("generated")
-	args := []string{"--repo", r.Dir, "--applyset", "default/equivalence", "--prune"}
+	// The fingerprints and the record are spread over shards, as at 20,000
+	// objects and more with the default size.
+	args := []string{"--repo", r.Dir, "--applyset", "default/equivalence", "--prune", "--fast-data-bytes", "16384"}
 	mustSync(t, args...)
+	if names, _ := shardIndex(t, "default", "equivalence"); len(names) < 4 {
+		t.Fatalf("%d shards; the test means to run with several", len(names))
+	}
 
 	ctx := context.Background()
 	secrets := schema.GroupVersionResource{Version: "v1", Resource: "secrets"}
