@@ -266,43 +266,58 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 	if ns := group[0].Obj.GetNamespace(); ns != "" {
 		c = s.meta.Resource(m.Resource).Namespace(ns)
 	}
-	found := map[string]*metav1.PartialObjectMetadata{}
+	// Each page is decided as it arrives and then let go: a group's whole
+	// LIST, managedFields and all, held at once, was most of what a
+	// no-change run over 50,000 objects kept.
+	byName := make(map[string]*item, len(group))
+	for _, it := range group {
+		byName[it.Obj.GetName()] = it
+	}
+	found := make(map[string]bool, len(group))
+	var others []metav1.ObjectMeta
+	var rest []*item
 	opts := metav1.ListOptions{Limit: 500}
 	for {
 		list, err := c.List(ctx, opts)
 		if err != nil {
+			for _, it := range group {
+				it.action, it.fast, it.fp, it.seen = "", false, "", nil
+				it.live, it.liveRead, it.staleDigest = nil, false, false
+			}
 			return group
 		}
 		for i := range list.Items {
-			found[list.Items[i].Name] = &list.Items[i]
+			pom := &list.Items[i]
+			it, ok := byName[pom.Name]
+			switch {
+			case !ok:
+				others = append(others, metav1.ObjectMeta{Name: pom.Name, Namespace: pom.Namespace, UID: pom.UID, Labels: pom.Labels})
+				continue
+			case found[pom.Name]:
+				continue
+			}
+			found[pom.Name] = true
+			switch {
+			case s.decideFast(it, &pom.ObjectMeta):
+			case s.digests() && !sameDigest(it, &pom.ObjectMeta):
+				// Changed in Git (or its digest by hand): the dry run and the
+				// apply are all it needs; the live content would only be read
+				// to be found different.
+				it.live, it.liveRead, it.staleDigest = metadataOnly(it, pom), true, true
+			default:
+				rest = append(rest, it)
+			}
 		}
 		if opts.Continue = list.Continue; opts.Continue == "" {
 			break
 		}
 	}
-	all := make([]metav1.ObjectMeta, 0, len(found))
-	for _, pom := range found {
-		all = append(all, pom.ObjectMeta)
-	}
-	s.noteListed(group, all)
-	var rest []*item
 	for _, it := range group {
-		pom, ok := found[it.Obj.GetName()]
-		if !ok {
+		if !found[it.Obj.GetName()] {
 			it.live, it.liveRead = nil, true
-			continue
-		}
-		switch {
-		case s.decideFast(it, &pom.ObjectMeta):
-		case s.digests() && !sameDigest(it, &pom.ObjectMeta):
-			// Changed in Git (or its digest by hand): the dry run and the
-			// apply are all it needs; the live content would only be read
-			// to be found different.
-			it.live, it.liveRead, it.staleDigest = metadataOnly(it, pom), true, true
-		default:
-			rest = append(rest, it)
 		}
 	}
+	s.noteListed(group, others)
 	return rest
 }
 

@@ -36,7 +36,7 @@ type pruneTarget struct {
 // whose deletion failed or was refused, so that the next run tries again.
 func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Result) (members, error) {
 	keep := commitMembers(p)
-	targets, err := s.pruneTargets(ctx, p, recorded.union(keep))
+	targets, err := s.pruneTargets(ctx, commitKeys(p), recorded.union(keep))
 	if err != nil {
 		return recorded.union(keep), err
 	}
@@ -122,7 +122,7 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 // the objects labelled as members, and keeps the ones not in the commit.
 // Only labelled objects are ever candidates: an object with the same name or
 // labels but not in the set is never touched.
-func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pruneTarget, error) {
+func (s *syncer) pruneTargets(ctx context.Context, inCommit map[string]bool, scope members) ([]pruneTarget, error) {
 	var listings []*memberListing
 	if pf := s.prefetch; pf != nil && pf.scope.equal(scope) {
 		<-pf.done
@@ -145,7 +145,7 @@ func (s *syncer) pruneTargets(ctx context.Context, p *plan, scope members) ([]pr
 		_, ok := s.listed[listedKey(l.m.Resource.GroupResource(), l.ns)]
 		return ok
 	})
-	return s.targetsFrom(p, listings)
+	return s.targetsFrom(inCommit, listings)
 }
 
 // memberPrefetch lists members beside the checks (prefetchMembers).
@@ -323,11 +323,7 @@ func (s *syncer) listMembers(ctx context.Context, listings []*memberListing, ski
 
 // targetsFrom turns listings, completed by the checks' LISTs, into the
 // members the commit does not hold, in the listings' order.
-func (s *syncer) targetsFrom(p *plan, listings []*memberListing) ([]pruneTarget, error) {
-	inCommit := map[string]bool{}
-	for _, it := range slices.Concat(p.first, p.rest) {
-		inCommit[memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())] = true
-	}
+func (s *syncer) targetsFrom(inCommit map[string]bool, listings []*memberListing) ([]pruneTarget, error) {
 	var targets []pruneTarget
 	for _, l := range listings {
 		found := l.found
@@ -357,6 +353,15 @@ func (s *syncer) targetsFrom(p *plan, listings []*memberListing) ([]pruneTarget,
 		}
 	}
 	return targets, nil
+}
+
+// commitKeys are the memberKeys of p's objects: what prune leaves alone.
+func commitKeys(p *plan) map[string]bool {
+	keys := map[string]bool{}
+	for _, it := range slices.Concat(p.first, p.rest) {
+		keys[memberKey(it.GroupKind(), it.Obj.GetNamespace(), it.Obj.GetName())] = true
+	}
+	return keys
 }
 
 func memberKey(gk schema.GroupKind, ns, name string) string {

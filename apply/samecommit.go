@@ -14,7 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -108,7 +108,7 @@ func (s *syncer) recordable(items []*item) bool {
 		return false
 	}
 	for _, it := range items {
-		if _, ok := it.Obj.GetAnnotations()[dependsOnAnn]; ok {
+		if _, ok := annotation(it.Obj, dependsOnAnn); ok {
 			return false
 		}
 	}
@@ -157,7 +157,8 @@ func (s *syncer) commitRecordOf(ctx context.Context, items []*item) commitRecord
 	rec := commitRecord{Stamp: s.stamp(s.digestKey), Config: s.configStamp(s.digestKey), Files: s.cacheableFiles(ctx, items)}
 	for _, it := range items {
 		o := it.Obj
-		rec.Objects = append(rec.Objects, [7]string{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName(), it.Source, strconv.Itoa(it.Doc), o.GetAnnotations()[digestAnn]})
+		digest, _ := annotation(o, digestAnn)
+		rec.Objects = append(rec.Objects, [7]string{o.GetAPIVersion(), o.GetKind(), o.GetNamespace(), o.GetName(), it.Source, strconv.Itoa(it.Doc), digest})
 	}
 	return rec
 }
@@ -277,29 +278,48 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 	}
 	s.digestKey = key
 
-	p := &plan{}
-	mappings := map[schema.GroupVersionKind]*meta.RESTMapping{}
-	for _, o := range rec.Objects {
-		obj, err := standIn(o)
-		if err != nil {
-			return false
-		}
-		gvk := obj.Obj.GroupVersionKind()
-		m, ok := mappings[gvk]
+	// Each recorded object's mapping, and the resource and namespace it is
+	// listed with. Stand-ins are made a group at a time, beside its LIST,
+	// and only their results kept: at 50,000 objects, stand-ins for all at
+	// once were most of the run's memory.
+	mapped := make([]*meta.RESTMapping, len(rec.Objects))
+	mappings := map[[2]string]*meta.RESTMapping{}
+	want := newMembers()
+	var inCommit map[string]bool
+	if s.opts.Prune {
+		inCommit = make(map[string]bool, len(rec.Objects))
+	}
+	groups := map[string][]int{}
+	var keys []string
+	for i, o := range rec.Objects {
+		m, ok := mappings[[2]string{o[0], o[1]}]
 		if !ok {
-			if m, err = s.mapper.RESTMappingWithContext(ctx, gvk.GroupKind(), gvk.Version); err != nil {
+			gv, err := schema.ParseGroupVersion(o[0])
+			if err != nil {
 				return false
 			}
-			mappings[gvk] = m
+			if m, err = s.mapper.RESTMappingWithContext(ctx, gv.WithKind(o[1]).GroupKind(), gv.Version); err != nil {
+				return false
+			}
+			mappings[[2]string{o[0], o[1]}] = m
 		}
 		if namespaced := m.Scope.Name() == meta.RESTScopeNameNamespace; namespaced != (o[2] != "") {
 			return false
 		}
-		p.rest = append(p.rest, &item{Object: obj, mapping: m})
+		mapped[i] = m
+		gk := m.GroupVersionKind.GroupKind()
+		want.add(gk, o[2])
+		if inCommit != nil {
+			inCommit[memberKey(gk, o[2], o[3])] = true
+		}
+		k := listedKey(m.Resource.GroupResource(), o[2])
+		if _, ok := groups[k]; !ok {
+			keys = append(keys, k)
+		}
+		groups[k] = append(groups[k], i)
 	}
 	// The ordinary path would rewrite a membership other than this: the
 	// commit's after a prune, else the commit's added to what was recorded.
-	want := commitMembers(p)
 	if !s.opts.Prune {
 		want = recorded.union(want)
 	}
@@ -310,16 +330,6 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 
-	// One metadata LIST per resource and namespace, up to --workers at once.
-	groups := map[string][]*item{}
-	var keys []string
-	for _, it := range p.rest {
-		k := listedKey(it.mapping.Resource.GroupResource(), it.Obj.GetNamespace())
-		if _, ok := groups[k]; !ok {
-			keys = append(keys, k)
-		}
-		groups[k] = append(groups[k], it)
-	}
 	// With --prune, the set's other resources and namespaces are listed by
 	// label beside them: every resource and namespace of the commit is
 	// listed whole here.
@@ -330,25 +340,40 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		}
 		s.prefetchMembers(ctx, recorded, covered)
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, s.opts.Workers)
-	for _, k := range keys {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			if s.stop.Err() == nil {
-				s.decideFromMetadata(ctx, groups[k])
-			}
-		})
-	}
-	wg.Wait()
-	for _, it := range p.rest {
-		if !it.fast {
-			return false
+	// One metadata LIST per resource and namespace, up to --workers at once.
+	rs := make([]ObjectResult, len(rec.Objects))
+	var undecided atomic.Bool
+	s.parallel(len(keys), func(g int) {
+		if s.stop.Err() != nil || undecided.Load() {
+			undecided.Store(true)
+			return
 		}
+		idx := groups[keys[g]]
+		items := make([]*item, len(idx))
+		for j, i := range idx {
+			obj, err := standIn(rec.Objects[i])
+			if err != nil {
+				undecided.Store(true)
+				return
+			}
+			items[j] = &item{Object: obj, mapping: mapped[i]}
+		}
+		s.decideFromMetadata(ctx, items)
+		for _, it := range items {
+			if !it.fast {
+				undecided.Store(true)
+				return
+			}
+		}
+		for j, r := range s.results(items) {
+			rs[idx[j]] = r
+		}
+	})
+	if undecided.Load() {
+		return false
 	}
 	if s.opts.Prune {
-		if targets, err := s.pruneTargets(ctx, p, recorded); err != nil || len(targets) > 0 {
+		if targets, err := s.pruneTargets(ctx, inCommit, recorded); err != nil || len(targets) > 0 {
 			return false
 		}
 	}
@@ -356,7 +381,6 @@ func (s *syncer) sameCommit(ctx context.Context, res *Result) bool {
 		return false
 	}
 	fmt.Fprintln(s.opts.Out, "cronsync: the last run applied this commit and path completely with these options; deciding from the LISTs, without reading its files")
-	rs := s.results(p.rest)
 	s.printAll(rs)
 	res.Objects = append(res.Objects, rs...)
 	return true
