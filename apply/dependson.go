@@ -70,7 +70,7 @@ func linkDeps(items []*item) error {
 	}
 	var errs []error
 	for _, it := range items {
-		v, ok := it.Obj.GetAnnotations()[dependsOnAnn]
+		v, ok := annotation(it.Obj, dependsOnAnn)
 		if !ok {
 			continue
 		}

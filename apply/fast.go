@@ -58,14 +58,20 @@ const (
 
 // setDigest records the desired object's digest on it, computed over its
 // canonical JSON (encoding/json sorts map keys) after cronsync's own
-// additions and without the annotation itself.
+// additions and without the annotation itself. It edits the object's own
+// annotations map: a copy for each of 50,000 objects was a tenth of a run's
+// memory.
 func setDigest(u *unstructured.Unstructured, key []byte) error {
-	anns := u.GetAnnotations()
+	md, _ := u.Object["metadata"].(map[string]any)
+	if md == nil {
+		md = map[string]any{}
+		u.Object["metadata"] = md
+	}
+	anns, _ := md["annotations"].(map[string]any)
 	delete(anns, digestAnn)
 	if len(anns) == 0 {
-		anns = nil
+		delete(md, "annotations")
 	}
-	u.SetAnnotations(anns)
 	b, err := json.Marshal(u.Object)
 	if err != nil {
 		return err
@@ -74,11 +80,19 @@ func setDigest(u *unstructured.Unstructured, key []byte) error {
 	mac.Write(b)
 	sum := mac.Sum(nil)
 	if anns == nil {
-		anns = map[string]string{}
+		anns = map[string]any{}
 	}
 	anns[digestAnn] = base64.RawURLEncoding.EncodeToString(sum[:18])
-	u.SetAnnotations(anns)
+	md["annotations"] = anns
 	return nil
+}
+
+// annotation is one of u's annotations, read without copying them all
+// (GetAnnotations copies), as runs over many objects ask for them often.
+func annotation(u *unstructured.Unstructured, key string) (string, bool) {
+	v, ok, _ := unstructured.NestedFieldNoCopy(u.Object, "metadata", "annotations", key)
+	s, isString := v.(string)
+	return s, ok && isString
 }
 
 // fingerprint hashes cronsync's managedFields entry on a live object, with
@@ -299,7 +313,8 @@ func (s *syncer) decideFast(it *item, live *metav1.ObjectMeta) bool {
 // sameDigest says whether live carries the digest of it as the commit has
 // it: if not, applying it changes the object.
 func sameDigest(it *item, live *metav1.ObjectMeta) bool {
-	return live.Annotations[digestAnn] == it.Obj.GetAnnotations()[digestAnn]
+	want, _ := annotation(it.Obj, digestAnn)
+	return live.Annotations[digestAnn] == want
 }
 
 // seenOf keeps of a live object what ObjectResult.Live promises, so that a

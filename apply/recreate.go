@@ -59,7 +59,7 @@ func (s *syncer) checkImmutable(ctx context.Context, it *item, uid types.UID, er
 	if fields == nil {
 		return false
 	}
-	if it.Obj.GetAnnotations()[recreateAnn] != "true" {
+	if v, _ := annotation(it.Obj, recreateAnn); v != "true" {
 		it.action, it.err = ActionFailed, objectErr(it.Object, fmt.Errorf(
 			"%w (%s cannot change in place: annotate the object %s: \"true\" to have cronsync delete and create it again)",
 			err, strings.Join(fields, ", "), recreateAnn))
