@@ -32,6 +32,7 @@ import (
 )
 
 func main() {
+	tuneMemory(os.LookupEnv, "/sys/fs/cgroup")
 	os.Exit(exitCode(mainErr(os.Args[1:], os.Stdout, os.Stderr)))
 }
 
