@@ -44,6 +44,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"runtime"
 	"slices"
 	"strconv"
@@ -84,6 +85,7 @@ func main() {
 	runs := flag.Int("runs", 3, "repetitions of each measurement; the median is reported")
 	withKubectl := flag.Bool("kubectl", true, "also measure kubectl apply --server-side (minutes at 10,000 objects)")
 	controllers := flag.Bool("controllers", true, "run controllers, scheduler and kwok, and measure --wait (heavy at 10,000 objects)")
+	writeFloor := flag.Bool("write-floor", true, "measure the write floor (every object applied by 8 workers, first and unchanged): at 50,000 objects that alone takes a quarter of an hour")
 	hold := flag.Bool("hold", false, "measure nothing: start the cluster, write the generated repository, print its path and the kubeconfig's, and wait for an interrupt (for profiling by hand)")
 	flag.Parse()
 	if *hold {
@@ -93,7 +95,7 @@ func main() {
 		}
 		return
 	}
-	if err := run(*objects, *runs, *withKubectl, *controllers); err != nil {
+	if err := run(*objects, *runs, *withKubectl, *controllers, *writeFloor); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
@@ -117,9 +119,12 @@ type measure struct {
 	// benchmark's own while it lists): on a VM whose faults are dear, they
 	// are a large part of what a run costs.
 	faults int64
+	// withoutRequest is how many objects cronsync decided from its LISTs
+	// alone, of total; -1 when the run did not say.
+	withoutRequest, total int
 }
 
-func run(objects, runs int, withKubectl, controllers bool) error {
+func run(objects, runs int, withKubectl, controllers, writeFloor bool) error {
 	root := testenv.ModuleRoot()
 	work, err := os.MkdirTemp("", "cronsync-bench-")
 	if err != nil {
@@ -155,7 +160,7 @@ func run(objects, runs int, withKubectl, controllers bool) error {
 	var results []measure
 	for i := range runs {
 		fmt.Fprintf(os.Stderr, "round %d of %d ...\n", i+1, runs)
-		round, err := oneRound(c, work, binary, listfloor, kubectl, objects, i, controllers)
+		round, err := oneRound(c, work, binary, listfloor, kubectl, objects, i, controllers, writeFloor)
 		if err != nil {
 			return err
 		}
@@ -222,13 +227,16 @@ func faultCost() (time.Duration, error) {
 
 // oneRound measures every scenario once, in namespaces of its own (suffix
 // round), so that first runs always create.
-func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objects, round int, controllers bool) ([]measure, error) {
+func oneRound(c *testenv.Cluster, work, binary, listfloor, kubectl string, objects, round int, controllers, writeFloor bool) ([]measure, error) {
 	var out []measure
 	prefix := func(tool string) string { return fmt.Sprintf("%s%d", tool, round) }
 
 	// The floor.
 	objs := generate(prefix("floor"), objects)
 	for _, label := range []string{"floor: first apply", "floor: unchanged"} {
+		if !writeFloor {
+			break
+		}
 		m, err := floor(c, objs)
 		if err != nil {
 			return nil, err
@@ -447,8 +455,8 @@ func timed(c *testenv.Cluster, name string, cmd *exec.Cmd) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = nil, &stderr
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
 		return measure{}, fmt.Errorf("%s: %v\n%s", name, err, stderr.String())
@@ -458,12 +466,25 @@ func timed(c *testenv.Cluster, name string, cmd *exec.Cmd) (measure, error) {
 	if err != nil {
 		return measure{}, err
 	}
-	m := measure{name: name, wall: wall, requests: after - before - 1}
+	m := measure{name: name, wall: wall, requests: after - before - 1, withoutRequest: -1}
+	// cronsync's summary: "N objects: ... M unchanged (K without a request)".
+	if sub := summaryRE.FindSubmatch(stdout.Bytes()); sub != nil {
+		m.total, _ = strconv.Atoi(string(sub[1]))
+		m.withoutRequest = 0
+		if w := withoutRequestRE.FindSubmatch(sub[2]); w != nil {
+			m.withoutRequest, _ = strconv.Atoi(string(w[1]))
+		}
+	}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.rss, m.faults = ru.Maxrss<<10, ru.Minflt
 	}
 	return m, nil
 }
+
+var (
+	summaryRE        = regexp.MustCompile(`(?m)^cronsync: synced .*: (\d+) objects: (.*)$`)
+	withoutRequestRE = regexp.MustCompile(`\((\d+) without a request\)`)
+)
 
 // requests is the API server's count of requests served so far.
 func requests(c *testenv.Cluster) (int, error) {
@@ -672,18 +693,21 @@ func report(all []measure, objects int, haveKubectl bool, fault time.Duration) {
 	}
 	fmt.Printf("%d objects in %d files plus %d namespaces; median of %d runs (of %d for the rows taken in turns with the read floor, of %d for the floor); machine: %s\n\n",
 		objects, (objects+4)/5, namespaces, len(byName[order[0]]), len(byName["cronsync: unchanged"]), len(byName[readFloorRow]), machine())
-	fmt.Println("| run | wall time | requests | peak RSS | page faults |")
-	fmt.Println("|---|---|---|---|---|")
+	fmt.Println("| run | wall time | requests | decided without a request | peak RSS | page faults |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, name := range order {
 		m := med[name]
-		rss, faults := "-", "-"
+		rss, faults, decided := "-", "-", "-"
 		if m.rss > 0 {
 			rss = fmt.Sprintf("%.0f MiB", float64(m.rss)/(1<<20))
 		}
 		if m.rss > 0 || name == readFloorRow {
 			faults = strconv.FormatInt(m.faults, 10)
 		}
-		fmt.Printf("| %s | %s | %d | %s | %s |\n", name, m.wall.Round(time.Millisecond), m.requests, rss, faults)
+		if m.withoutRequest >= 0 && m.total > 0 {
+			decided = fmt.Sprintf("%d of %d", m.withoutRequest, m.total)
+		}
+		fmt.Printf("| %s | %s | %d | %s | %s | %s |\n", name, m.wall.Round(time.Millisecond), m.requests, decided, rss, faults)
 	}
 	ratio := func(a, b string) string {
 		if med[a].wall == 0 || med[b].wall == 0 {
