@@ -64,10 +64,6 @@ func (s *syncer) check(ctx context.Context, it *item) {
 	if it.fast {
 		return // decided from the metadata LIST
 	}
-	if err := it.expand(); err != nil { // checked again (after a CRD, say)
-		it.action, it.err = ActionFailed, objectErr(it.Object, err)
-		return
-	}
 	live := it.live
 	if !it.liveRead {
 		var err error
@@ -123,14 +119,10 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		}
 	}
 	// Only a server dry run prints diffs; a real run lets both copies go,
-	// which is most of its memory at ten thousand objects, and keeps what
-	// it will write as JSON.
+	// which is most of its memory at ten thousand objects.
 	it.live, it.merged = nil, nil
-	switch {
-	case s.opts.DryRun == DryRunServer:
+	if s.opts.DryRun == DryRunServer {
 		it.live, it.merged = live, merged
-	case s.opts.DryRun == DryRunNone && (it.action == ActionCreated || it.action == ActionConfigured):
-		it.compact()
 	}
 }
 

@@ -44,9 +44,6 @@ type item struct {
 	staleDigest bool
 	// merged is what the server's dry run says the object would become.
 	merged *unstructured.Unstructured
-	// body is the desired object as JSON while it waits to be written,
-	// Obj then holding its identity and metadata alone (see compact.go).
-	body []byte
 	// deps are the objects its depends-on annotation names.
 	deps []*dep
 	// validated: its server dry run passed before the run's first write, so

@@ -13,11 +13,6 @@ func (s *syncer) writeAll(ctx context.Context, items []*item) {
 }
 
 func (s *syncer) write(ctx context.Context, it *item) {
-	// Whole again before anything, errors included, reads it.
-	if err := it.expand(); err != nil {
-		it.action, it.err = ActionFailed, objectErr(it.Object, err)
-		return
-	}
 	switch {
 	case it.skip != nil:
 		it.action, it.err = ActionSkipped, objectErr(it.Object, it.skip)
