@@ -179,10 +179,10 @@ type ObjectResult struct {
 	Drift *Drift
 	// Live is what the run last saw of the object in the cluster (the LIST
 	// it was decided from, or the answer to its write or to a dry run that
-	// changed nothing), kept to its annotations and deletion timestamp; nil
-	// when the run saw nothing of it. What follows the run may judge from
-	// it rather than read the object again: the health wait does, for
-	// kinds without a status.
+	// changed nothing), kept to its annotations (but cronsync's digest) and
+	// deletion timestamp; nil when the run saw nothing of it. What follows
+	// the run may judge from it rather than read the object again: the
+	// health wait does, for kinds without a status.
 	Live *metav1.ObjectMeta
 }
 

@@ -318,9 +318,21 @@ func sameDigest(it *item, live *metav1.ObjectMeta) bool {
 }
 
 // seenOf keeps of a live object what ObjectResult.Live promises, so that a
-// run over thousands of objects holds no more of them than that.
+// run over thousands of objects holds no more of them than that. cronsync's
+// own digest is left out: it is on every object and tells a reader nothing,
+// and most objects then keep no annotations at all.
 func seenOf(live metav1.Object) *metav1.ObjectMeta {
-	return &metav1.ObjectMeta{Annotations: live.GetAnnotations(), DeletionTimestamp: live.GetDeletionTimestamp()}
+	var anns map[string]string
+	for k, v := range live.GetAnnotations() {
+		if k == digestAnn {
+			continue
+		}
+		if anns == nil {
+			anns = map[string]string{}
+		}
+		anns[k] = v
+	}
+	return &metav1.ObjectMeta{Annotations: anns, DeletionTimestamp: live.GetDeletionTimestamp()}
 }
 
 // confirm records the fingerprint of what the server returned for it after
