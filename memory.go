@@ -12,8 +12,8 @@ import (
 // exits (the commit's objects, the record), and what it decodes on the way
 // (LIST pages, answers) is garbage at once: the default 100 let the heap
 // grow to twice the objects kept, and at 50,000 objects that headroom alone
-// was 100 MiB. At 50 a no-change run over 50,000 objects peaked at 231-245
-// MiB instead of 292-310 (0.15 s more of GC on a 1.3 s run).
+// was 100 MiB. At 50 a no-change run over 50,000 objects peaked at 226-240
+// MiB instead of 285-303 (0.15 s more of GC CPU, no more wall time).
 const gcPercent = 50
 
 // memoryLimitShare is the part of its container's memory limit the Go

@@ -18,7 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 )
 
-// Past about 20,000 objects the fingerprints and the commit record no
+// Past about 12,000 objects the fingerprints and the commit record no
 // longer fit in the parent Secret (1 MiB); without more room, every object
 // past that would ask the server on every run. They are then kept in
 // shards: further Secrets that belong to the parent.

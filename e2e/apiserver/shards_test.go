@@ -15,9 +15,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
-	"sigs.k8s.io/yaml"
 
 	"github.com/cronsync/cronsync/internal/testenv"
 )
@@ -339,22 +337,7 @@ func TestShardsRunDiesBetweenWrites(t *testing.T) {
 	r.Commit("every tenth labelled")
 
 	ctx := context.Background()
-	policies := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"}
-	bindings := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"}
-	var created []func()
-	for i, doc := range strings.Split(denyRecordShards, "---\n") {
-		var u unstructured.Unstructured
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			t.Fatal(err)
-		}
-		gvr := []schema.GroupVersionResource{policies, bindings}[i]
-		if _, err := kube.Resource(gvr).Create(ctx, &u, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-		remove := func() { _ = kube.Resource(gvr).Delete(ctx, u.GetName(), metav1.DeleteOptions{}) }
-		t.Cleanup(remove)
-		created = append(created, remove)
-	}
+	removePolicy := admissionPolicy(t, denyRecordShards)
 	// The policy takes a moment to be enforced: a probe shard is refused
 	// once it is.
 	probe := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Secret", "type": "cronsync.dev/fast-data",
@@ -381,9 +364,7 @@ func TestShardsRunDiesBetweenWrites(t *testing.T) {
 		t.Fatalf("no shard was written before the refusal: the test does not test a run that died between two")
 	}
 
-	for _, remove := range created {
-		remove()
-	}
+	removePolicy()
 	waitFor(t, "the policy to be gone", func() bool {
 		_, err := kube.Resource(secrets).Namespace("default").Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err == nil

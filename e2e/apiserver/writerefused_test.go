@@ -47,16 +47,16 @@ spec:
   validationActions: [Deny]
 `
 
-// A 422 on the real write of an object whose server dry run passed before
-// the run's first write is no verdict on the commit: the commit was judged
-// valid by the same server a moment ago, so the run exits 1 (retry), with
-// the server's message. An object whose dry run had to wait for the
-// Namespace the commit creates is judged by its write: exit 3.
-func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
+// admissionPolicy creates a ValidatingAdmissionPolicy and its binding
+// (two YAML documents), and returns what removes them; the test's cleanup
+// removes them too.
+func admissionPolicy(t *testing.T, docs string) (remove func()) {
+	t.Helper()
 	ctx := context.Background()
 	policies := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"}
 	bindings := schema.GroupVersionResource{Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"}
-	for i, doc := range strings.Split(denyRealWrites, "---\n") {
+	var removes []func()
+	for i, doc := range strings.Split(docs, "---\n") {
 		var u unstructured.Unstructured
 		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
 			t.Fatal(err)
@@ -65,8 +65,25 @@ func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
 		if _, err := kube.Resource(gvr).Create(ctx, &u, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		t.Cleanup(func() { _ = kube.Resource(gvr).Delete(ctx, u.GetName(), metav1.DeleteOptions{}) })
+		r := func() { _ = kube.Resource(gvr).Delete(ctx, u.GetName(), metav1.DeleteOptions{}) }
+		t.Cleanup(r)
+		removes = append(removes, r)
 	}
+	return func() {
+		for _, r := range removes {
+			r()
+		}
+	}
+}
+
+// A 422 on the real write of an object whose server dry run passed before
+// the run's first write is no verdict on the commit: the commit was judged
+// valid by the same server a moment ago, so the run exits 1 (retry), with
+// the server's message. An object whose dry run had to wait for the
+// Namespace the commit creates is judged by its write: exit 3.
+func TestWriteRefusedAfterPassingDryRun(t *testing.T) {
+	ctx := context.Background()
+	admissionPolicy(t, denyRealWrites)
 	oldNS, newNS := testenv.Unique("wr-old"), testenv.Unique("wr-new")
 	setup := testenv.NewRepo(t)
 	setup.Write("ns.yaml", namespace(oldNS))
