@@ -264,6 +264,19 @@ func TestShardsRoundTrip(t *testing.T) {
 		check(t, nil, true)
 	})
 
+	t.Run("a dry run reads the shards and writes none", func(t *testing.T) {
+		before := parentOf(t, ns, "cs").GetResourceVersion()
+		names, _ := shardIndex(t, ns, "cs")
+		out := cronsync(t, nil, append(slices.Clone(args), "--dry-run=server")...)
+		if out.code != 0 {
+			t.Fatalf("exit %d:\n%s", out.code, out.stderr)
+		}
+		after, _ := shardIndex(t, ns, "cs")
+		if got := parentOf(t, ns, "cs").GetResourceVersion(); got != before || !slices.Equal(names, after) || len(shardsOf(t, ns, "cs")) != len(names) {
+			t.Errorf("the dry run wrote: parent %s -> %s, shards %v -> %v", before, got, names, after)
+		}
+	})
+
 	t.Run("fewer objects, fewer shards", func(t *testing.T) {
 		for f := 1; f < n/10; f++ {
 			r.Remove(fmt.Sprintf("cm/%03d.yaml", f))
