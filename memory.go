@@ -25,17 +25,16 @@ const memoryLimitShare = 0.8
 // tuneMemory applies gcPercent and a limit from the cgroup cronsync runs
 // in, unless GOGC or GOMEMLIMIT say otherwise. cgroupRoot is /sys/fs/cgroup
 // but in tests.
-func tuneMemory(lookupEnv func(string) (string, bool), cgroupRoot string) (limit int64) {
+func tuneMemory(lookupEnv func(string) (string, bool), cgroupRoot string) {
 	if _, ok := lookupEnv("GOGC"); !ok {
 		debug.SetGCPercent(gcPercent)
 	}
 	if _, ok := lookupEnv("GOMEMLIMIT"); ok {
-		return 0
+		return
 	}
-	if limit = cgroupMemoryLimit(cgroupRoot); limit > 0 {
+	if limit := cgroupMemoryLimit(cgroupRoot); limit > 0 {
 		debug.SetMemoryLimit(int64(float64(limit) * memoryLimitShare))
 	}
-	return limit
 }
 
 // cgroupMemoryLimit is the memory limit of the cgroup this process is in
