@@ -166,8 +166,9 @@ func TestShardsRoundTrip(t *testing.T) {
 		t.Fatalf("%d fingerprint shards and %d of the record; want several of each", fpShards, recordShards)
 	}
 
-	// allFast checks a run in which every object but slow is decided
-	// without a request, and slow with one; all unchanged.
+	// check runs cronsync and wants every object unchanged, those in slow
+	// decided with a request and the rest without, and the run to have
+	// gone by the record or not.
 	check := func(t *testing.T, slow []string, fromRecord bool) {
 		t.Helper()
 		got, out := syncJSON(t, args...)
@@ -344,7 +345,8 @@ func TestShardsRunDiesBetweenWrites(t *testing.T) {
 	// A new commit changes every tenth object.
 	var changed []string
 	for f := range n / 10 {
-		r.Write(fmt.Sprintf("cm/%03d.yaml", f), strings.Replace(readFile(t, r, fmt.Sprintf("cm/%03d.yaml", f)), "name: cm-"+fmt.Sprintf("%04d", f*10)+"\n", "name: cm-"+fmt.Sprintf("%04d", f*10)+"\n  labels: {edited: \"yes\"}\n", 1))
+		file, name := fmt.Sprintf("cm/%03d.yaml", f), fmt.Sprintf("name: cm-%04d\n", f*10)
+		r.Write(file, strings.Replace(r.Git("show", "HEAD:"+file), name, name+"  labels: {edited: \"yes\"}\n", 1))
 		changed = append(changed, fmt.Sprintf("configmap/cm-%04d -n %s", f*10, ns))
 	}
 	r.Commit("every tenth labelled")
@@ -404,11 +406,6 @@ func TestShardsRunDiesBetweenWrites(t *testing.T) {
 	if !strings.Contains(out.stdout+out.stderr, "without reading its files") {
 		t.Errorf("the run after did not go by the record")
 	}
-}
-
-func readFile(t *testing.T, r *testenv.Repo, path string) string {
-	t.Helper()
-	return r.Git("show", "HEAD:"+path)
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {
