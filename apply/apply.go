@@ -637,6 +637,21 @@ func (s *syncer) each(ctx context.Context, items []*item, fn func(context.Contex
 	wg.Wait()
 }
 
+// parallel runs fn(0..n-1) with up to opts.Workers at once: for work that
+// is not one call per item, which each is for.
+func (s *syncer) parallel(n int, fn func(i int)) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, max(1, s.opts.Workers))
+	for i := range n {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			fn(i)
+		})
+	}
+	wg.Wait()
+}
+
 // printAll prints rs with one write: line by line, a run that decides
 // thousands of objects from the LISTs makes as many system calls, and wakes
 // whatever reads its output (a container runtime's log pipe) as often.

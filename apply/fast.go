@@ -12,6 +12,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -219,7 +221,7 @@ func encodeFingerprintLines(keys []string, fps map[string]string) (string, error
 // encodeFingerprints encodes as many of fps as fit in limit bytes, for a
 // parent that cannot have shards: the rest take the slow path next time.
 func encodeFingerprints(fps map[string]string, limit int) (string, error) {
-	keys := sortedKeys(fps)
+	keys := slices.Sorted(maps.Keys(fps))
 	for {
 		enc, err := encodeFingerprintLines(keys, fps)
 		if err != nil || len(enc) <= limit || len(keys) == 0 {
@@ -371,7 +373,7 @@ func (s *syncer) writeFingerprints(ctx context.Context, items []*item, complete 
 			return err
 		}
 	}
-	if equalMaps(fps, s.recordedFPs) && record == s.recordedCommit && !s.newDigestKey {
+	if maps.Equal(fps, s.recordedFPs) && record == s.recordedCommit && !s.newDigestKey {
 		return nil // a run that changes nothing writes nothing
 	}
 	return s.storeFastData(ctx, fps, record)
@@ -445,16 +447,4 @@ func (s *syncer) storeNewDigestKey(ctx context.Context) error {
 		return nil
 	}
 	return s.patchFastData(ctx, nil)
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if w, ok := b[k]; !ok || w != v {
-			return false
-		}
-	}
-	return true
 }

@@ -4,16 +4,18 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
+	"slices"
 	"testing"
 )
 
 func TestFingerprintsRoundTrip(t *testing.T) {
 	fps := map[string]string{"ConfigMap/ns/a": "x1", "Deployment.apps/ns/b": "x2"}
-	enc, err := encodeFingerprintLines(sortedKeys(fps), fps)
+	enc, err := encodeFingerprintLines(slices.Sorted(maps.Keys(fps)), fps)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := decodeFingerprints(enc); !equalMaps(got, fps) {
+	if got := decodeFingerprints(enc); !maps.Equal(got, fps) {
 		t.Errorf("round trip: %v", got)
 	}
 	for _, bad := range []string{"", "not base64!", base64.StdEncoding.EncodeToString([]byte("not gzip"))} {

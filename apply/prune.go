@@ -59,19 +59,11 @@ func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Resu
 	results := make([]ObjectResult, len(targets))
 	// Namespaces and CRDs go last: deleting one deletes what is inside it.
 	for _, last := range []bool{false, true} {
-		var wg sync.WaitGroup
-		sem := make(chan struct{}, s.opts.Workers)
-		for i, t := range targets {
-			if t.last != last {
-				continue
+		s.parallel(len(targets), func(i int) {
+			if targets[i].last == last {
+				results[i] = s.pruneOne(ctx, targets[i])
 			}
-			wg.Go(func() {
-				sem <- struct{}{}
-				defer func() { <-sem }()
-				results[i] = s.pruneOne(ctx, t)
-			})
-		}
-		wg.Wait()
+		})
 	}
 
 	s.printAll(results)

@@ -8,9 +8,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strings"
-	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -126,14 +126,10 @@ func (s *syncer) readFastData(ctx context.Context, parent *unstructured.Unstruct
 		values[i] = s.readShard(ctx, refs[i], parent.GetUID())
 	})
 	s.trustedShards = map[string]bool{}
-	for i, r := range refs {
-		if values[i] != "" {
-			s.trustedShards[r.name] = true
-		}
-	}
 	var record strings.Builder
 	whole := true
 	for i, r := range refs {
+		s.trustedShards[r.name] = values[i] != ""
 		switch r.kind {
 		case shardFingerprints:
 			for k, v := range decodeFingerprints(values[i]) {
@@ -197,7 +193,7 @@ type shard struct {
 // fingerprints that fit stay in the parent and the record is not kept.
 func (s *syncer) layoutFastData(fps map[string]string, record string) (fastDataLayout, error) {
 	limit := s.fastDataBytes()
-	keys := sortedKeys(fps)
+	keys := slices.Sorted(maps.Keys(fps))
 	all, err := encodeFingerprintLines(keys, fps)
 	if err != nil {
 		return fastDataLayout{}, err
@@ -386,27 +382,4 @@ func (s *syncer) deleteShards(ctx context.Context, keep map[string]bool) error {
 		}
 	})
 	return errors.Join(errs...)
-}
-
-// parallel runs fn(0..n-1) with up to --workers at once.
-func (s *syncer) parallel(n int, fn func(i int)) {
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, max(1, s.opts.Workers))
-	for i := range n {
-		wg.Go(func() {
-			sem <- struct{}{}
-			defer func() { <-sem }()
-			fn(i)
-		})
-	}
-	wg.Wait()
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

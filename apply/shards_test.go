@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 )
@@ -52,7 +53,7 @@ func TestShardLayout(t *testing.T) {
 			pieces.WriteString(sh.value)
 		}
 	}
-	if !equalMaps(got, fps) || pieces.String() != record {
+	if !maps.Equal(got, fps) || pieces.String() != record {
 		t.Fatalf("shards give back %d of %d fingerprints, record %d of %d bytes", len(got), len(fps), pieces.Len(), len(record))
 	}
 	if len(names) != len(l.shards) || len(l.shards) < 10 {
