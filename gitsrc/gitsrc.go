@@ -27,7 +27,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
-	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
@@ -44,6 +43,9 @@ var (
 	// ErrUnsafe: the commit contains something that must not be followed,
 	// such as a symlink that leaves the repository.
 	ErrUnsafe = errors.New("unsafe repository content")
+	// ErrTooLarge: an object of the commit, or the files it holds
+	// together, are over a limit (Options.Limits).
+	ErrTooLarge = errors.New("too large")
 )
 
 // classed is an error of one of the classes above whose message is written
@@ -98,6 +100,8 @@ type Options struct {
 	// (see submodule.go). Without it they are left out and listed in
 	// Checkout.Skipped.
 	Submodules bool
+	// Limits bound the objects fetched and the files written.
+	Limits Limits
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
@@ -148,10 +152,7 @@ func (c *Checkout) Write(ctx context.Context) error {
 	if c.written || c.load(ctx) != nil {
 		return c.err
 	}
-	links, err := writeTree(ctx, c.repo.Storer, c.commit, c.Dir)
-	if err == nil && c.opts.Submodules {
-		err = c.writeSubmodules(ctx, c.repo, c.commit, c.opts.URL, c.Dir, links, nil)
-	}
+	links, err := c.writeAll(ctx)
 	if err != nil {
 		c.err = fmt.Errorf("writing commit %s: %w", c.Commit, err)
 		return c.err
@@ -163,6 +164,26 @@ func (c *Checkout) Write(ctx context.Context) error {
 	}
 	c.written = true
 	return nil
+}
+
+// writeAll writes the commit's tree, and its submodules when asked to,
+// into Dir, through one os.Root so that nothing the commit holds can make
+// a write land outside it.
+func (c *Checkout) writeAll(ctx context.Context) ([]gitlink, error) {
+	if err := os.Mkdir(c.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	root, err := os.OpenRoot(c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	w := &writer{root: root, limits: c.opts.Limits}
+	links, err := w.writeTree(ctx, c.repo.Storer, c.commit, ".")
+	if err == nil && c.opts.Submodules {
+		err = c.writeSubmodules(ctx, w, c.repo, c.commit, c.opts.URL, ".", links, nil)
+	}
+	return links, err
 }
 
 // Close removes everything Clone wrote.
@@ -363,7 +384,7 @@ func listRemote(ctx context.Context, dir string, opts Options) (*remoteRef, erro
 	if r.auth, r.ca, err = opts.Credentials.auth(opts.URL); err != nil {
 		return nil, err
 	}
-	if r.repo, err = git.PlainInit(dir, true); err != nil {
+	if r.repo, err = newStore(dir, opts.Limits.ObjectBytes); err != nil {
 		return nil, fmt.Errorf("creating object store: %w", err)
 	}
 	r.remote, err = r.repo.CreateRemote(&config.RemoteConfig{Name: "origin", URLs: []string{opts.URL}})
@@ -553,78 +574,6 @@ func classifyTransport(u string, err error) error {
 	return fmt.Errorf("repository %s: %w", Redact(u), err)
 }
 
-// writeTree writes the files of commit under dir. Symlinks are written as
-// symlinks so that the reader, which knows the repository root, decides
-// whether following one is allowed; submodules are returned, for the
-// caller to follow or leave out.
-func writeTree(ctx context.Context, objects storer.EncodedObjectStorer, commit *object.Commit, dir string) (links []gitlink, _ error) {
-	tree, err := commit.Tree()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	walker := object.NewTreeWalker(tree, true, nil)
-	defer walker.Close()
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		name, entry, err := walker.Next()
-		if err == io.EOF {
-			return links, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		// Tree entry names come from the repository: refuse any that would
-		// write outside dir.
-		if !filepath.IsLocal(name) {
-			return nil, &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(name))
-		switch entry.Mode {
-		case filemode.Dir:
-			if err := os.MkdirAll(dst, 0o755); err != nil {
-				return nil, err
-			}
-		case filemode.Submodule:
-			links = append(links, gitlink{path: name, hash: entry.Hash})
-		case filemode.Symlink:
-			var target strings.Builder
-			if err := copyBlob(objects, entry.Hash, &target); err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-			if err := os.Symlink(target.String(), dst); err != nil {
-				return nil, err
-			}
-		default:
-			out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			if err != nil {
-				return nil, err
-			}
-			err = copyBlob(objects, entry.Hash, out)
-			if cerr := out.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", name, err)
-			}
-		}
-	}
-}
-
-// copyBlob streams a blob by hash; looking it up by path again would walk the
-// tree from the root for every file.
-func copyBlob(objects storer.EncodedObjectStorer, h plumbing.Hash, w io.Writer) error {
-	blob, err := object.GetBlob(objects, h)
-	if err != nil {
-		return err
-	}
-	return copyFrom(blob.Reader, w)
-}
-
 // copyFrom copies what open returns into w and closes it.
 func copyFrom(open func() (io.ReadCloser, error), w io.Writer) error {
 	r, err := open()
@@ -754,30 +703,17 @@ func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	walker := object.NewTreeWalker(tree, true, nil)
-	defer walker.Close()
 	var out []Entry
-	for {
-		if err := ctx.Err(); err != nil {
-			return nil, err
+	err = walkTree(ctx, c.repo.Storer, tree, "", func(name string, e object.TreeEntry) error {
+		if e.Mode != filemode.Dir {
+			out = append(out, Entry{Path: name, Hash: e.Hash.String(), File: e.Mode.IsFile() && e.Mode != filemode.Symlink})
 		}
-		name, entry, err := walker.Next()
-		if err == io.EOF {
-			return out, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-		// As writeTree: a name that would leave the repository makes the
-		// commit unsafe, whether its files are written or not.
-		if !filepath.IsLocal(name) {
-			return nil, &classed{class: ErrUnsafe, msg: fmt.Sprintf("%s: path leaves the repository", name)}
-		}
-		if entry.Mode == filemode.Dir {
-			continue
-		}
-		out = append(out, Entry{Path: name, Hash: entry.Hash.String(), File: entry.Mode.IsFile() && entry.Mode != filemode.Symlink})
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }
 
 // ReadBlob returns the content of a file of the commit by its hash, as
@@ -789,7 +725,8 @@ func (c *Checkout) ReadBlob(hash string) ([]byte, error) {
 		return nil, errors.New("the commit's objects are not fetched yet")
 	}
 	var b bytes.Buffer
-	if err := copyBlob(c.repo.Storer, plumbing.NewHash(hash), &b); err != nil {
+	w := &writer{limits: Limits{ObjectBytes: c.opts.Limits.ObjectBytes}}
+	if err := w.copyBlob(c.repo.Storer, hash, plumbing.NewHash(hash), &b); err != nil {
 		return nil, err
 	}
 	return b.Bytes(), nil

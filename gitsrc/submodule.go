@@ -48,7 +48,7 @@ func submoduleErr(chain []string, format string, args ...any) error {
 // writeSubmodules fetches and writes the submodules links names, which the
 // tree of commit (in repo, fetched from base) holds, under dir; chain names
 // the submodules above.
-func (c *Checkout) writeSubmodules(ctx context.Context, repo *git.Repository, commit *object.Commit, base, dir string, links []gitlink, chain []string) error {
+func (c *Checkout) writeSubmodules(ctx context.Context, w *writer, repo *git.Repository, commit *object.Commit, base, dir string, links []gitlink, chain []string) error {
 	if len(links) == 0 {
 		return nil
 	}
@@ -76,12 +76,12 @@ func (c *Checkout) writeSubmodules(ctx context.Context, repo *git.Repository, co
 		if err != nil {
 			return redactErr(u, err)
 		}
-		subDir := filepath.Join(dir, filepath.FromSlash(l.path))
-		nested, err := writeTree(ctx, subRepo.Storer, subCommit, subDir)
+		subDir := path.Join(dir, l.path)
+		nested, err := w.writeTree(ctx, subRepo.Storer, subCommit, subDir)
 		if err != nil {
 			return redactErr(u, fmt.Errorf("submodule %s: writing commit %s: %w", strings.Join(here, " → "), l.hash, err))
 		}
-		if err := c.writeSubmodules(ctx, subRepo, subCommit, u, subDir, nested, here); err != nil {
+		if err := c.writeSubmodules(ctx, w, subRepo, subCommit, u, subDir, nested, here); err != nil {
 			return err
 		}
 	}
@@ -172,16 +172,35 @@ func resolveRelative(base, rel string) string {
 }
 
 // credentialsFor gives a submodule the run's credentials only when it is
-// on the same host as --repo; elsewhere it gets none (the CA bundle and
-// known_hosts, which are no secrets, still apply).
+// at the same scheme, host and port as --repo, as git scopes credentials;
+// elsewhere (another port of the same host is another server) it gets none
+// (the CA bundle and known_hosts, which are no secrets, still apply).
 func (c *Checkout) credentialsFor(u string) Credentials {
 	creds := c.opts.Credentials
-	top, err1 := transport.NewEndpoint(c.opts.URL)
-	sub, err2 := transport.NewEndpoint(u)
-	if err1 == nil && err2 == nil && top.Host == sub.Host && top.Host != "" {
+	if sameServer(c.opts.URL, u) {
 		return creds
 	}
 	return Credentials{CAFile: creds.CAFile, SSHKnownHostsFile: creds.SSHKnownHostsFile}
+}
+
+// defaultPorts are the ports a URL without one means.
+var defaultPorts = map[string]int{"https": 443, "http": 80, "ssh": 22}
+
+// sameServer says whether a and b are served by one server: same scheme,
+// host and port, a port left out being the scheme's default.
+func sameServer(a, b string) bool {
+	ea, err1 := transport.NewEndpoint(a)
+	eb, err2 := transport.NewEndpoint(b)
+	if err1 != nil || err2 != nil || ea.Host == "" {
+		return false
+	}
+	port := func(e *transport.Endpoint) int {
+		if e.Port != 0 {
+			return e.Port
+		}
+		return defaultPorts[e.Protocol]
+	}
+	return ea.Protocol == eb.Protocol && strings.EqualFold(ea.Host, eb.Host) && port(ea) == port(eb)
 }
 
 // fetchPinned fetches the commit h of the repository at u, shallow, into an
@@ -206,7 +225,7 @@ func (c *Checkout) fetchPinned(ctx context.Context, u string, h plumbing.Hash, c
 		return nil, nil, fmt.Errorf("submodule %s: %w", strings.Join(chain, " → "), err)
 	}
 	c.subStores++
-	repo, err := git.PlainInit(filepath.Join(c.tmp, fmt.Sprintf("submodule-%d", c.subStores)), true)
+	repo, err := newStore(filepath.Join(c.tmp, fmt.Sprintf("submodule-%d", c.subStores)), c.opts.Limits.ObjectBytes)
 	if err != nil {
 		return nil, nil, fmt.Errorf("creating object store: %w", err)
 	}

@@ -106,8 +106,9 @@ func TestSubmodulesAreFollowed(t *testing.T) {
 	})
 }
 
-// The parent's token goes to a submodule on the same host, and to no
-// other host.
+// The parent's token goes to a submodule on the same scheme, host and
+// port, and to no other host, nor to another port of the same host (as
+// git scopes credentials): the server there never sees it.
 func TestSubmoduleCredentials(t *testing.T) {
 	root := t.TempDir()
 	lib := repoIn(t, root, "lib")
@@ -117,22 +118,31 @@ func TestSubmoduleCredentials(t *testing.T) {
 	if err := os.WriteFile(token, []byte("s3cret-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	srv := testenv.ServeHTTP(t, root, func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if _, pw, ok := r.BasicAuth(); !ok || pw != "s3cret-token" {
-				w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
-				http.Error(w, "who are you", http.StatusUnauthorized)
-				return
-			}
-			h.ServeHTTP(w, r)
-		})
-	})
+	var otherPortSaw atomic.Bool
+	auth := func(saw *atomic.Bool) func(h http.Handler) http.Handler {
+		return func(h http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if _, _, ok := r.BasicAuth(); ok && saw != nil {
+					saw.Store(true)
+				}
+				if _, pw, ok := r.BasicAuth(); !ok || pw != "s3cret-token" {
+					w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
+					http.Error(w, "who are you", http.StatusUnauthorized)
+					return
+				}
+				h.ServeHTTP(w, r)
+			})
+		}
+	}
+	srv := testenv.ServeHTTP(t, root, auth(nil))
+	otherPort := testenv.ServeHTTP(t, root, auth(&otherPortSaw))
 	for _, tc := range []struct {
 		name, url string
 		ok        bool
 	}{
 		{"same host", srv.URL + "/lib", true},
 		{"other host", strings.Replace(srv.URL, "127.0.0.1", "localhost", 1) + "/lib", false},
+		{"other port", otherPort.URL + "/lib", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			parent := repoIn(t, root, "parent-"+strings.ReplaceAll(tc.name, " ", "-"))
@@ -158,6 +168,9 @@ func TestSubmoduleCredentials(t *testing.T) {
 			}
 			if err != nil && strings.Contains(err.Error(), "s3cret-token") {
 				t.Errorf("the token is in the error: %v", err)
+			}
+			if otherPortSaw.Load() {
+				t.Error("the server on the other port received credentials")
 			}
 		})
 	}

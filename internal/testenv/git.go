@@ -1,7 +1,9 @@
 package testenv
 
 import (
+	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/cgi"
 	"net/http/httptest"
@@ -146,4 +148,73 @@ func ServeHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) 
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// RawEntry is one entry of a tree written byte for byte, names unchecked.
+type RawEntry struct {
+	// Mode is git's octal mode: "100644", "120000" (symlink), "40000"
+	// (tree), "160000" (gitlink).
+	Mode string
+	Name string
+	// Hash is the blob's, tree's or commit's SHA, in hex.
+	Hash string
+}
+
+// Blob stores content as a blob and returns its SHA.
+func (r *Repo) Blob(content string) string {
+	r.t.Helper()
+	return r.gitIn(strings.NewReader(content), "hash-object", "-w", "--stdin")
+}
+
+// RawTree stores a tree holding entries exactly as given, as `git
+// hash-object --literally` does: names git would refuse (with a "/", "..",
+// ".git", twice the same) are kept, which is what a hostile repository
+// does. It returns the tree's SHA.
+func (r *Repo) RawTree(entries ...RawEntry) string {
+	r.t.Helper()
+	var b strings.Builder
+	for _, e := range entries {
+		raw, err := hex.DecodeString(e.Hash)
+		if err != nil || len(raw) != 20 {
+			r.t.Fatalf("entry %q: bad hash %q", e.Name, e.Hash)
+		}
+		b.WriteString(e.Mode + " " + e.Name + "\x00")
+		b.Write(raw)
+	}
+	return r.gitIn(strings.NewReader(b.String()), "hash-object", "-w", "-t", "tree", "--literally", "--stdin")
+}
+
+// CommitTree makes a commit of tree on top of HEAD (if any), moves main to
+// it and returns its SHA.
+func (r *Repo) CommitTree(tree, msg string) string {
+	r.t.Helper()
+	args := []string{"commit-tree", tree, "-m", msg}
+	if parent, err := r.try("rev-parse", "-q", "--verify", "HEAD"); err == nil && parent != "" {
+		args = append(args, "-p", parent)
+	}
+	sha := r.Git(args...)
+	r.Git("update-ref", "refs/heads/main", sha)
+	return sha
+}
+
+func (r *Repo) try(args ...string) (string, error) {
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.Dir
+	cmd.Env = append(os.Environ(), GitEnv...)
+	out, err := cmd.Output()
+	return strings.TrimSpace(string(out)), err
+}
+
+// gitIn runs git with stdin and returns its trimmed output.
+func (r *Repo) gitIn(stdin io.Reader, args ...string) string {
+	r.t.Helper()
+	cmd := exec.Command("git", args...)
+	cmd.Dir = r.Dir
+	cmd.Env = append(os.Environ(), GitEnv...)
+	cmd.Stdin = stdin
+	out, err := cmd.Output()
+	if err != nil {
+		r.t.Fatalf("git %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out))
 }
