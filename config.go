@@ -43,6 +43,8 @@ type config struct {
 	refSemver                string
 	git                      gitsrc.Credentials
 	verifyKeysFile           string
+	// gitLimits bound what a commit may make the run fetch and write.
+	gitLimits gitsrc.Limits
 	// submodules is --submodules: "recursive" or "off".
 	submodules          string
 	gitTimeout, timeout time.Duration
@@ -104,6 +106,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.verifyKeysFile, "verify-keys-file", "", "armored PGP public keyring or SSH allowed_signers file: the commit (or signed tag) must be signed by one of its keys, else exit 4")
 	fs.StringVar(&cfg.submodules, "submodules", "recursive", `"recursive" fetches the commit's submodules (and theirs), each at the commit it pins; "off" leaves them out, with a warning for each under --path`)
 	fs.DurationVar(&cfg.gitTimeout, "git-timeout", 2*time.Minute, "deadline for the clone alone, submodules included")
+	// GitHub refuses files over 100 MiB; half the shipped pod's 1Gi
+	// emptyDir leaves room for everything else in it.
+	fs.Int64Var(&cfg.gitLimits.ObjectBytes, "max-object-bytes", 100<<20, "refuse a commit holding a file (or any Git object) larger than this, judged from its header before it is inflated (exit 3)")
+	fs.Int64Var(&cfg.gitLimits.TreeBytes, "max-checkout-bytes", 512<<20, "refuse a commit whose files, submodules included, add up to more than this on disk (exit 3)")
 	fs.StringVar(&cfg.path, "path", ".", "directory inside the repository whose manifests are applied, recursively")
 	fs.StringVarP(&cfg.apply.Namespace, "namespace", "n", cfg.apply.Namespace, "namespace for namespaced objects that set none")
 	dryRun := fs.String("dry-run", "none", `"server" sends every write with dryRun=All; "client" sends no write at all; "none" applies`)
@@ -113,6 +119,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.DurationVar(&cfg.timeout, "timeout", 10*time.Minute, "deadline for the whole run, clone included")
 	fs.IntVar(&cfg.apply.Workers, "workers", cfg.apply.Workers, "requests in flight at once within an apply stage")
 	fs.Int64Var(&cfg.render.MaxFileBytes, "max-manifest-bytes", cfg.render.MaxFileBytes, "refuse manifest files larger than this")
+	fs.Int64Var(&cfg.render.MaxTotalBytes, "max-manifest-total-bytes", cfg.render.MaxTotalBytes, "refuse a commit whose manifests (files, and what kustomize, Helm and Jsonnet make of them) add up to more than this: they are all in memory at once")
 	fs.StringVar(&cfg.applySet, "applyset", "cronsync", "[NAMESPACE/]NAME of the Secret that records what cronsync applied (ApplySet parent); the namespace defaults to the one cronsync runs in; \"\" turns membership off")
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
@@ -213,6 +220,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		return nil, usageErrorf("--timeout must be positive")
 	case cfg.gitTimeout <= 0:
 		return nil, usageErrorf("--git-timeout must be positive")
+	case cfg.gitLimits.ObjectBytes < 0 || cfg.gitLimits.TreeBytes < 0 || cfg.render.MaxFileBytes < 0 || cfg.render.MaxTotalBytes < 0:
+		return nil, usageErrorf("--max-object-bytes, --max-checkout-bytes, --max-manifest-bytes and --max-manifest-total-bytes must not be negative (0: no limit)")
 	case cfg.ref != "" && cfg.refSemver != "":
 		return nil, usageErrorf("--ref and --ref-semver cannot both be set")
 	case cfg.refSemver != "" && gitsrc.ParseRange(cfg.refSemver) != nil:

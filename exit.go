@@ -92,7 +92,7 @@ func exitCode(err error) int {
 		return exitUnverified
 	case is(err, gitsrc.ErrNotFound), is(err, gitsrc.ErrAuth), is(err, apply.ErrRefused):
 		return exitConfig
-	case is(err, gitsrc.ErrUnsafe):
+	case is(err, gitsrc.ErrUnsafe), is(err, gitsrc.ErrTooLarge):
 		return exitContent
 	}
 	if next := errors.Unwrap(err); next != nil {

@@ -49,8 +49,9 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Git source", []string{"repo", "ref", "ref-semver", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
-		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir"}},
-	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
+		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir",
+		"max-object-bytes", "max-checkout-bytes"}},
+	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "max-manifest-total-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
 	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file"}},
 	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",

@@ -150,7 +150,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
 		URL: cfg.repo, Ref: cfg.ref, RefSemver: cfg.refSemver, WorkDir: cfg.workDir,
 		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, Lazy: true,
-		Submodules: cfg.submodules == "recursive",
+		Submodules: cfg.submodules == "recursive", Limits: cfg.gitLimits,
 	})
 	cancelClone()
 	if cloneErr == nil {

@@ -104,6 +104,10 @@ func (r *reader) jsonnet(source string) {
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
 		return
 	}
+	if err := r.count(len(out)); err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+		return
+	}
 	var v any
 	if err := json.Unmarshal([]byte(out), &v); err != nil {
 		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})

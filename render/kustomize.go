@@ -233,6 +233,17 @@ func (f *confinedFS) ReadFile(path string) ([]byte, error) {
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
+	if f.r != nil {
+		// Sized before it is read: kustomize holds every file it reads.
+		if st, err := os.Stat(path); err == nil && st.Mode().IsRegular() {
+			if err := f.r.checkSize(st.Size()); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.r.rel(path), err)
+			}
+			if err := f.r.count(int(st.Size())); err != nil {
+				return nil, fmt.Errorf("%s: %w", f.r.rel(path), err)
+			}
+		}
+	}
 	data, err := f.FileSystem.ReadFile(path)
 	if err != nil || f.r == nil {
 		return data, err

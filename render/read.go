@@ -20,6 +20,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -75,6 +76,10 @@ var manifestExts = []string{".yaml", ".yml", ".json"}
 type Options struct {
 	// MaxFileBytes refuses manifest files larger than this; 0 means no limit.
 	MaxFileBytes int64
+	// MaxTotalBytes refuses a commit whose manifests, as parsed (files,
+	// and what kustomize, Helm and Jsonnet made of them), add up to more
+	// than this: its objects are all in memory at once. 0 means no limit.
+	MaxTotalBytes int64
 	// KustomizeAllowRemote lets kustomizations load files over HTTP(S).
 	KustomizeAllowRemote bool
 	// Namespace is the release namespace of a chart that names none.
@@ -93,7 +98,7 @@ type Options struct {
 
 // DefaultOptions holds the defaults the command line starts from.
 func DefaultOptions() Options {
-	return Options{MaxFileBytes: 4 << 20, Jsonnet: DefaultJsonnet()}
+	return Options{MaxFileBytes: 4 << 20, MaxTotalBytes: 64 << 20, Jsonnet: DefaultJsonnet()}
 }
 
 // Read returns the objects of every manifest file under dir, a directory
@@ -158,6 +163,10 @@ func (r *reader) parsePending() error {
 					results[i].errs = []error{&ManifestError{Source: p.source, Err: err}}
 					continue
 				}
+				if err := r.count(len(data)); err != nil {
+					results[i].errs = []error{&ManifestError{Source: p.source, Err: err}}
+					continue
+				}
 				decrypted := false
 				if format := sopsFormat(p.source); looksEncrypted(data, format) {
 					if data, err = r.decrypt(data, p.source, format); err != nil {
@@ -210,6 +219,18 @@ type reader struct {
 	// sops opens encrypted files, once its keys are read.
 	sopsOnce sync.Once
 	sops     *decryptor
+	// total is how many bytes of manifests were parsed, for MaxTotalBytes.
+	total atomic.Int64
+}
+
+// count adds n bytes to what the run parsed, refusing what goes past
+// Options.MaxTotalBytes before it is parsed.
+func (r *reader) count(n int) error {
+	total := r.total.Add(int64(n))
+	if max := r.opts.MaxTotalBytes; max > 0 && total > max {
+		return fmt.Errorf("the manifests parsed so far and this one are %d bytes, over the limit of %d for the whole commit (--max-manifest-total-bytes)", total, max)
+	}
+	return nil
 }
 
 // decrypt opens a SOPS-encrypted file with the run's keys.
@@ -335,6 +356,10 @@ func pathJoin(dir, name string) string {
 
 // readDocs decodes every document of data, read from source.
 func (r *reader) readDocs(data []byte, source string, first int) {
+	if err := r.count(len(data)); err != nil {
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: err})
+		return
+	}
 	objs, errs := parseDocs(data, source, first)
 	r.objs, r.errs = append(r.objs, objs...), append(r.errs, errs...)
 }
