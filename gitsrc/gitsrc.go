@@ -212,7 +212,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	var repo *git.Repository
 	var target plumbing.Hash // what the ref points at: a commit or a tag
 	if local, ok := localPath(opts.URL); ok {
-		repo, err = git.PlainOpenWithOptions(local, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+		repo, err = openLocal(local)
 		if errors.Is(err, git.ErrRepositoryNotExists) || errors.Is(err, os.ErrNotExist) {
 			return nil, notFound("repository %s not found", local)
 		}

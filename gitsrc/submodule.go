@@ -210,7 +210,7 @@ func (c *Checkout) fetchPinned(ctx context.Context, u string, h plumbing.Hash, c
 		return submoduleErr(chain, "commit %s is not in %s%s (force-pushed away?)", h, Redact(u), where)
 	}
 	if local, ok := localPath(u); ok {
-		repo, err := git.PlainOpenWithOptions(local, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+		repo, err := openLocal(local)
 		if err != nil {
 			return nil, nil, submoduleErr(chain, "repository %s: %v", local, err)
 		}
