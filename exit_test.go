@@ -42,6 +42,7 @@ func TestExitCode(t *testing.T) {
 		{"ref not found", fmt.Errorf("cloning: %w", gitsrc.ErrNotFound), exitConfig},
 		{"git auth", fmt.Errorf("cloning: %w", gitsrc.ErrAuth), exitConfig},
 		{"unsafe repository", gitsrc.ErrUnsafe, exitContent},
+		{"an object over --max-object-bytes", fmt.Errorf("writing commit x: %w", &gitsrc.TooLargeError{Path: "a.bin", Size: 2, Limit: 1, What: "--max-object-bytes"}), exitContent},
 		{"manifest", &render.ManifestError{Source: "a.yaml", Err: errors.New("yaml")}, exitContent},
 		{"invalid", obj(invalid), exitContent},
 		{"bad request", obj(apierrors.NewBadRequest("no")), exitContent},
