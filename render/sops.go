@@ -107,12 +107,12 @@ func looksEncrypted(data []byte, format string) bool {
 // decryptor opens SOPS files with the keys of one run.
 type decryptor struct {
 	opts Sops
-	// secrets receives every value decrypted.
-	secrets *redact.Secrets
 	once sync.Once
 	ids  []age.Identity
 	pgp  openpgp.EntityList
 	err  error
+	// secrets receives every value decrypted.
+	secrets *redact.Secrets
 }
 
 // load reads the key files, once.
