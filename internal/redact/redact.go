@@ -388,10 +388,13 @@ func (w *Writer) Flush() error {
 // Userinfo removes credentials from every URL-like part of text, parsed or
 // not: a password (`ssh://git:xxxxx@host`), and the user of an HTTP(S) URL,
 // since a token is often given that way (`https://xxxxx:xxxxx@host`,
-// `https://xxxxx@host`). A URL here is a scheme, "://", and what follows up
-// to a space or a quote; its userinfo is what precedes the last "@" there,
-// when the part before its first ":" is a user name, not a host and path.
-// An SSH user is no secret and is kept.
+// `https://xxxxx@host`). A URL here is a scheme and "://"; its userinfo is
+// what precedes the last "@" of its authority, which ends at the path
+// ("/", "?", "#"), a space or a quote: a bad escape, port or bracket does
+// not stop it. An SSH user is no secret and is kept. A password holding a
+// raw "/" cannot be told from a host and a path with an "@" in it
+// (`https://host:8443/repo@v1`, `oci://registry/chart@sha256:...`): the
+// caller registers the credentials of the URLs it is given (URLSecrets).
 func Userinfo(text string) string {
 	var b strings.Builder
 	rest := text
@@ -402,7 +405,7 @@ func Userinfo(text string) string {
 		}
 		scheme := schemeBefore(rest[:i])
 		start := i + len(sep)
-		end := start + strings.IndexFunc(rest[start:], endsURL)
+		end := start + strings.IndexFunc(rest[start:], endsAuthority)
 		if end < start {
 			end = len(rest)
 		}
@@ -435,8 +438,10 @@ func Userinfo(text string) string {
 	return b.String()
 }
 
-// URLSecrets are the credentials in u, a URL given to cronsync, found as
-// Userinfo finds them (but for what ends a URL in text): the password, raw and percent-decoded, or the user
+// URLSecrets are the credentials in u, a URL given to cronsync: what
+// precedes its last "@", when the part before the first ":" there is a user
+// (holds no "/"), since a password may hold a raw "/" that url.Parse and
+// Userinfo take for the path. They are the password, raw and percent-decoded, or the user
 // of an HTTP(S) URL without one. A caller registers them, so that they are
 // masked wherever they show, even outside a URL.
 func URLSecrets(u string) []string {
@@ -498,10 +503,11 @@ func isHTTP(scheme string) bool {
 	return strings.EqualFold(scheme, "http") || strings.EqualFold(scheme, "https")
 }
 
-// endsURL: a character no URL in a message runs past.
-func endsURL(r rune) bool {
+// endsAuthority: a character no URL's authority in a message runs past;
+// "\" starts the "\/" of a JSON-escaped path.
+func endsAuthority(r rune) bool {
 	switch r {
-	case ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>':
+	case '/', '?', '#', '\\', ' ', '\t', '\n', '\r', '"', '\'', '`', '<', '>':
 		return true
 	}
 	return false
@@ -518,8 +524,7 @@ func userinfoOf(rest string) string {
 
 // splitUserinfo reads the userinfo of rest: ok when there is one, pass when
 // it holds a password after the user. A userinfo whose part before the
-// first ":" holds a "/" is a host and a path with an "@" in it
-// (oci://registry/chart@sha256:...), not a user.
+// first ":" holds a "/" is a host and a path with an "@" in it, not a user.
 func splitUserinfo(rest string) (user string, pass, ok bool) {
 	info := userinfoOf(rest)
 	if info == "" {
