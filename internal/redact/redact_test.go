@@ -222,3 +222,16 @@ func FuzzClean(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkWriterFirstSyncNothingRegistered(b *testing.B) {
+	var s Secrets
+	var lines bytes.Buffer
+	for i := range 50000 {
+		fmt.Fprintf(&lines, "configmap/app-%05d -n shop created\n", i)
+	}
+	b.SetBytes(int64(lines.Len()))
+	for b.Loop() {
+		w := s.Writer(&bytes.Buffer{})
+		w.Write(lines.Bytes())
+	}
+}
