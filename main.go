@@ -26,6 +26,7 @@ import (
 	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/internal/redact"
 	"github.com/cronsync/cronsync/lease"
 	"github.com/cronsync/cronsync/render"
 	"github.com/cronsync/cronsync/report"
@@ -42,6 +43,15 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 1 && args[0] == render.JsonnetChildArg {
 		return render.ServeJsonnet(os.Stdin, stdout)
 	}
+	// Every line printed goes through secrets (see package redact). The
+	// JSON document is built from a Summary already cleaned and written as
+	// it is: masking its text could break its syntax.
+	secrets := redact.New()
+	jsonOut := stdout
+	cleanOut, cleanErr := secrets.Writer(stdout), secrets.Writer(stderr)
+	defer cleanOut.Flush()
+	defer cleanErr.Flush()
+	stdout, stderr = cleanOut, cleanErr
 	cfg, err := parseFlags(args, os.LookupEnv, stdout)
 	if errors.Is(err, errHelp) {
 		return nil
@@ -54,6 +64,10 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, "cronsync", version())
 		return nil
 	}
+	// --repo's credentials are masked wherever they show, in a URL that
+	// parses or not, or on their own.
+	secrets.Add(redact.URLSecrets(cfg.repo)...)
+	cfg.render.Secrets, cfg.apply.Secrets = secrets, secrets
 	// client-go logs through klog what cronsync reports itself, as errors
 	// that name the object; the duplicates would only bury them.
 	klog.SetLogger(logr.Discard())
@@ -76,13 +90,14 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		human = stderr
 	}
 	sum := &report.Summary{Repo: gitsrc.Redact(cfg.repo), Path: cfg.path, DryRun: string(cfg.apply.DryRun), Started: time.Now(), Counts: map[string]int{}}
-	err = run(ctx, cfg, human, sum)
-	finish(cfg, sum, err, human, stdout, stderr)
+	err = run(ctx, cfg, human, stderr, sum)
+	finish(cfg, sum, err, human, jsonOut, stderr)
 	if errors.Is(err, errChangesPending) {
 		return err // not a failure: the output said what would change
 	}
 	if err != nil {
-		for line := range strings.SplitSeq(err.Error(), "\n") {
+		// Masked whole before it is split: a multi-line value spans lines.
+		for line := range strings.SplitSeq(secrets.Clean(err.Error()), "\n") {
 			fmt.Fprintf(stderr, "error: %s\n", line)
 		}
 	}
@@ -108,13 +123,13 @@ func restConfig(kube *genericclioptions.ConfigFlags) (*rest.Config, error) {
 }
 
 // run does one sync: lease, clone, read, apply. It fills sum as it goes.
-func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) error {
+func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Summary) error {
 	restCfg, err := restConfig(cfg.kube)
 	if err != nil {
 		return err
 	}
 	cfg.restConfig = restCfg
-	rest.SetDefaultWarningHandler(rest.NewWarningWriter(os.Stderr, rest.WarningWriterOptions{Deduplicate: true}))
+	rest.SetDefaultWarningHandler(lineWarnings{rest.NewWarningWriter(stderr, rest.WarningWriterOptions{Deduplicate: true})})
 	opts := cfg.apply
 	if cfg.applySet != "" {
 		if opts.ApplySet.Namespace, opts.ApplySet.Name, err = namespacedName(cfg.applySet, cfg.kube); err != nil {
@@ -186,7 +201,8 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return cloneErr
 	}
 	sum.Ref, sum.Commit = co.Ref, co.Commit
-	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, co.Ref, co.Commit)
+	// The ref's name is the server's: one line, whatever it holds.
+	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, redact.CleanLine(co.Ref), co.Commit)
 
 	// The commit is fetched and its files written only if the run reads
 	// them: one that finds this commit applied completely last time is
@@ -230,7 +246,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 				break
 			}
 			if commit.Path == "." || sub == commit.Path || strings.HasPrefix(sub, commit.Path+"/") || strings.HasPrefix(commit.Path, sub+"/") {
-				fmt.Fprintf(os.Stderr, "warning: submodule %s is not read (--submodules=off): its manifests are not applied\n", sub)
+				fmt.Fprintf(stderr, "warning: submodule %s is not read (--submodules=off): its manifests are not applied\n", redact.CleanLine(sub))
 			}
 		}
 		warnedSkipped = true
@@ -238,7 +254,7 @@ func run(ctx context.Context, cfg *config, out io.Writer, sum *report.Summary) e
 		return co.Dir, dir, err
 	}
 	opts.Out = out
-	opts.Warn = func(msg string) { fmt.Fprintf(os.Stderr, "warning: %s\n", msg) }
+	opts.Warn = func(msg string) { warn(stderr, cfg.apply.Secrets, msg) }
 	commit.Options.Warn = opts.Warn
 	if commit.Options.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
 		return err

@@ -50,15 +50,18 @@ func holder() string {
 // belongs. Reporting failures are warnings: they never change the exit status.
 func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr io.Writer) {
 	sum.ExitCode = exitCode(err)
+	// The run's registry, which mainErr gave apply and render; an error is
+	// masked whole before it is split, since a multi-line value spans lines.
+	secrets := cfg.apply.Secrets
 	sum.Duration = time.Since(sum.Started).Round(time.Millisecond).String()
 	switch {
 	case sum.Result == "skipped":
 	case sum.ExitCode == exitUnhealthy:
 		sum.Result = "unhealthy"
-		sum.Errors = strings.Split(err.Error(), "\n")
+		sum.Errors = strings.Split(secrets.Clean(err.Error()), "\n")
 	case err != nil && !errors.Is(err, errChangesPending):
 		sum.Result = "failed"
-		sum.Errors = strings.Split(err.Error(), "\n")
+		sum.Errors = strings.Split(secrets.Clean(err.Error()), "\n")
 	case cfg.apply.DryRun != apply.DryRunNone:
 		sum.Result = "dry run"
 	default:
@@ -67,6 +70,9 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if sum.Commit == "" && sum.Message == "" {
 		sum.Message = "nothing applied"
 	}
+	// Once, before any sink sees it: the line, the JSON, the termination
+	// message, the parent's annotations, the Events and the webhook.
+	sum.Redact(secrets)
 	fmt.Fprintln(human, sum.Line())
 	if cfg.outputJSON {
 		if err := sum.WriteJSON(stdout); err != nil {

@@ -34,6 +34,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/restmapper"
 
+	"github.com/cronsync/cronsync/internal/redact"
 	"github.com/cronsync/cronsync/render"
 )
 
@@ -123,6 +124,10 @@ type Options struct {
 	FastDataBytes int
 	// Out receives one line per object.
 	Out io.Writer
+	// Secrets holds the values decrypted while the commit was read; an
+	// object whose name, namespace or label or annotation key holds one is
+	// refused before anything is sent. nil holds none.
+	Secrets *redact.Secrets
 }
 
 // DefaultOptions holds the defaults the command line starts from.
@@ -246,6 +251,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 
 	objs, err := s.readCommit(readCtx)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkIdentity(opts.Secrets, objs); err != nil {
 		return nil, err
 	}
 	if opts.ApplySet != (ApplySet{}) {
@@ -677,7 +685,8 @@ func (s *syncer) print(w io.Writer, r ObjectResult) {
 	case r.Action == ActionFailed || r.Action == ActionSkipped:
 		fmt.Fprintf(w, "%s %s\n", r.Ref, r.Action)
 	case r.Action == ActionSetAside:
-		fmt.Fprintf(w, "%s set aside until the rest is written: %v\n", r.Ref, errors.Unwrap(r.Err))
+		// An admission webhook's message may hold anything, newlines too.
+		fmt.Fprintf(w, "%s set aside until the rest is written: %s\n", r.Ref, redact.CleanLine(errors.Unwrap(r.Err).Error()))
 	case s.opts.DryRun == DryRunServer && r.Drift != nil:
 		fmt.Fprintf(w, "%s %s (server dry run; drift)\n  %s\n", r.Ref, r.Action, r.Drift.Line())
 	case s.opts.DryRun == DryRunServer:

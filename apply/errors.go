@@ -25,11 +25,11 @@ func (e *ObjectError) Error() string { return fmt.Sprintf("%s (%s): %v", e.Ref, 
 func (e *ObjectError) Unwrap() error { return e.Err }
 
 func manifestErr(o *render.Object, err error) *render.ManifestError {
-	return &render.ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(), Err: redact(o, err)}
+	return &render.ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(), Err: err}
 }
 
 func objectErr(o *render.Object, err error) *ObjectError {
-	return &ObjectError{Ref: o.Ref(), Source: o.Source, Err: redact(o, err)}
+	return &ObjectError{Ref: o.Ref(), Source: o.Source, Err: err}
 }
 
 // WriteRefusedError is the API server's refusal of an object's real write,

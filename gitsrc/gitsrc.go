@@ -29,6 +29,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 // Errors the caller branches on, through errors.Is. The messages that carry
@@ -588,10 +590,15 @@ func copyFrom(open func() (io.ReadCloser, error), w io.Writer) error {
 // Redact removes credentials from a URL so that it can be printed: the
 // password, or, for HTTP(S) URLs with a user and no password, the user,
 // because a token is often given that way. Local paths, scp-like addresses
-// and SSH users carry no secrets and are returned unchanged.
+// and SSH users carry no secrets and are returned unchanged. A URL that
+// does not parse (a bad escape or port) is redacted as text, by
+// redact.Userinfo: it is printed in the very error that says so.
 func Redact(u string) string {
 	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
+	if err != nil {
+		return redact.Userinfo(u)
+	}
+	if p.User == nil {
 		return u
 	}
 	if _, ok := p.User.Password(); ok {
@@ -607,7 +614,10 @@ func Redact(u string) string {
 // secrets lists the parts of u that must never be printed.
 func secrets(u string) []string {
 	p, err := url.Parse(u)
-	if err != nil || p.User == nil {
+	if err != nil {
+		return redact.URLSecrets(u)
+	}
+	if p.User == nil {
 		return nil
 	}
 	if pw, ok := p.User.Password(); ok {

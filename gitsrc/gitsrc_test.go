@@ -159,6 +159,24 @@ func TestCloneCredentialsNeverPrinted(t *testing.T) {
 	}
 }
 
+// A URL that does not parse is printed in the very error that says so:
+// neither Redact nor the clone's error keeps its password.
+func TestUnparsableURLCredentialsNeverPrinted(t *testing.T) {
+	for _, u := range []string{
+		"http://alice:pa%zzSECRET@127.0.0.1:1/x.git",
+		"http://alice:SECRET@127.0.0.1:bad/x.git",
+		"http://alice:SECRET@[::1/x.git",
+	} {
+		if got := gitsrc.Redact(u); strings.Contains(got, "SECRET") {
+			t.Errorf("Redact(%q) = %q", u, got)
+		}
+		_, err := clone(t, u, "main")
+		if err == nil || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("clone %q: %v", u, err)
+		}
+	}
+}
+
 func TestSub(t *testing.T) {
 	r := testenv.NewRepo(t)
 	r.Write("apps/web/a.yaml", "v: 1\n")

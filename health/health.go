@@ -32,6 +32,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 // SkipAnnotation set to "false" on an object leaves it out of the wait: for
@@ -360,6 +362,9 @@ func (w *waiter) readGroup(ctx context.Context, k groupKey, indexes []int) error
 			if i, ok := want[u.GetName()]; ok {
 				found[u.GetName()] = true
 				w.states[i].Verdict, w.states[i].Reason = Judge(u)
+				// A status message is whatever a controller, or a
+				// container's termination message, wrote: one line.
+				w.states[i].Reason = redact.CleanLine(w.states[i].Reason)
 			}
 		}
 		if cont == "" {

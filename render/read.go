@@ -25,6 +25,8 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 // Object is one Kubernetes object read from the repository, with where it
@@ -57,7 +59,10 @@ func (o *Object) GroupKind() schema.GroupKind { return o.Obj.GroupVersionKind().
 // flag so that the line can be pasted after "kubectl get".
 func (o *Object) Ref() string { return Ref(o.GroupKind(), o.Obj.GetName(), o.Obj.GetNamespace()) }
 
-// Ref names any object as Object.Ref does.
+// Ref names any object as Object.Ref does. A name from the commit may hold
+// anything until the API server refuses it, and every message shows it:
+// control characters and newlines are escaped, so that it cannot rewrite
+// or start a line.
 func Ref(gk schema.GroupKind, name, namespace string) string {
 	r := strings.ToLower(gk.Kind)
 	if gk.Group != "" {
@@ -67,7 +72,7 @@ func Ref(gk schema.GroupKind, name, namespace string) string {
 	if namespace != "" {
 		r += " -n " + namespace
 	}
-	return r
+	return redact.CleanLine(r)
 }
 
 var manifestExts = []string{".yaml", ".yml", ".json"}
@@ -94,6 +99,9 @@ type Options struct {
 	Jsonnet Jsonnet
 	// Sops holds the keys that open SOPS-encrypted files.
 	Sops Sops
+	// Secrets receives every value decrypted from a SOPS-encrypted file,
+	// so that no output shows it; nil registers nothing.
+	Secrets *redact.Secrets
 }
 
 // DefaultOptions holds the defaults the command line starts from.
@@ -235,7 +243,7 @@ func (r *reader) count(n int) error {
 
 // decrypt opens a SOPS-encrypted file with the run's keys.
 func (r *reader) decrypt(data []byte, source, format string) ([]byte, error) {
-	r.sopsOnce.Do(func() { r.sops = &decryptor{opts: r.opts.Sops} })
+	r.sopsOnce.Do(func() { r.sops = &decryptor{opts: r.opts.Sops, secrets: r.opts.Secrets} })
 	return r.sops.decrypt(r.ctx, data, source, format)
 }
 

@@ -25,6 +25,8 @@ import (
 	sopsjson "github.com/getsops/sops/v3/stores/json"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 	"google.golang.org/grpc"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 // Files encrypted with SOPS are decrypted in memory before they are read:
@@ -109,6 +111,8 @@ type decryptor struct {
 	ids  []age.Identity
 	pgp  openpgp.EntityList
 	err  error
+	// secrets receives every value decrypted.
+	secrets *redact.Secrets
 }
 
 // load reads the key files, once.
@@ -192,7 +196,7 @@ func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format str
 		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: err}
 	}
 	cipher := aes.NewCipher()
-	mac, err := tree.Decrypt(key, cipher)
+	mac, err := tree.Decrypt(key, recordingCipher{Cipher: cipher, secrets: d.secrets})
 	if err != nil {
 		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS: %w", oneLine(err))}
 	}

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 func failed() *Summary {
@@ -107,5 +109,37 @@ func TestDriftIsCountedAndPosted(t *testing.T) {
 	s.Drifted = 0
 	if err := w.Notify(context.Background(), s); err != nil || posts.Load() != 1 {
 		t.Errorf("--notify-on=drift posted a success without drift")
+	}
+}
+
+// Redact leaves every string of a Summary fit for every sink: no value
+// registered, no credential, no control character, and one line where a
+// field is shown as one.
+func TestRedact(t *testing.T) {
+	secrets := redact.New()
+	secrets.Add("s3cr3t-value", "multi\nline-secret")
+	s := failed()
+	s.Repo = "http://alice:pa%zzPASS@host/x.git"
+	s.Ref = "refs/heads/\x1b[2J\ncronsync: synced"
+	s.Message = "held by evil\rcronsync: synced"
+	s.Errors = []string{"configmap/s3cr3t-value (a.yaml): invalid", `label: Invalid value: "multi\nline-secret"`}
+	s.Objects = []Object{{Ref: "configmap/s3cr3t-value", Source: "a.yaml", Action: "failed", Error: "x\x1by s3cr3t-value",
+		Drift: &Drift{Summary: "data.s3cr3t-value", Detail: map[string]any{"data.s3cr3t-value": []any{"czNjcjN0LXZhbHVl", 1}}}}}
+	s.Redact(secrets)
+	b, err := json.Marshal(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct{ Ref string }
+	json.Unmarshal(b, &ref)
+	for _, text := range []string{string(b), s.Line(), ref.Ref} {
+		for _, bad := range []string{"s3cr3t", "PASS", "line-secret", "\x1b", "\r", "\\u001b", "czNjcjN0LXZhbHVl"} {
+			if strings.Contains(text, bad) {
+				t.Errorf("%q holds %q", text, bad)
+			}
+		}
+	}
+	if ref.Ref != `refs/heads/\x1b[2J\ncronsync: synced` {
+		t.Errorf("ref %q", ref.Ref)
 	}
 }
