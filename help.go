@@ -51,7 +51,7 @@ var flagGroups = []struct {
 	{"Git source", []string{"repo", "ref", "ref-semver", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
 		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
-	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file"}},
+	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file", "sops-kms", "sops-vault-address"}},
 	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
