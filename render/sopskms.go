@@ -269,6 +269,7 @@ func kmsFailure(err error) error {
 		certErr  *tls.CertificateVerificationError
 		authErr  x509.UnknownAuthorityError
 		hostErr  x509.HostnameError
+		timeout  interface{ Timeout() bool }
 	)
 	switch {
 	case errors.As(err, &vaultErr):
@@ -293,7 +294,9 @@ func kmsFailure(err error) error {
 		return fmt.Errorf("cannot resolve %s: %w", dnsErr.Name, &net.DNSError{Err: "lookup failed", Name: dnsErr.Name, IsNotFound: dnsErr.IsNotFound, IsTimeout: dnsErr.IsTimeout})
 	case errors.As(err, &opErr):
 		return fmt.Errorf("cannot connect: %w", &net.OpError{Op: opErr.Op, Net: opErr.Net, Addr: opErr.Addr, Err: errors.New("failed")})
-	case errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &timeout) && timeout.Timeout():
+		// The SDK's own timeout (the Vault client's is 60s), within the
+		// run's.
 		return fmt.Errorf("no answer in time: %w", context.DeadlineExceeded)
 	}
 	return errors.New("failed; the SDK's message is not shown, as it may hold the server's answer (the sops CLI in the pod shows it)")

@@ -3,14 +3,20 @@ package render
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/getsops/sops/v3/keyservice"
+	vault "github.com/hashicorp/vault/api"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 )
 
 func vaultKey(address string) *keyservice.Key {
@@ -124,6 +130,33 @@ func TestAskKMSIsAbandonedWithTheContext(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("returned after %s", d)
+	}
+}
+
+func TestKMSFailureKeepsTheClassOnly(t *testing.T) {
+	const body = "answer-body-55aa"
+	for _, tc := range []struct {
+		err   error
+		want  string
+		retry bool
+	}{
+		{&url.Error{Op: "Post", URL: "https://v:8200/v1/t/decrypt/k", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New(body)}}, "cannot connect: dial tcp: failed", true},
+		{fmt.Errorf("x: %w", &net.DNSError{Err: body, Name: "vault.invalid", IsNotFound: true}), "cannot resolve vault.invalid", true},
+		{&url.Error{Op: "Post", URL: "https://v", Err: context.DeadlineExceeded}, "no answer in time", true},
+		{fmt.Errorf("%s: %w", body, &vault.ResponseError{StatusCode: 503, Errors: []string{body}}), "request failed: HTTP 503", false},
+		{fmt.Errorf("x: %w", status.Error(codes.PermissionDenied, body)), "request failed: gRPC PermissionDenied", false},
+		{errors.New(body), "the SDK's message is not shown", false},
+	} {
+		got := kmsFailure(tc.err)
+		if !strings.Contains(got.Error(), tc.want) || strings.Contains(got.Error(), body) {
+			t.Errorf("%v: reduced to %q, want %q and no body", tc.err, got, tc.want)
+		}
+		var op *net.OpError
+		var dns *net.DNSError
+		retry := errors.Is(got, context.DeadlineExceeded) || errors.As(got, &op) || errors.As(got, &dns)
+		if retry != tc.retry {
+			t.Errorf("%q: retryable %v, want %v", got, retry, tc.retry)
+		}
 	}
 }
 
