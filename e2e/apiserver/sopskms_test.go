@@ -2,6 +2,7 @@ package apiserver
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,18 +25,19 @@ import (
 
 // vaultListener is a Vault that answers with handle; it counts the
 // requests that reach it and closes asked at the first.
-func vaultListener(t *testing.T, handle func(w http.ResponseWriter, r *http.Request)) (url string, requests func() int32, asked <-chan struct{}) {
+// handle is given a channel closed when the test ends, for a handler that
+// never answers to return then.
+func vaultListener(t *testing.T, handle func(w http.ResponseWriter, r *http.Request, end <-chan struct{})) (url string, requests func() int32, asked <-chan struct{}) {
 	var n atomic.Int32
-	ch := make(chan struct{})
+	ch, end := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n.Add(1)
 		once.Do(func() { close(ch) })
-		handle(w, r)
+		io.Copy(io.Discard, r.Body)
+		handle(w, r, end)
 	}))
-	// A handler that never answers holds the server's Close until the
-	// client goes; the client is a process that ended or was killed.
-	t.Cleanup(func() { srv.CloseClientConnections(); srv.Close() })
+	t.Cleanup(func() { close(end); srv.Close() })
 	return srv.URL, n.Load, ch
 }
 
@@ -91,10 +93,10 @@ func vaultTokens(t *testing.T) (env []string, tokens []string) {
 func TestSopsVaultInMetadataIsNotAsked(t *testing.T) {
 	ns := testenv.Unique("sops-vault")
 	keyFile, recipient := ageKey(t)
-	addr, requests, _ := vaultListener(t, func(w http.ResponseWriter, r *http.Request) {
+	addr, requests, _ := vaultListener(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		w.WriteHeader(http.StatusForbidden)
 	})
-	other, _, _ := vaultListener(t, func(w http.ResponseWriter, r *http.Request) {})
+	other, _, _ := vaultListener(t, func(http.ResponseWriter, *http.Request, <-chan struct{}) {})
 	r := vaultSecretRepo(t, ns, recipient, addr, 1)
 	env, tokens := vaultTokens(t)
 	set := testenv.Unique("vault")
@@ -167,7 +169,7 @@ func TestSopsVaultAnswerIsNotEchoed(t *testing.T) {
 	const marker = "internal-body-marker-e41b"
 	var mu sync.Mutex
 	var sentTokens []string
-	addr, requests, _ := vaultListener(t, func(w http.ResponseWriter, r *http.Request) {
+	addr, requests, _ := vaultListener(t, func(w http.ResponseWriter, r *http.Request, _ <-chan struct{}) {
 		mu.Lock()
 		sentTokens = append(sentTokens, r.Header.Get("X-Vault-Token"))
 		mu.Unlock()
@@ -215,8 +217,11 @@ func TestSopsVaultAnswerIsNotEchoed(t *testing.T) {
 func TestSopsVaultThatNeverAnswers(t *testing.T) {
 	ns := testenv.Unique("sops-vault-hang")
 	_, recipient := ageKey(t)
-	addr, requests, asked := vaultListener(t, func(w http.ResponseWriter, r *http.Request) {
-		<-r.Context().Done()
+	addr, requests, asked := vaultListener(t, func(w http.ResponseWriter, r *http.Request, end <-chan struct{}) {
+		select {
+		case <-r.Context().Done():
+		case <-end:
+		}
 	})
 	r := vaultSecretRepo(t, ns, recipient, addr, 6)
 	env, _ := vaultTokens(t)
@@ -272,7 +277,7 @@ func TestSopsVaultThatNeverAnswers(t *testing.T) {
 		if code := cmd.ProcessState.ExitCode(); code != exitRetry {
 			t.Errorf("exit %d, want %d", code, exitRetry)
 		}
-		if !strings.Contains(stderr.String(), "SIGTERM signal received") {
+		if !strings.Contains(stderr.String(), syscall.SIGTERM.String()+" signal received") {
 			t.Errorf("stderr does not say SIGTERM stopped it")
 		}
 	})
