@@ -134,6 +134,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.BoolVar(&cfg.render.KustomizeAllowRemote, "kustomize-allow-remote", false, "let kustomizations load resources over HTTP(S) (never Git repositories)")
 	fs.StringVar(&cfg.render.Sops.AgeKeyFile, "sops-age-key-file", "", "file of age identities (AGE-SECRET-KEY-..., as age-keygen writes) that open SOPS-encrypted files; read on every run")
 	fs.StringVar(&cfg.render.Sops.PGPKeyFile, "sops-pgp-key-file", "", "file of armored PGP private keys that open SOPS-encrypted files; read on every run, no gpg or keyring needed")
+	fs.StringSliceVar(&cfg.render.Sops.KMS, "sops-kms", nil, "key services besides age and PGP that may open SOPS-encrypted files, with their SDK's credentials ("+render.SopsKMSNames()+"; default none: a file's metadata names the service and its address)")
+	fs.StringArrayVar(&cfg.render.Sops.VaultAddresses, "sops-vault-address", nil, "`URL` (scheme://host[:port]) of a Vault that --sops-kms vault may ask; a Vault key elsewhere is never contacted (repeatable)")
 	fs.StringArrayVar(&cfg.render.Jsonnet.LibPaths, "jsonnet-lib-path", nil, "repository `DIR` searched for Jsonnet imports after the importing file's own (repeatable; the last given is searched first, as jsonnet -J)")
 	jsonnetVars := []struct {
 		flag, what string
@@ -265,6 +267,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 			return nil, err
 		}
 		*v.into = m
+	}
+	if err := cfg.render.Sops.Check(); err != nil {
+		return nil, usageErrorf("%w", err)
 	}
 	for i, p := range cfg.render.Jsonnet.LibPaths {
 		clean := path.Clean(filepath.ToSlash(p))

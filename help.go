@@ -52,7 +52,7 @@ var flagGroups = []struct {
 		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir",
 		"max-object-bytes", "max-checkout-bytes"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "max-manifest-total-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
-	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file"}},
+	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file", "sops-kms", "sops-vault-address"}},
 	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},

@@ -19,8 +19,10 @@ import (
 	pgparmor "github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/getsops/sops/v3"
 	"github.com/getsops/sops/v3/aes"
+	sopsage "github.com/getsops/sops/v3/age"
 	"github.com/getsops/sops/v3/config"
 	"github.com/getsops/sops/v3/keyservice"
+	"github.com/getsops/sops/v3/pgp"
 	"github.com/getsops/sops/v3/stores/dotenv"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
@@ -35,14 +37,24 @@ import (
 
 // Sops holds the keys that open SOPS-encrypted files. They are read when
 // the first encrypted file is met, on every run: a rotated key needs no
-// restart. Keys of a cloud KMS (AWS, GCP, Azure, Vault) come from the SDKs'
-// own credential chains, the pod's workload identity.
+// restart. A cloud KMS (AWS, GCP, Azure, Vault, HuaweiCloud) is asked only
+// when KMS names it, with its SDK's own credential chain, the pod's
+// workload identity (see sopskms.go).
 type Sops struct {
 	// AgeKeyFile holds age identities, one AGE-SECRET-KEY-... a line, as
 	// age-keygen writes them.
 	AgeKeyFile string
 	// PGPKeyFile holds armored PGP private keys, without passphrase.
 	PGPKeyFile string
+	// KMS names the key services besides age and PGP that may be asked
+	// to open a file's data key (SopsKMSNames); none by default, because
+	// the file's metadata, which its MAC does not cover, names the
+	// service and its address.
+	KMS []string
+	// VaultAddresses are the Vault servers, scheme://host:port, that may
+	// be asked when KMS names vault; a Vault key at any other address is
+	// never contacted. Check normalises them.
+	VaultAddresses []string
 }
 
 // SopsKeyError: no key the run has opens an encrypted file. The Job lacks
@@ -60,7 +72,7 @@ type SopsKeyError struct {
 func (e *SopsKeyError) Error() string {
 	// sops lists each key group's failure on a line of its own.
 	why := strings.Join(strings.Fields(e.Err.Error()), " ")
-	return fmt.Sprintf("%s: SOPS-encrypted for %s, and no key this run has opens it (--sops-age-key-file, --sops-pgp-key-file, or a KMS the pod can use): %s",
+	return fmt.Sprintf("%s: SOPS-encrypted for %s, and no key this run has opens it (--sops-age-key-file, --sops-pgp-key-file, or a key service enabled with --sops-kms): %s",
 		e.Source, strings.Join(e.Recipients, ", "), why)
 }
 
@@ -113,6 +125,8 @@ type decryptor struct {
 	err  error
 	// secrets receives every value decrypted.
 	secrets *redact.Secrets
+	// vault is the HTTP client of every Vault request.
+	vault vaultGuard
 }
 
 // load reads the key files, once.
@@ -186,7 +200,9 @@ func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format str
 		return nil, &SopsKeyError{Source: source, Recipients: recipients, Err: err}
 	}
 	ks := &keyService{d: d, ctx: ctx}
-	key, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{ks}, nil)
+	// The run's own keys first in each key group: a file that they open
+	// asks no key service, whatever else its metadata names.
+	key, err := tree.Metadata.GetDataKeyWithKeyServices([]keyservice.KeyServiceClient{ks}, []string{sopsage.KeyTypeIdentifier, pgp.KeyTypeIdentifier})
 	if err != nil {
 		// sops's own message counts key groups; what each key said is
 		// what helps.
@@ -216,10 +232,12 @@ func oneLine(err error) error {
 }
 
 // keyService opens a data key with the run's own age and PGP keys, read
-// from the key files, and leaves every other kind to sops's local key
-// service: the cloud KMSs, through their SDKs' credential chains. sops's
-// own handling of age and PGP keys would read them from the environment
-// and the home directory, or run gpg.
+// from the key files, and with the key services the CronJob enabled,
+// through sops's key sources and their SDKs' credential chains, each call
+// bounded by the run's context. sops's own handling of age and PGP keys
+// would read them from the environment and the home directory, or run
+// gpg; its local key service would ask any KMS the file names, with a
+// context of its own.
 type keyService struct {
 	d   *decryptor
 	ctx context.Context
@@ -268,13 +286,29 @@ func (k *keyService) decrypt(req *keyservice.DecryptRequest, opts ...grpc.CallOp
 		}
 		return &keyservice.DecryptResponse{Plaintext: b}, nil
 	}
+	key := req.GetKey()
+	vaultAddress, err := k.d.opts.allows(key)
+	if err != nil {
+		return nil, err
+	}
+	_, name := keyIdentifier(key)
 	// The run's context, which --timeout and signals end, rather than the
 	// background one sops passes.
-	resp, err := keyservice.NewLocalClient().Decrypt(k.ctx, req, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", req.GetKey().String(), err)
+	if k.ctx.Err() != nil {
+		return nil, fmt.Errorf("%s: %w", name, context.Cause(k.ctx))
 	}
-	return resp, nil
+	mk, err := kmsMasterKey(key, req.GetCiphertext(), vaultAddress, &k.d.vault, k.d.opts.VaultAddresses)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	plain, err := askKMS(k.ctx, mk)
+	switch {
+	case k.ctx.Err() != nil:
+		return nil, fmt.Errorf("%s: %w", name, context.Cause(k.ctx))
+	case err != nil:
+		return nil, fmt.Errorf("%s: %w", name, kmsFailure(err))
+	}
+	return &keyservice.DecryptResponse{Plaintext: plain}, nil
 }
 
 // armoredOrRaw undoes the ASCII armor sops writes PGP data keys in.
