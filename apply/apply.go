@@ -82,6 +82,11 @@ type Options struct {
 	// Lease is the coordination.k8s.io Lease runs hold (--lease): a commit
 	// holding it is refused (see claims.go). Zero: none.
 	Lease types.NamespacedName
+	// AdoptFrom names sets (an ID, or a cronsync set's NAMESPACE/NAME)
+	// whose members this run may take over, as the commit's
+	// cronsync.dev/adopt-from annotation does for one object: for a set
+	// renamed (a new --applyset) or membership turned off.
+	AdoptFrom []string
 	// ApplySet is the parent that records which objects cronsync applied;
 	// every object applied is labelled as its member. The zero value turns
 	// membership (and so pruning) off.

@@ -123,7 +123,7 @@ func (s *syncer) checkClaim(ctx context.Context, it *item, labels, annotations m
 		this = fmt.Sprintf("this sync's ApplySet %s (%s)", s.opts.ApplySet, mine)
 	}
 	return manifestErr(it.Object, fmt.Errorf("it belongs to ApplySet %s, not to %s; it is left as it is. "+
-		"If it is to move here, annotate it in this commit with %s: %s; otherwise remove it from one of the two commits",
+		"If it is to move here, annotate it in this commit with %s: %s (or, to move every object of that set, run with --adopt-from); otherwise remove it from one of the two commits",
 		s.setName(ctx, other), this, adoptFromAnn, s.adoptValue(ctx, other)))
 }
 
@@ -138,10 +138,19 @@ func (s *syncer) claimErr(ctx context.Context, it *item, labels, annotations map
 	return true
 }
 
-// adopts says whether the commit's object names set id in adoptFromAnn.
+// adopts says whether the commit's object names set id in adoptFromAnn, or
+// the run's configuration (Options.AdoptFrom) lets it take set id's members.
 func (s *syncer) adopts(it *item, id string) bool {
-	v, ok := annotation(it.Obj, adoptFromAnn)
-	if !ok || v == "" {
+	if v, ok := annotation(it.Obj, adoptFromAnn); ok && namesSet(v, id) {
+		return true
+	}
+	return slices.ContainsFunc(s.opts.AdoptFrom, func(v string) bool { return namesSet(v, id) })
+}
+
+// namesSet says whether v, an ID or a cronsync set's NAMESPACE/NAME, names
+// set id.
+func namesSet(v, id string) bool {
+	if v == "" {
 		return false
 	}
 	if v == id {

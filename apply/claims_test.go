@@ -69,4 +69,13 @@ func TestAdopts(t *testing.T) {
 			t.Errorf("adopt-from %q: %t, want %t", v, got, want)
 		}
 	}
+	// The run's --adopt-from, for every object of the set.
+	plain := itemOf(t, "{apiVersion: v1, kind: ConfigMap, metadata: {name: c}}")
+	if s.adopts(plain, from.id()) {
+		t.Errorf("adopted without being told")
+	}
+	s.opts.AdoptFrom = []string{"other/x", "ns1/set"}
+	if !s.adopts(plain, from.id()) {
+		t.Errorf("--adopt-from ns1/set did not adopt")
+	}
 }
