@@ -238,3 +238,21 @@ func TestTwoSetsOneObject(t *testing.T) {
 		}
 	})
 }
+
+// A set renamed (--applyset changed) finds its objects labelled for the old
+// name: refused until the run is told to take them over with --adopt-from.
+func TestRenamedSetAdoptsWithTheFlag(t *testing.T) {
+	ns := testenv.Unique("renamed")
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("cm.yaml", configMap(ns, "c", "v"))
+	r.Commit("one")
+	mustSync(t, "--repo", r.Dir, "--applyset", "default/"+ns+"-old", "--lease", "")
+	renamed := []string{"--repo", r.Dir, "--applyset", "default/" + ns + "-new", "--lease", ""}
+	refusedUnchanged(t, "", []string{"namespace/" + ns, "secret/" + ns + "-old -n default", "--adopt-from"}, renamed...)
+	mustSync(t, append(renamed, "--adopt-from", "default/"+ns+"-old")...)
+	want := get(t, secrets, "default", ns+"-new", "metadata", "labels", "applyset.kubernetes.io/id")
+	if got := get(t, configMaps, ns, "c", "metadata", "labels", "applyset.kubernetes.io/part-of"); got != want {
+		t.Errorf("configmap c is labelled %s, want the new set's %s", got, want)
+	}
+}
