@@ -42,6 +42,7 @@ func TestCommitMayNotHoldCronsyncsRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	leaseName := "sync-lease"
+	leaseKey := "leases/" + ns + "/" + leaseName
 	r := testenv.NewRepo(t)
 	r.Write("apps/keep.yaml", configMap(ns, "keep", "v"))
 	r.Write("apps/gone.yaml", configMap(ns, "gone", "v"))
@@ -59,12 +60,12 @@ metadata:
   annotations: {applyset.kubernetes.io/contains-group-kinds: ""}
 `, ns))
 		r.Commit("overwrite the parent")
-		refusedUnchanged(t, "", []string{"secret/set -n " + ns, "apps/parent.yaml", "ApplySet parent", "refused"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"secret/set -n " + ns, "apps/parent.yaml", "ApplySet parent", "refused"}, args...)
 		if got := get(t, secrets, ns, "set", "metadata", "annotations", "applyset.kubernetes.io/contains-group-kinds"); got != gks {
 			t.Errorf("the parent's group-kinds became %q, were %q", got, gks)
 		}
 		// A server dry run (what CI runs) refuses it the same way.
-		refusedUnchanged(t, "", []string{"secret/set -n " + ns, "apps/parent.yaml"}, append(args, "--dry-run=server")...)
+		refusedUnchanged(t, leaseKey, []string{"secret/set -n " + ns, "apps/parent.yaml"}, append(args, "--dry-run=server")...)
 		r.Remove("apps/parent.yaml")
 	})
 
@@ -75,7 +76,7 @@ metadata: {name: %s, namespace: %s}
 spec: {holderIdentity: evil, leaseDurationSeconds: 30, renewTime: "2093-05-18T00:00:00.000000Z"}
 `, leaseName, ns))
 		r.Commit("hold the lease forever")
-		refusedUnchanged(t, "leases/"+ns+"/"+leaseName, []string{"lease.coordination.k8s.io/" + leaseName + " -n " + ns, "apps/lease.yaml", "--lease", "refused"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"lease.coordination.k8s.io/" + leaseName + " -n " + ns, "apps/lease.yaml", "--lease", "refused"}, args...)
 		l, err := cs.CoordinationV1().Leases(ns).Get(ctx, leaseName, metav1.GetOptions{})
 		if err != nil {
 			t.Fatal(err)
@@ -99,10 +100,10 @@ spec: {holderIdentity: evil, leaseDurationSeconds: 30, renewTime: "2093-05-18T00
 	t.Run("a shard of its parent", func(t *testing.T) {
 		r.Write("apps/shard.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: set-fd-0123456789ab, namespace: %s}\n", ns))
 		r.Commit("a shard by name")
-		refusedUnchanged(t, "", []string{"secret/set-fd-0123456789ab -n " + ns, "apps/shard.yaml", "fingerprint shard"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"secret/set-fd-0123456789ab -n " + ns, "apps/shard.yaml", "fingerprint shard"}, args...)
 		r.Write("apps/shard.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\ntype: cronsync.dev/fast-data\nmetadata: {name: data, namespace: %s}\n", ns))
 		r.Commit("a shard by type")
-		refusedUnchanged(t, "", []string{"secret/data -n " + ns, "apps/shard.yaml", "cronsync.dev/fast-data"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"secret/data -n " + ns, "apps/shard.yaml", "cronsync.dev/fast-data"}, args...)
 		// One that the commit does not say is a shard, but the cluster does.
 		live := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "looks-plain", Namespace: ns, Labels: map[string]string{"cronsync.dev/fast-data-of": "applyset-x-v1"}}}
 		if _, err := cs.CoreV1().Secrets(ns).Create(ctx, live, metav1.CreateOptions{}); err != nil {
@@ -110,7 +111,7 @@ spec: {holderIdentity: evil, leaseDurationSeconds: 30, renewTime: "2093-05-18T00
 		}
 		r.Write("apps/shard.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: looks-plain, namespace: %s}\nstringData: {a: b}\n", ns))
 		r.Commit("a live shard")
-		refusedUnchanged(t, "", []string{"secret/looks-plain -n " + ns, "apps/shard.yaml", "the live object", "fingerprint shard"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"secret/looks-plain -n " + ns, "apps/shard.yaml", "the live object", "fingerprint shard"}, args...)
 		r.Remove("apps/shard.yaml")
 	})
 
@@ -125,7 +126,7 @@ spec: {holderIdentity: evil, leaseDurationSeconds: 30, renewTime: "2093-05-18T00
 		// says what it is.
 		r.Write("apps/theirs.yaml", fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata: {name: other, namespace: %s}\n", ns))
 		r.Commit("take the other set's parent")
-		refusedUnchanged(t, "", []string{"secret/other -n " + ns, "apps/theirs.yaml", "the live object", "ApplySet parent"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"secret/other -n " + ns, "apps/theirs.yaml", "the live object", "ApplySet parent"}, args...)
 		if got := get(t, secrets, ns, "other", "metadata", "labels", "applyset.kubernetes.io/part-of"); got != "<unset>" {
 			t.Errorf("the other set's parent was made a member: part-of %s", got)
 		}
@@ -141,7 +142,7 @@ metadata:
   labels: {applyset.kubernetes.io/id: applyset-x-v1}
 `, ns))
 		r.Commit("a parent of our own")
-		refusedUnchanged(t, "", []string{"configmap/a-parent -n " + ns, "apps/theirs.yaml", "ApplySet parent (label applyset.kubernetes.io/id"}, args...)
+		refusedUnchanged(t, leaseKey, []string{"configmap/a-parent -n " + ns, "apps/theirs.yaml", "ApplySet parent (label applyset.kubernetes.io/id"}, args...)
 		r.Remove("apps/theirs.yaml")
 	})
 
