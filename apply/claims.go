@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 )
 
@@ -73,26 +74,41 @@ func (s *syncer) reserved(it *item) string {
 	case l.Name != "" && gk == leaseGK && ns == l.Namespace && name == l.Name:
 		return fmt.Sprintf("it is the Lease cronsync runs hold (--lease %s/%s)", l.Namespace, l.Name)
 	}
-	labels, annotations := o.GetLabels(), o.GetAnnotations()
-	return parentWhy(labels, annotations)
+	// Read in place: GetLabels and GetAnnotations copy, once per object.
+	md := func(field string) func(string) (string, bool) {
+		return func(k string) (string, bool) {
+			v, ok, _ := unstructured.NestedFieldNoCopy(o.Object, "metadata", field, k)
+			str, _ := v.(string)
+			return str, ok
+		}
+	}
+	return parentWhy(md("labels"), md("annotations"))
 }
 
-// parentWhy says why an object with these labels and annotations is an
-// ApplySet parent or a shard of one, as the specification (KEP-3659) and
-// shards.go mark them; "" when it is not.
-func parentWhy(labels, annotations map[string]string) string {
-	if id := labels[applySetIDLabel]; id != "" {
+// parentWhy says why an object whose labels and annotations are looked up
+// with label and ann is an ApplySet parent or a shard of one, as the
+// specification (KEP-3659) and shards.go mark them; "" when it is not.
+func parentWhy(label, ann func(string) (string, bool)) string {
+	if id, _ := label(applySetIDLabel); id != "" {
 		return fmt.Sprintf("it is an ApplySet parent (label %s=%s)", applySetIDLabel, id)
 	}
 	for _, k := range []string{applySetToolingAnn, applySetGKsAnn, applySetGRsAnn, applySetNamespacesAnn} {
-		if _, ok := annotations[k]; ok {
+		if _, ok := ann(k); ok {
 			return fmt.Sprintf("it is an ApplySet parent (annotation %s)", k)
 		}
 	}
-	if id := labels[shardOfLabel]; id != "" {
+	if id, _ := label(shardOfLabel); id != "" {
 		return fmt.Sprintf("it is a fingerprint shard of an ApplySet parent (label %s=%s)", shardOfLabel, id)
 	}
 	return ""
+}
+
+// lookup is parentWhy's view of a live object's labels or annotations.
+func lookup(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) {
+		v, ok := m[k]
+		return v, ok
+	}
 }
 
 func secretType(it *item) string {
@@ -107,7 +123,7 @@ func secretType(it *item) string {
 // check costs no request, but on the way to an error, which names the other
 // set's parent when it can find it.
 func (s *syncer) checkClaim(ctx context.Context, it *item, labels, annotations map[string]string) error {
-	if why := parentWhy(labels, annotations); why != "" {
+	if why := parentWhy(lookup(labels), lookup(annotations)); why != "" {
 		return manifestErr(it.Object, fmt.Errorf("the live object: %s; a commit may not write it, so it is refused and nothing is applied", why))
 	}
 	other := labels[applySetPartOfLabel]
