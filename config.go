@@ -121,6 +121,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.Int64Var(&cfg.render.MaxFileBytes, "max-manifest-bytes", cfg.render.MaxFileBytes, "refuse manifest files larger than this")
 	fs.Int64Var(&cfg.render.MaxTotalBytes, "max-manifest-total-bytes", cfg.render.MaxTotalBytes, "refuse a commit whose manifests (files, and what kustomize, Helm and Jsonnet make of them) add up to more than this: they are all in memory at once")
 	fs.StringVar(&cfg.applySet, "applyset", "cronsync", "[NAMESPACE/]NAME of the Secret that records what cronsync applied (ApplySet parent); the namespace defaults to the one cronsync runs in; \"\" turns membership off")
+	fs.StringArrayVar(&cfg.apply.AdoptFrom, "adopt-from", nil, "`SET` (NAMESPACE/NAME of another --applyset, or its ID) whose objects this run may take over when its commit names them, as when --applyset is renamed; without it such an object exits 3 unless annotated cronsync.dev/adopt-from (repeatable)")
 	fs.BoolVar(&cfg.apply.Prune, "prune", false, "delete objects a previous sync applied that the commit no longer has")
 	fs.BoolVar(&cfg.apply.PruneAllowEmpty, "prune-allow-empty", false, "let a commit with no objects under --path prune everything")
 	fs.BoolVar(&cfg.apply.PruneNamespacesAndCRDs, "prune-namespaces-and-crds", false, "let prune delete Namespaces and CustomResourceDefinitions (and so everything in them)")

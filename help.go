@@ -56,7 +56,7 @@ var flagGroups = []struct {
 	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
-	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds"}},
+	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds", "adopt-from"}},
 	{"One sync at a time", []string{"lease", "lease-duration"}},
 	{"Reporting", []string{"output", "termination-log", "notify-url", "notify-on", "version"}},
 }

@@ -137,6 +137,13 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 	}
 	cfg.parent = opts.ApplySet
+	if cfg.lease != "" {
+		// Named to apply even in a dry run, which takes no Lease: a commit
+		// holding it is refused either way.
+		if opts.Lease.Namespace, opts.Lease.Name, err = namespacedName(cfg.lease, cfg.kube); err != nil {
+			return err
+		}
+	}
 
 	// The clone reads nothing from the cluster, so it goes beside taking
 	// the Lease; a Lease held by another run, or not taken, stops it.

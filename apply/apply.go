@@ -80,6 +80,14 @@ type Options struct {
 	// Warn receives what the run should say but that fails nothing, such
 	// as the hooks left out of a chart.
 	Warn func(string)
+	// Lease is the coordination.k8s.io Lease runs hold (--lease): a commit
+	// holding it is refused (see claims.go). Zero: none.
+	Lease types.NamespacedName
+	// AdoptFrom names sets (an ID, or a cronsync set's NAMESPACE/NAME)
+	// whose members this run may take over, as the commit's
+	// cronsync.dev/adopt-from annotation does for one object: for a set
+	// renamed (a new --applyset) or membership turned off.
+	AdoptFrom []string
 	// ApplySet is the parent that records which objects cronsync applied;
 	// every object applied is labelled as its member. The zero value turns
 	// membership (and so pruning) off.
@@ -276,6 +284,9 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	}
 	p, err := makePlan(ctx, s.mapper, s.groupUnavailable, objs, opts.Namespace)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.reservedErrs(p); err != nil {
 		return nil, err
 	}
 	err = s.run(ctx, p, res)
@@ -582,6 +593,9 @@ type syncer struct {
 	parentChecked bool
 	// prefetch holds prune's LISTs, started beside the checks.
 	prefetch *memberPrefetch
+	// parents maps the ID of another set to a func returning its parent,
+	// found once for messages (see claims.go).
+	parents sync.Map
 }
 
 func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) (*syncer, error) {

@@ -61,8 +61,8 @@ func (s *syncer) check(ctx context.Context, it *item) {
 		it.action, it.err = ActionSkipped, objectErr(it.Object, it.skip)
 		return
 	}
-	if it.fast {
-		return // decided from the metadata LIST
+	if it.fast || it.err != nil {
+		return // decided, or refused by checkClaim, from the metadata LIST
 	}
 	live := it.live
 	if !it.liveRead {
@@ -73,6 +73,12 @@ func (s *syncer) check(ctx context.Context, it *item) {
 			live = nil
 		case err != nil:
 			it.action, it.err = ActionFailed, objectErr(it.Object, err)
+			return
+		}
+	}
+	if live != nil {
+		if err := s.checkClaim(ctx, it, live.GetLabels(), live.GetAnnotations()); err != nil {
+			it.action, it.err, it.live = ActionFailed, err, nil
 			return
 		}
 	}
@@ -247,7 +253,7 @@ func (s *syncer) readLive(ctx context.Context, group []*item) {
 	if !s.wasListed(batch[0]) {
 		others := make([]metav1.ObjectMeta, 0, len(live))
 		for _, u := range live {
-			others = append(others, metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), Labels: u.GetLabels()})
+			others = append(others, metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), Labels: u.GetLabels()})
 		}
 		s.noteListed(batch, others)
 	}
@@ -291,13 +297,14 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 			it, ok := byName[pom.Name]
 			switch {
 			case !ok:
-				others = append(others, metav1.ObjectMeta{Name: pom.Name, Namespace: pom.Namespace, UID: pom.UID, Labels: pom.Labels})
+				others = append(others, metav1.ObjectMeta{Name: pom.Name, Namespace: pom.Namespace, UID: pom.UID, ResourceVersion: pom.ResourceVersion, Labels: pom.Labels})
 				continue
 			case found[pom.Name]:
 				continue
 			}
 			found[pom.Name] = true
 			switch {
+			case s.claimErr(ctx, it, pom.Labels, pom.Annotations):
 			case s.decideFast(it, &pom.ObjectMeta):
 			case s.digests() && !sameDigest(it, &pom.ObjectMeta):
 				// Changed in Git (or its digest by hand): the dry run and the
@@ -331,6 +338,7 @@ func metadataOnly(it *item, pom *metav1.PartialObjectMetadata) *unstructured.Uns
 	u.SetName(pom.Name)
 	u.SetNamespace(pom.Namespace)
 	u.SetUID(pom.UID)
+	u.SetLabels(pom.Labels)
 	u.SetAnnotations(pom.Annotations)
 	u.SetManagedFields(pom.ManagedFields)
 	return u
@@ -360,7 +368,7 @@ func (s *syncer) noteListed(batch []*item, listed []metav1.ObjectMeta) {
 	others := []metav1.PartialObjectMetadata{}
 	for _, m := range listed {
 		if !inBatch[m.Name] && m.Labels[applySetPartOfLabel] == s.opts.ApplySet.id() {
-			others = append(others, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID}})
+			others = append(others, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: m.Labels}})
 		}
 	}
 	slices.SortFunc(others, func(a, b metav1.PartialObjectMetadata) int { return strings.Compare(a.Name, b.Name) })

@@ -66,6 +66,14 @@ func (s *syncer) prune(ctx context.Context, p *plan, recorded members, res *Resu
 		})
 	}
 
+	kept := results[:0:0]
+	var keptTargets []pruneTarget
+	for i, r := range results {
+		if r.Action != "" {
+			kept, keptTargets = append(kept, r), append(keptTargets, targets[i])
+		}
+	}
+	results, targets = kept, keptTargets
 	s.printAll(results)
 	var errs []error
 	for i, r := range results {
@@ -94,20 +102,75 @@ func (s *syncer) pruneOne(ctx context.Context, t pruneTarget) ObjectResult {
 	if s.opts.DryRun == DryRunClient {
 		return r
 	}
-	// The UID precondition makes sure the object deleted is the one listed
-	// as a member, not one recreated under the same name since.
-	opts := metav1.DeleteOptions{
-		Preconditions:     &metav1.Preconditions{UID: &t.obj.UID},
-		PropagationPolicy: new(metav1.DeletePropagationBackground),
-	}
-	if s.opts.DryRun == DryRunServer {
-		opts.DryRun = []string{metav1.DryRunAll}
-	}
-	client := s.dyn.Resource(t.mapping.Resource).Namespace(t.obj.Namespace)
-	if err := client.Delete(ctx, t.obj.Name, opts); err != nil && !apierrors.IsNotFound(err) {
+	err := s.deleteMember(ctx, t)
+	var moved *movedError
+	switch {
+	case errors.As(err, &moved):
+		r.Action = "" // not this set's any more: neither pruned nor kept
+		if s.opts.Warn != nil {
+			s.opts.Warn(fmt.Sprintf("%s not pruned: %v", t.ref, moved))
+		}
+	case err != nil:
 		r.Action, r.Err = ActionFailed, &ObjectError{Ref: t.ref, Source: r.Source, Err: fmt.Errorf("pruning: %w", err)}
 	}
 	return r
+}
+
+// pruneTries bounds how often a member that changed since it was listed is
+// read again before it is deleted: a controller writing its status moves
+// its resourceVersion now and then, not all the time.
+const pruneTries = 4
+
+// movedError: the member was relabelled into another set (or out of every
+// set) between the LIST that found it and its deletion.
+type movedError struct{ partOf string }
+
+func (e *movedError) Error() string {
+	if e.partOf == "" {
+		return "it no longer carries this set's label"
+	}
+	return "it now belongs to ApplySet " + e.partOf
+}
+
+// deleteMember deletes t only as it was seen, a member of this set: the
+// preconditions hold the object's uid (not one recreated under its name
+// since) and its resourceVersion (not relabelled into another set since,
+// by another sync that took it over). When it changed, it is read again,
+// and deleted only if it still carries this set's label.
+func (s *syncer) deleteMember(ctx context.Context, t pruneTarget) error {
+	client := s.meta.Resource(t.mapping.Resource).Namespace(t.obj.Namespace)
+	uid, rv := t.obj.UID, t.obj.ResourceVersion
+	for try := 1; ; try++ {
+		opts := metav1.DeleteOptions{
+			Preconditions:     &metav1.Preconditions{UID: &uid},
+			PropagationPolicy: new(metav1.DeletePropagationBackground),
+		}
+		if rv != "" {
+			opts.Preconditions.ResourceVersion = &rv
+		}
+		if s.opts.DryRun == DryRunServer {
+			opts.DryRun = []string{metav1.DryRunAll}
+		}
+		err := client.Delete(ctx, t.obj.Name, opts)
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || try == pruneTries {
+			return err
+		}
+		now, gerr := client.Get(ctx, t.obj.Name, metav1.GetOptions{})
+		switch {
+		case apierrors.IsNotFound(gerr):
+			return nil
+		case gerr != nil:
+			return err
+		case now.UID != uid:
+			return err // another object under its name: the next run's LIST judges it
+		case now.Labels[applySetPartOfLabel] != s.opts.ApplySet.id():
+			return &movedError{partOf: now.Labels[applySetPartOfLabel]}
+		}
+		rv = now.ResourceVersion
+	}
 }
 
 // pruneTargets lists, for every group-kind and namespace the set may cover,

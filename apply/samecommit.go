@@ -73,6 +73,8 @@ func (s *syncer) configStamp(digestKey []byte) string {
 	fmt.Fprintf(h, "v1\x00%s\x00%s\x00%s\x00%s\x00%s\x00%t\x00%s\x00%t\x00%t\x00%t\x00",
 		o.Commit.Stamp(), o.Version, o.Build, o.Namespace, o.FieldManager, o.ForceConflicts,
 		o.ApplySet.id(), o.Prune, o.PruneAllowEmpty, o.PruneNamespacesAndCRDs)
+	// A commit holding the Lease is refused only when runs hold it.
+	fmt.Fprintf(h, "%s\x00", o.Lease)
 	h.Write(digestKey)
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // webhookUnreachable tells a request that failed because the API server
@@ -120,6 +122,9 @@ func deferDependents(items []*item) []error {
 func needsNewDependency(it *item) bool {
 	if apierrors.IsInvalid(it.err) || apierrors.IsBadRequest(it.err) {
 		return false
+	}
+	if _, ok := errors.AsType[*render.ManifestError](it.err); ok {
+		return false // checkClaim's refusal: the live object decided it
 	}
 	for _, d := range it.deps {
 		if d.item != nil && d.item.action == ActionCreated {

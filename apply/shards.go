@@ -53,6 +53,8 @@ const (
 	shardType = "cronsync.dev/fast-data"
 	// shardOfLabel holds the set's ID on each shard.
 	shardOfLabel = "cronsync.dev/fast-data-of"
+	// shardInfix follows the parent's name in its shards' names.
+	shardInfix = "-fd-"
 	// The data key a shard keeps its value under is its kind.
 	shardFingerprints = "fingerprints"
 	shardRecord       = "commit"
@@ -266,7 +268,7 @@ func shardSuffix(kind, value string, pos int, uid types.UID) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00%d\x00", uid, kind, pos)
 	h.Write([]byte(value))
-	return "-fd-" + hex.EncodeToString(h.Sum(nil))[:12]
+	return shardInfix + hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 func bucketOf(key string, n int) int {

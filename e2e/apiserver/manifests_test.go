@@ -35,7 +35,8 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	r := testenv.NewRepo(t)
 	r.Write("cronsync.yaml", string(built))
 	r.Commit("deploy cronsync")
-	out := mustSync(t, "--repo", r.Dir)
+	// TestRBACVariants deploys the same objects under its own set.
+	out := mustSync(t, "--repo", r.Dir, "--adopt-from", "default/rbac-cronsync")
 	if strings.Contains(out.stderr, "PodSecurity") || strings.Contains(out.stderr, "Warning") {
 		t.Errorf("the API server warned about the manifests:\n%s", out.stderr)
 	}

@@ -73,7 +73,9 @@ func TestRBACVariants(t *testing.T) {
 			admin := testenv.NewRepo(t)
 			admin.Write("cronsync.yaml", string(built))
 			admin.Commit("deploy")
-			mustSync(t, "--repo", admin.Dir, "--applyset", "default/rbac-"+v.ns, "--lease", "")
+			// TestManifestsDeployCronsync deploys the same objects under
+			// the default set.
+			mustSync(t, "--repo", admin.Dir, "--applyset", "default/rbac-"+v.ns, "--lease", "", "--adopt-from", "default/cronsync")
 
 			// A Job and its pod, as the CronJob would make them (no
 			// controllers run here), so that the run can find its Job.

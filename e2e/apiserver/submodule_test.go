@@ -86,7 +86,7 @@ func TestSubmodulesSynced(t *testing.T) {
 	}
 
 	// Off: the parent's objects only, and a warning naming the submodule.
-	out = cronsync(t, nil, "--repo", url, "--path", "apps", "--applyset", "", "--lease", "", "--submodules", "off", "--dry-run")
+	out = cronsync(t, nil, "--repo", url, "--path", "apps", "--applyset", ns+"/apps", "--lease", "", "--submodules", "off", "--dry-run")
 	if out.code != exitOK {
 		t.Errorf("--submodules=off: exit %d", out.code)
 	}

@@ -110,10 +110,12 @@ func TestNoChangeRunSendsNoWrite(t *testing.T) {
 		fast bool
 	}{{"decided from the LIST", true}, {"dry run of every object", false}} {
 		t.Run(tc.name, func(t *testing.T) {
+			// Both sets hold the same CRD, cluster-wide: each takes it
+			// from the other when it runs.
 			ns := "nochange"
-			flags := []string{"--fast-unchanged=true", "--applyset", "default/nochange-fast"}
+			flags := []string{"--fast-unchanged=true", "--applyset", "default/nochange-fast", "--adopt-from", "default/nochange-slow"}
 			if !tc.fast {
-				ns, flags = "nochange-slow", []string{"--fast-unchanged=false", "--applyset", "default/nochange-slow"}
+				ns, flags = "nochange-slow", []string{"--fast-unchanged=false", "--applyset", "default/nochange-slow", "--adopt-from", "default/nochange-fast"}
 			}
 			noChangeRun(t, ns, tc.fast, flags)
 		})
