@@ -31,7 +31,7 @@ type ExceededError struct {
 
 func (e *ExceededError) Error() string {
 	if e.Heap > 0 {
-		return fmt.Sprintf("used over %d MiB and was stopped", e.Heap>>20)
+		return fmt.Sprintf("exceeded its memory budget of %d MiB and was stopped", e.Heap>>20)
 	}
 	return fmt.Sprintf("did not finish within %s", e.Time.Round(100*time.Millisecond))
 }
