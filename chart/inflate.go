@@ -64,14 +64,18 @@ func (r *Renderer) unpack(name string, data []byte, total *inflation, keep func(
 		// Every entry's content is inflated to be skipped, a directory's
 		// or a link's too, so every one counts.
 		inner := inChart(hd.Name)
+		if hd.Typeflag == tar.TypeReg {
+			if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
+				return nil, err
+			}
+		}
+		// Every entry's content is inflated to be skipped, a directory's
+		// or a link's too, so every one counts.
 		if err := total.take(name+": "+inner, hd.Size); err != nil {
 			return nil, err
 		}
 		if hd.Typeflag != tar.TypeReg {
 			continue
-		}
-		if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
-			return nil, err
 		}
 		nested := isSubchartArchive(inner)
 		if !nested && (keep == nil || !keep(inner)) {

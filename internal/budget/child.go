@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -106,6 +107,7 @@ func InChild(ctx context.Context, exe, task string, l Limits, request []byte) ([
 		return nil, err
 	}
 	cmd := exec.Command(exe, ChildArg)
+	cmd.Env = childEnv(os.Environ())
 	cmd.SysProcAttr = childAttr()
 	// The kernel's parent-death signal follows the thread that started the
 	// child, which the runtime may end once another goroutine has locked
@@ -182,6 +184,20 @@ func InChild(ctx context.Context, exe, task string, l Limits, request []byte) ([
 		return nil, &ExceededError{Heap: l.Heap}
 	}
 	return nil, &ChildError{Err: waitErr, Stderr: msg}
+}
+
+// childEnv keeps of env only what tunes the Go runtime: the task needs
+// nothing else, and the run's credentials are none of its business.
+func childEnv(env []string) []string {
+	kept := []string{}
+	for _, kv := range env {
+		for _, name := range []string{"GOGC=", "GOMEMLIMIT=", "GODEBUG=", "GOMAXPROCS=", "GOTRACEBACK="} {
+			if strings.HasPrefix(kv, name) {
+				kept = append(kept, kv)
+			}
+		}
+	}
+	return kept
 }
 
 // ChildError is a child that died without a verdict, for a reason other

@@ -14,6 +14,7 @@ import (
 // The test binary is the child, as the command is.
 var testTasks = map[string]Task{
 	"echo": func(_ context.Context, req []byte) ([]byte, error) { return req, nil },
+	"env":  func(context.Context, []byte) ([]byte, error) { return []byte(strings.Join(os.Environ(), "\n")), nil },
 	"fail": func(_ context.Context, req []byte) ([]byte, error) { return nil, errors.New("no: " + string(req)) },
 	// alloc makes one allocation of the size asked for, as a Sprig call
 	// with a large argument does, and touches it.
@@ -62,6 +63,13 @@ func TestChildAnswers(t *testing.T) {
 	_, err = InChild(t.Context(), os.Args[0], "fail", limits, []byte("because"))
 	if err == nil || err.Error() != "no: because" {
 		t.Fatalf("got %v", err)
+	}
+	// The run's environment, credentials and all, stays with the run.
+	t.Setenv("VAULT_TOKEN", "s3cret")
+	t.Setenv("GOGC", "50")
+	out, err = InChild(t.Context(), os.Args[0], "env", limits, nil)
+	if err != nil || string(out) != "GOGC=50" {
+		t.Fatalf("the child's environment: %q, %v", out, err)
 	}
 	// Within its budget, an allocation goes through.
 	out, err = InChild(t.Context(), os.Args[0], "alloc", limits, []byte(strconv.Itoa(16<<20)))
