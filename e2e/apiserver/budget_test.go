@@ -158,8 +158,10 @@ func TestTemplatesWithinTheirBudget(t *testing.T) {
 		timeout: 16 * time.Second,
 		wantErr: []string{"apps/kustomization.yaml: helmCharts[0] (web): rendering did not finish within ", "does nameTemplate or a template loop or recurse without end?"},
 	}, {
-		name:    "nameTemplate that writes without end",
-		repo:    func(t *testing.T) *testenv.Repo { return nameTemplateRepo(t, "{{range 100000000000000}}xxxxxxxxxxxxxxxx{{end}}x") },
+		name: "nameTemplate that writes without end",
+		repo: func(t *testing.T) *testenv.Repo {
+			return nameTemplateRepo(t, "{{range 100000000000000}}xxxxxxxxxxxxxxxx{{end}}x")
+		},
 		timeout: time.Minute,
 		wantErr: []string{"apps/kustomization.yaml: helmCharts[0] (web): rendering exceeded its memory budget of 256 MiB and was stopped"},
 	}, {
