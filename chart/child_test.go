@@ -120,3 +120,20 @@ func TestChartInflatesWithinItsBound(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestOneHugeAllocation: one Sprig call that asks for 3 GB at once fails
+// in the child, which is reported past its memory budget.
+func TestOneHugeAllocation(t *testing.T) {
+	root := t.TempDir()
+	write(t, root, map[string]string{
+		"c/Chart.yaml":        "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+		"c/templates/cm.yaml": "x: {{ indent 3000000000 \"x\" }}\n",
+	})
+	req := Request{Root: root, Dir: filepath.Join(root, "c"), Shown: "c", ReleaseName: "r", Namespace: "default"}
+	start := time.Now()
+	_, err := New(Options{Discovery: fakeCluster(), Child: os.Args[0], MemoryBudget: 64 << 20}).Render(t.Context(), req)
+	if err == nil || err.Error() != "rendering exceeded its memory budget of 64 MiB and was stopped: does a template produce output without end?" {
+		t.Fatalf("err = %v", err)
+	}
+	t.Logf("%v, after %s", err, time.Since(start))
+}
