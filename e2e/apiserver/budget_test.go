@@ -24,6 +24,7 @@ const podMemory = 512 << 20
 func budgetChart(dir, tmpl string) map[string]string {
 	return map[string]string{
 		dir + "/Chart.yaml":        "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+		dir + "/values.yaml":       "{}\n",
 		dir + "/templates/cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web}\ndata:\n  x: " + tmpl + "\n",
 	}
 }
@@ -122,8 +123,9 @@ func treeMemory(pid int) (anon, file int64, procs int) {
 	return anon, file, procs
 }
 
-// runSampled runs the binary with args, following its memory.
-func runSampled(t *testing.T, args ...string) (result, *memorySampler) {
+// runSampled runs the binary with args, following its memory, and kills it
+// if it still runs after limit.
+func runSampled(t *testing.T, limit time.Duration, args ...string) (result, *memorySampler) {
 	t.Helper()
 	cmd := cronsyncCmd(args...)
 	var stdout, stderr bytes.Buffer
@@ -132,7 +134,12 @@ func runSampled(t *testing.T, args ...string) (result, *memorySampler) {
 		t.Fatal(err)
 	}
 	s := sampleMemory(cmd.Process.Pid)
+	killer := time.AfterFunc(limit, func() {
+		t.Errorf("still running after %s: killed", limit)
+		_ = cmd.Process.Kill()
+	})
 	_ = cmd.Wait()
+	killer.Stop()
 	s.finish()
 	r := result{code: cmd.ProcessState.ExitCode(), stdout: stdout.String(), stderr: stderr.String()}
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
@@ -197,7 +204,7 @@ func TestTemplatesWithinTheirBudget(t *testing.T) {
 			r := tc.repo(t)
 			before := snapshot(t)
 			start := time.Now()
-			out, mem := runSampled(t, "--repo", r.Dir, "--path", "apps", "--timeout", tc.timeout.String())
+			out, mem := runSampled(t, tc.timeout+10*time.Second, "--repo", r.Dir, "--path", "apps", "--timeout", tc.timeout.String())
 			elapsed := time.Since(start)
 			if out.code != exitContent {
 				t.Errorf("exit %d, want %d", out.code, exitContent)
