@@ -26,6 +26,7 @@ import (
 	"github.com/cronsync/cronsync/chart"
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
+	"github.com/cronsync/cronsync/internal/budget"
 	"github.com/cronsync/cronsync/internal/redact"
 	"github.com/cronsync/cronsync/lease"
 	"github.com/cronsync/cronsync/render"
@@ -40,8 +41,8 @@ func main() {
 // mainErr is main without the exit, so that every path out of the program
 // goes through exitCode once.
 func mainErr(args []string, stdout, stderr io.Writer) error {
-	if len(args) == 1 && args[0] == render.JsonnetChildArg {
-		return render.ServeJsonnet(os.Stdin, stdout)
+	if len(args) == 1 && args[0] == budget.ChildArg {
+		return budget.Serve(os.Stdin, stdout, map[string]budget.Task{render.JsonnetTask: render.ServeJsonnet, chart.Task: chart.Serve})
 	}
 	// Every line printed goes through secrets (see package redact). The
 	// JSON document is built from a Summary already cleaned and written as
@@ -215,7 +216,10 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	// them: one that finds this commit applied completely last time is
 	// decided from its SHA alone.
 	commit := &render.Commit{Path: path.Clean(filepath.ToSlash(cfg.path)), Options: cfg.render}
-	if exe, err := os.Executable(); err == nil {
+	// Repository text that runs (Jsonnet, chart templates, nameTemplate)
+	// runs in processes of this command, within its budgets.
+	exe, exeErr := os.Executable()
+	if exeErr == nil {
 		commit.Options.Jsonnet.Evaluate = render.JsonnetInChild(exe)
 	}
 	opts.Commit = commit
@@ -263,7 +267,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	opts.Out = out
 	opts.Warn = func(msg string) { warn(stderr, cfg.apply.Secrets, msg) }
 	commit.Options.Warn = opts.Warn
-	if commit.Options.RenderChart, err = newChartRenderer(restCfg, cfg.chart, co.Dir); err != nil {
+	chartOpts := cfg.chart
+	if exeErr == nil {
+		chartOpts.Child = exe
+	}
+	if commit.Options.RenderChart, err = newChartRenderer(restCfg, chartOpts, co.Dir); err != nil {
 		return err
 	}
 	waiter, err := newWaiter(restCfg, cfg.health, out)
@@ -363,7 +371,7 @@ func newChartRenderer(restCfg *rest.Config, opts chart.Options, root string) (fu
 	return func(ctx context.Context, req render.ChartRequest) (*render.ChartOutput, error) {
 		creq := chart.Request{
 			Root: root, Dir: req.Dir, Shown: req.Shown,
-			ReleaseName: req.ReleaseName, Namespace: req.Namespace, Values: req.Values, ValuesFor: req.ValuesFor,
+			ReleaseName: req.ReleaseName, NameTemplate: req.NameTemplate, Namespace: req.Namespace, Values: req.Values, ValuesFor: req.ValuesFor,
 			IncludeCRDs: req.IncludeCRDs, SkipTests: req.SkipTests,
 			KubeVersion: req.KubeVersion, APIVersions: req.APIVersions,
 		}

@@ -9,23 +9,32 @@
 package chart
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"text/template"
 	"time"
 
 	"helm.sh/helm/v4/pkg/chart/common"
 	commonutil "helm.sh/helm/v4/pkg/chart/common/util"
+	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
 	chartutil "helm.sh/helm/v4/pkg/chart/v2/util"
+	"helm.sh/helm/v4/pkg/engine"
 	releasev1 "helm.sh/helm/v4/pkg/release/v1"
 	releaseutil "helm.sh/helm/v4/pkg/release/v1/util"
 	"k8s.io/client-go/discovery"
+
+	"github.com/cronsync/cronsync/internal/budget"
 )
 
 // Options configures a Renderer.
@@ -50,11 +59,20 @@ type Options struct {
 	// It stays well below the memory limit manifests/ gives the pod, so
 	// that such a chart is reported rather than OOM-killed.
 	MemoryBudget uint64
+	// MaxChartBytes bounds one chart's files all together, what its
+	// subchart archives (and theirs) inflate to included; 0 is Helm's
+	// bound for one archive, archive.MaxDecompressedChartSize (100 MiB).
+	MaxChartBytes int64
+	// Child, when set, is the command itself (os.Executable): each chart
+	// is then loaded and rendered in a process of its own (see
+	// budget.InChild), which a template cannot take past its budgets.
+	// Empty renders in this process, watched by budget.Run.
+	Child string
 }
 
 // DefaultOptions holds the defaults the command line starts from.
 func DefaultOptions() Options {
-	return Options{RenderBudget: 30 * time.Second, MemoryBudget: 256 << 20}
+	return Options{RenderBudget: 30 * time.Second, MemoryBudget: 256 << 20, MaxChartBytes: archive.MaxDecompressedChartSize}
 }
 
 // Request is one chart to render.
@@ -72,6 +90,10 @@ type Request struct {
 	Remote *Remote
 	// ReleaseName is .Release.Name.
 	ReleaseName string
+	// NameTemplate, when ReleaseName is empty, is a Go template that
+	// gives it (kustomize's helmCharts nameTemplate). It is repository
+	// text run as a template, so it runs within the chart's budgets.
+	NameTemplate string
 	// Namespace is .Release.Namespace.
 	Namespace string
 	// Values are coalesced over the chart's values.yaml, as the values of
@@ -94,16 +116,6 @@ type Request struct {
 	// APIVersions are added to the cluster's in .Capabilities.APIVersions,
 	// as `helm template --api-versions` adds them.
 	APIVersions []string
-}
-
-// ownValues returns the chart's values.yaml as it is in the chart.
-func ownValues(ch *chartv2.Chart) ([]byte, bool) {
-	for _, f := range ch.Raw {
-		if f.Name == "values.yaml" {
-			return f.Data, true
-		}
-	}
-	return nil, false
 }
 
 // Remote names a chart in a Helm repository (https://...) or an OCI
@@ -150,6 +162,9 @@ func New(opts Options) *Renderer {
 	if opts.MemoryBudget == 0 {
 		opts.MemoryBudget = d.MemoryBudget
 	}
+	if opts.MaxChartBytes <= 0 {
+		opts.MaxChartBytes = d.MaxChartBytes
+	}
 	if opts.HTTPClient == nil {
 		opts.HTTPClient = http.DefaultClient
 	}
@@ -157,9 +172,144 @@ func New(opts Options) *Renderer {
 }
 
 // Render renders one chart as `helm template` would, minus hooks. Errors
-// name the chart, and the template and line when Helm says which.
+// name the chart, and the template and line when Helm says which. What
+// needs the cluster or the network is done here; the rest, from reading
+// the chart's files on, in the process Options.Child names, if any.
 func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
-	ch, err := r.load(ctx, req)
+	j, err := r.prepare(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	limits := budget.Limits{Time: r.opts.RenderBudget, Heap: r.opts.MemoryBudget}
+	var out *Rendered
+	if r.opts.Child != "" {
+		out, err = r.inChild(ctx, j, limits)
+	} else {
+		out, err = budget.Run(ctx, limits, func() (*Rendered, error) { return r.renderJob(ctx, j) })
+	}
+	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
+		what := "a template"
+		if j.ReleaseName == "" {
+			what = "nameTemplate or a template"
+		}
+		if exceeded.Heap > 0 {
+			return nil, fmt.Errorf("rendering %w: does %s produce output without end?", exceeded, what)
+		}
+		return nil, fmt.Errorf("rendering %w: does %s loop or recurse without end?", exceeded, what)
+	}
+	return out, err
+}
+
+// job is one chart to render once the cluster and the network have been
+// asked: all of it travels to the process that renders.
+type job struct {
+	// Root, Dir and Shown are the request's; Dir is empty for a remote
+	// chart, whose archive is Archive, named ArchiveName.
+	Root, Dir, Shown string
+	Archive          []byte
+	ArchiveName      string
+	// ReleaseName, or NameTemplate when it is empty, and Namespace are
+	// .Release's.
+	ReleaseName, NameTemplate, Namespace string
+	// Values are the values given, in a form that keeps their types.
+	Values      *value
+	IncludeCRDs bool
+	SkipTests   bool
+	// ClusterVersion and ClusterAPIVersions are what the cluster serves;
+	// KubeVersion and APIVersions, the request's overrides.
+	ClusterVersion     string
+	ClusterAPIVersions []string
+	KubeVersion        string
+	APIVersions        []string
+}
+
+// prepare does what rendering needs the cluster or the network for: the
+// capabilities, a remote chart's archive, and values the request builds
+// from the chart's own.
+func (r *Renderer) prepare(ctx context.Context, req Request) (*job, error) {
+	caps, err := r.clusterCaps(ctx)
+	if err != nil {
+		return nil, err
+	}
+	j := &job{
+		Root: req.Root, Dir: req.Dir, Shown: req.Shown,
+		ReleaseName: req.ReleaseName, NameTemplate: req.NameTemplate, Namespace: req.Namespace,
+		IncludeCRDs: req.IncludeCRDs, SkipTests: req.SkipTests,
+		ClusterVersion: caps.KubeVersion.Version, ClusterAPIVersions: caps.APIVersions,
+		KubeVersion: req.KubeVersion, APIVersions: req.APIVersions,
+	}
+	if req.Remote != nil {
+		if !r.opts.AllowRemote {
+			return nil, fmt.Errorf("chart %s is not in the repository; vendor it (helm pull --untar) and commit it, or pass --helm-allow-remote", req.Remote)
+		}
+		if j.Archive, err = r.fetch(ctx, *req.Remote); err != nil {
+			return nil, err
+		}
+		j.ArchiveName = req.Remote.String()
+	}
+	vals := req.Values
+	if req.ValuesFor != nil {
+		own, found, err := r.ownValues(j)
+		if err != nil {
+			return nil, err
+		}
+		if vals, err = req.ValuesFor(own, found); err != nil {
+			return nil, err
+		}
+	}
+	if j.Values, err = toValue(vals); err != nil {
+		return nil, fmt.Errorf("values: %w", err)
+	}
+	return j, nil
+}
+
+// ownValues reads the chart's values.yaml, as Helm's loader would find
+// it, and nothing else of the chart.
+func (r *Renderer) ownValues(j *job) ([]byte, bool, error) {
+	if j.Archive != nil {
+		files, err := r.unpack(j.ArchiveName, j.Archive, newInflation(r.opts.MaxChartBytes), func(name string) bool { return name == "values.yaml" })
+		if err != nil || len(files) == 0 {
+			return nil, false, err
+		}
+		return files[0].Data, true, nil
+	}
+	root, err := filepath.EvalSymlinks(j.Root)
+	if err != nil {
+		return nil, false, err
+	}
+	p := filepath.Join(j.Dir, "values.yaml")
+	info, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if info.Mode()&fs.ModeSymlink != 0 {
+		if p, err = r.follow(root, p); err != nil {
+			return nil, false, fmt.Errorf("values.yaml: %w", err)
+		}
+		if info, err = os.Stat(p); err != nil {
+			return nil, false, fmt.Errorf("values.yaml: %w", err)
+		}
+	}
+	if !info.Mode().IsRegular() {
+		return nil, false, fmt.Errorf("values.yaml: not a regular file (%s)", info.Mode().Type())
+	}
+	if err := r.checkSize("values.yaml", info.Size()); err != nil {
+		return nil, false, err
+	}
+	data, err := readAtMost(p, info.Size())
+	if err != nil {
+		return nil, false, fmt.Errorf("values.yaml: %w", err)
+	}
+	return bytes.TrimPrefix(data, utf8BOM), true, nil
+}
+
+// renderJob loads and renders the chart j names, with no budget of its
+// own: the caller's holds it.
+func (r *Renderer) renderJob(ctx context.Context, j *job) (*Rendered, error) {
+	ch, err := r.load(j)
 	if err != nil {
 		return nil, err
 	}
@@ -169,41 +319,41 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 	if err := checkDependencies(ch); err != nil {
 		return nil, err
 	}
-	caps, err := r.capabilities(ctx, req)
+	caps, err := j.capabilities()
 	if err != nil {
 		return nil, err
 	}
 	if kv := ch.Metadata.KubeVersion; kv != "" && !chartutil.IsCompatibleRange(kv, caps.KubeVersion.String()) {
 		return nil, fmt.Errorf("chart requires kubeVersion %s, which is incompatible with Kubernetes %s", kv, caps.KubeVersion.Version)
 	}
-	if err := chartutil.ValidateReleaseName(req.ReleaseName); err != nil {
-		return nil, fmt.Errorf("release name %q: %w", req.ReleaseName, err)
-	}
-	vals := req.Values
-	if req.ValuesFor != nil {
-		own, found := ownValues(ch)
-		if vals, err = req.ValuesFor(own, found); err != nil {
+	name := j.ReleaseName
+	if name == "" {
+		if name, err = nameFromTemplate(j.NameTemplate); err != nil {
 			return nil, err
 		}
 	}
+	if err := chartutil.ValidateReleaseName(name); err != nil {
+		return nil, fmt.Errorf("release name %q: %w", name, err)
+	}
+	vals, _ := j.Values.any().(map[string]any)
 	if vals == nil {
 		vals = map[string]any{}
 	}
 	if err := chartutil.ProcessDependencies(ch, vals); err != nil {
 		return nil, fmt.Errorf("chart dependencies: %w", err)
 	}
-	if err := checkFileReads(ch, req.Shown); err != nil {
+	if err := checkFileReads(ch, j.Shown); err != nil {
 		return nil, err
 	}
 	top, err := commonutil.ToRenderValuesWithSchemaValidation(ch, vals, common.ReleaseOptions{
-		Name: req.ReleaseName, Namespace: req.Namespace, Revision: 1, IsInstall: true,
+		Name: name, Namespace: j.Namespace, Revision: 1, IsInstall: true,
 	}, caps, false)
 	if err != nil {
 		return nil, err
 	}
-	files, err := r.render(ctx, ch, top)
+	files, err := engine.Engine{CustomTemplateFuncs: cappedFuncs()}.RenderWithContext(ctx, ch, top)
 	if err != nil {
-		return nil, locate(err, ch.Name(), req.Shown)
+		return nil, locate(err, ch.Name(), j.Shown)
 	}
 	for name := range files {
 		if strings.HasSuffix(name, "NOTES.txt") {
@@ -212,25 +362,44 @@ func (r *Renderer) Render(ctx context.Context, req Request) (*Rendered, error) {
 	}
 	hooks, manifests, err := releaseutil.SortManifests(files, nil, releaseutil.InstallOrder)
 	if err != nil {
-		return nil, locate(err, ch.Name(), req.Shown)
+		return nil, locate(err, ch.Name(), j.Shown)
 	}
 	out := &Rendered{}
-	if req.IncludeCRDs {
+	if j.IncludeCRDs {
 		for _, crd := range ch.CRDObjects() {
-			out.Docs = append(out.Docs, Doc{Source: source(req.Shown, crd.Filename), YAML: crd.File.Data})
+			out.Docs = append(out.Docs, Doc{Source: source(j.Shown, crd.Filename), YAML: crd.File.Data})
 		}
 	}
 	index := indexer(files)
 	for _, m := range manifests {
-		out.Docs = append(out.Docs, Doc{Source: source(req.Shown, m.Name), YAML: []byte(m.Content), Index: index(m.Name, m.Content)})
+		out.Docs = append(out.Docs, Doc{Source: source(j.Shown, m.Name), YAML: []byte(m.Content), Index: index(m.Name, m.Content)})
 	}
 	for _, h := range hooks {
-		if req.SkipTests && slices.Contains(h.Events, releasev1.HookTest) {
+		if j.SkipTests && slices.Contains(h.Events, releasev1.HookTest) {
 			continue
 		}
-		out.Hooks = append(out.Hooks, fmt.Sprintf("%s/%s (%s)", strings.ToLower(h.Kind), h.Name, source(req.Shown, h.Path)))
+		out.Hooks = append(out.Hooks, fmt.Sprintf("%s/%s (%s)", strings.ToLower(h.Kind), h.Name, source(j.Shown, h.Path)))
 	}
 	return out, nil
+}
+
+// nameFromTemplate runs kustomize's nameTemplate. A name that changes on
+// every run would have every sync create new objects and prune the old,
+// so a template that does not give the same name twice is refused.
+func nameFromTemplate(text string) (string, error) {
+	t, err := template.New("nameTemplate").Parse(text)
+	if err != nil {
+		return "", fmt.Errorf("nameTemplate: %w", err)
+	}
+	var a, b strings.Builder
+	if err := t.Execute(&a, nil); err != nil {
+		return "", fmt.Errorf("nameTemplate: %w", err)
+	}
+	_ = t.Execute(&b, nil)
+	if a.String() != b.String() || a.Len() == 0 {
+		return "", fmt.Errorf("nameTemplate %q does not give one fixed name", text)
+	}
+	return a.String(), nil
 }
 
 // indexer numbers the documents of the rendered templates as Helm splits
@@ -293,23 +462,29 @@ func checkDependencies(ch *chartv2.Chart) error {
 	return nil
 }
 
-// capabilities is what the cluster serves, asked once per run, with the
-// request's overrides.
-func (r *Renderer) capabilities(ctx context.Context, req Request) (*common.Capabilities, error) {
+// clusterCaps is what the cluster serves, asked once per run.
+func (r *Renderer) clusterCaps(ctx context.Context) (*common.Capabilities, error) {
 	r.capsOnce.Do(func() { r.caps, r.capsErr = clusterCapabilities(ctx, r.opts.Discovery) })
-	if r.capsErr != nil {
-		return nil, r.capsErr
+	return r.caps, r.capsErr
+}
+
+// capabilities are the cluster's with the request's overrides.
+func (j *job) capabilities() (*common.Capabilities, error) {
+	caps := common.DefaultCapabilities.Copy()
+	kv, err := common.ParseKubeVersion(j.ClusterVersion)
+	if err != nil {
+		return nil, fmt.Errorf("the cluster's version %q: %w", j.ClusterVersion, err)
 	}
-	caps := r.caps.Copy()
-	if req.KubeVersion != "" {
-		kv, err := common.ParseKubeVersion(req.KubeVersion)
+	caps.KubeVersion, caps.APIVersions = *kv, j.ClusterAPIVersions
+	if j.KubeVersion != "" {
+		kv, err := common.ParseKubeVersion(j.KubeVersion)
 		if err != nil {
-			return nil, fmt.Errorf("kubeVersion %q: %w", req.KubeVersion, err)
+			return nil, fmt.Errorf("kubeVersion %q: %w", j.KubeVersion, err)
 		}
 		caps.KubeVersion = *kv
 	}
-	if len(req.APIVersions) > 0 {
-		caps.APIVersions = slices.Concat(caps.APIVersions, req.APIVersions)
+	if len(j.APIVersions) > 0 {
+		caps.APIVersions = slices.Concat(caps.APIVersions, j.APIVersions)
 	}
 	return caps, nil
 }

@@ -2,12 +2,12 @@ package chart
 
 import (
 	"bytes"
-	"context"
+	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"helm.sh/helm/v4/pkg/chart/loader/archive"
 	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
@@ -15,34 +15,30 @@ import (
 	"helm.sh/helm/v4/pkg/ignore"
 )
 
-// load reads the chart the request names. A vendored chart is read file by
+// load reads the chart the job names. A vendored chart is read file by
 // file here rather than by Helm's LoadDir, which follows any symlink: every
 // file must stay inside the repository, and each counts against
-// MaxFileBytes, archives and what they unpack to included.
-func (r *Renderer) load(ctx context.Context, req Request) (*chartv2.Chart, error) {
-	if req.Remote != nil {
-		if !r.opts.AllowRemote {
-			return nil, fmt.Errorf("chart %s is not in the repository; vendor it (helm pull --untar) and commit it, or pass --helm-allow-remote", req.Remote)
-		}
-		data, err := r.fetch(ctx, *req.Remote)
-		if err != nil {
+// MaxFileBytes, archives and what they unpack to included, and all of them
+// together against MaxChartBytes.
+func (r *Renderer) load(j *job) (*chartv2.Chart, error) {
+	total := newInflation(r.opts.MaxChartBytes)
+	if j.Archive != nil {
+		// Helm's own reader, for its checks of the paths, once this one
+		// has seen that the sizes are within bounds.
+		if _, err := r.unpack(j.ArchiveName, j.Archive, total, nil); err != nil {
 			return nil, err
 		}
-		files, err := r.unpack(req.Remote.String(), data)
+		files, err := archive.LoadArchiveFiles(bytes.NewReader(j.Archive))
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%s: %w", j.ArchiveName, err)
 		}
 		return loader.LoadFiles(files)
 	}
-	files, err := r.readDir(req)
+	files, err := r.readDir(j.Root, j.Dir, total)
 	if err != nil {
 		return nil, err
 	}
-	ch, err := loader.LoadFiles(files)
-	if err != nil {
-		return nil, err
-	}
-	return ch, nil
+	return loader.LoadFiles(files)
 }
 
 func (rm Remote) String() string {
@@ -57,14 +53,14 @@ var utf8BOM = []byte{0xEF, 0xBB, 0xBF}
 
 // readDir reads a chart directory as Helm's directory loader does
 // (.helmignore and its defaults apply), confined to the repository.
-func (r *Renderer) readDir(req Request) ([]*archive.BufferedFile, error) {
+func (r *Renderer) readDir(repo, dir string, total *inflation) ([]*archive.BufferedFile, error) {
 	// Symlink targets are resolved, so the root they must stay in is too.
-	root, err := filepath.EvalSymlinks(req.Root)
+	root, err := filepath.EvalSymlinks(repo)
 	if err != nil {
 		return nil, err
 	}
 	rules := ignore.Empty()
-	if data, err := os.ReadFile(filepath.Join(req.Dir, ignore.HelmIgnore)); err == nil {
+	if data, err := os.ReadFile(filepath.Join(dir, ignore.HelmIgnore)); err == nil {
 		if rules, err = ignore.Parse(bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("%s: %w", ignore.HelmIgnore, err)
 		}
@@ -107,12 +103,15 @@ func (r *Renderer) readDir(req Request) ([]*archive.BufferedFile, error) {
 			if err := r.checkSize(name, info.Size()); err != nil {
 				return err
 			}
-			data, err := os.ReadFile(real)
-			if err != nil {
+			if err := total.take(name, info.Size()); err != nil {
 				return err
 			}
-			if strings.HasPrefix(name, "charts/") && (strings.HasSuffix(name, ".tgz") || strings.HasSuffix(name, ".tar.gz")) {
-				if _, err := r.unpack(name, data); err != nil {
+			data, err := readAtMost(real, info.Size())
+			if err != nil {
+				return fmt.Errorf("%s: %w", name, err)
+			}
+			if isSubchartArchive(name) {
+				if _, err := r.unpack(name, data, total, nil); err != nil {
 					return err
 				}
 			}
@@ -120,7 +119,7 @@ func (r *Renderer) readDir(req Request) ([]*archive.BufferedFile, error) {
 		}
 		return nil
 	}
-	if err := walk(req.Dir, ""); err != nil {
+	if err := walk(dir, ""); err != nil {
 		return nil, err
 	}
 	return files, nil
@@ -159,20 +158,17 @@ func (r *Renderer) checkSize(name string, size int64) error {
 	return nil
 }
 
-// unpack reads a chart archive in memory and holds each file it unpacks to
-// the same limit as a file in the repository.
-func (r *Renderer) unpack(name string, data []byte) ([]*archive.BufferedFile, error) {
-	if err := r.checkSize(name, int64(len(data))); err != nil {
+// readAtMost reads the file at p, which was size bytes when it was looked
+// at: one that has grown since is refused rather than read.
+func readAtMost(p string, size int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
 		return nil, err
 	}
-	files, err := archive.LoadArchiveFiles(bytes.NewReader(data))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, size+1))
+	if err == nil && int64(len(data)) > size {
+		err = errors.New("the file grew while it was read")
 	}
-	for _, f := range files {
-		if err := r.checkSize(name+": "+f.Name, int64(len(f.Data))); err != nil {
-			return nil, err
-		}
-	}
-	return files, nil
+	return data, err
 }

@@ -1,17 +1,9 @@
 package chart
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"text/template"
-
-	"helm.sh/helm/v4/pkg/chart/common"
-	chartv2 "helm.sh/helm/v4/pkg/chart/v2"
-	"helm.sh/helm/v4/pkg/engine"
-
-	"github.com/cronsync/cronsync/internal/budget"
 )
 
 // maxItems bounds what one call of until, untilStep or repeat may build.
@@ -19,21 +11,6 @@ import (
 // the process's memory before any watchdog could look; no chart needs a
 // million of anything.
 const maxItems = 1_000_000
-
-// render runs Helm's engine within the render and memory budgets.
-func (r *Renderer) render(ctx context.Context, ch *chartv2.Chart, vals common.Values) (map[string]string, error) {
-	e := engine.Engine{CustomTemplateFuncs: cappedFuncs()}
-	files, err := budget.Run(ctx, budget.Limits{Time: r.opts.RenderBudget, Heap: r.opts.MemoryBudget}, func() (map[string]string, error) {
-		return e.RenderWithContext(ctx, ch, vals)
-	})
-	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
-		if exceeded.Heap > 0 {
-			return nil, fmt.Errorf("rendering %v: does a template produce output without end?", exceeded)
-		}
-		return nil, fmt.Errorf("rendering %v: does a template loop or recurse without end?", exceeded)
-	}
-	return files, err
-}
 
 // cappedFuncs replaces the sprig functions that allocate their whole
 // result up front with ones that refuse more than maxItems.

@@ -185,7 +185,7 @@ data:
 		{name: "Files.Get outside the chart", template: `  x: {{ .Files.Get "../../secrets/key" | quote }}`, want: `apps/web/templates/bad.yaml:5: Helm chart apps/web: .Files.Get "../../secrets/key" reads outside the chart`},
 		{name: "endless recursion", template: "  x: {{ include \"loop\" . }}\n{{- define \"loop\" }}{{ include \"loop\" . }}{{ end }}", want: `apps/web/templates/bad.yaml:5: Helm chart apps/web: error calling include: rendering template has a nested reference name: loop`},
 		{name: "endless loop", template: "  x: y\n{{- range 1000000000 }}{{ range 1000000000 }}{{ end }}{{ end }}", want: "apps/web: Helm chart: rendering did not finish within "}, // about 4s: half of what --timeout leaves
-		{name: "endless output", template: "  x: |\n{{- range 1000000000 }}    {{ repeat 100000 \"y\" }}{{ end }}", want: "apps/web: Helm chart: rendering used over 256 MiB and was stopped", timeout: "60s"},
+		{name: "endless output", template: "  x: |\n{{- range 1000000000 }}    {{ repeat 100000 \"y\" }}{{ end }}", want: "apps/web: Helm chart: rendering exceeded its memory budget of 256 MiB and was stopped", timeout: "60s"},
 		{name: "symlink out of the repository", symlink: [2]string{"apps/web/files/passwd", "/etc/passwd"}, want: `apps/web: Helm chart: files/passwd: symlink to "/etc/passwd" leaves the repository; refused`},
 		{name: "remote chart without the flag", kustomize: true, want: "apps/remote/kustomization.yaml: helmCharts[0] (podinfo): chart podinfo 6.5.0 from https://stefanprodan.github.io/podinfo is not in the repository; vendor it"},
 	}

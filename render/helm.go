@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"text/template"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/kustomize/api/types"
@@ -28,6 +27,10 @@ type ChartRequest struct {
 	Repo, Name, Version string
 	// ReleaseName and Namespace are .Release.Name and .Release.Namespace.
 	ReleaseName, Namespace string
+	// NameTemplate, when ReleaseName is empty, is the Go template that
+	// gives it (kustomize's nameTemplate). The renderer runs it, within
+	// the chart's budgets: it is repository text.
+	NameTemplate string
 	// Values are coalesced over the chart's values.yaml; nil: its own only.
 	Values map[string]any
 	// ValuesFor, when set, gives Values from the chart's own values.yaml
@@ -243,7 +246,7 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 		}
 	}
 	var err error
-	if req.ReleaseName, err = releaseName(hc); err != nil {
+	if req.ReleaseName, req.NameTemplate, err = releaseName(hc); err != nil {
 		return nil, err
 	}
 	if local || hc.ValuesFile != "" {
@@ -290,32 +293,22 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 	return stream.Bytes(), nil
 }
 
-// releaseName is releaseName, or nameTemplate rendered. Kustomize would let
-// helm generate a name when both are empty; a name that changes on every
-// run would have every sync create new objects and prune the old, so that
-// is refused, as is a template that does not give the same name twice.
-func releaseName(hc types.HelmChart) (string, error) {
+// releaseName is releaseName, or nameTemplate for the renderer to run
+// (within the chart's budgets: a template can loop without end). Kustomize
+// would let helm generate a name when both are empty; a name that changes
+// on every run would have every sync create new objects and prune the old,
+// so that is refused, as is a template that does not give the same name
+// twice.
+func releaseName(hc types.HelmChart) (name, nameTemplate string, err error) {
 	switch {
 	case hc.ReleaseName != "" && hc.NameTemplate != "":
-		return "", errors.New("releaseName and nameTemplate cannot both be set")
+		return "", "", errors.New("releaseName and nameTemplate cannot both be set")
 	case hc.ReleaseName != "":
-		return hc.ReleaseName, nil
+		return hc.ReleaseName, "", nil
 	case hc.NameTemplate == "":
-		return "", errors.New("releaseName is empty: set it, or every build would name the release anew")
+		return "", "", errors.New("releaseName is empty: set it, or every build would name the release anew")
 	}
-	t, err := template.New("nameTemplate").Parse(hc.NameTemplate)
-	if err != nil {
-		return "", fmt.Errorf("nameTemplate: %w", err)
-	}
-	var a, b strings.Builder
-	if err := t.Execute(&a, nil); err != nil {
-		return "", fmt.Errorf("nameTemplate: %w", err)
-	}
-	_ = t.Execute(&b, nil)
-	if a.String() != b.String() || a.Len() == 0 {
-		return "", fmt.Errorf("nameTemplate %q does not give one fixed name", hc.NameTemplate)
-	}
-	return a.String(), nil
+	return "", hc.NameTemplate, nil
 }
 
 // chartValues builds the values kustomize would pass with -f: the values

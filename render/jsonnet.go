@@ -144,6 +144,19 @@ func (r *reader) jsonnet(source string) {
 // stack reaches its limit. The command runs each file in a process of its
 // own instead (JsonnetInChild), which ends with its evaluation.
 func EvaluateJsonnet(ctx context.Context, req JsonnetRequest) (string, error) {
+	out, err := budget.Run(ctx, req.Jsonnet.Budget, func() (string, error) { return evaluateJsonnet(req) })
+	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
+		return "", exceededJsonnet(exceeded)
+	}
+	if err != nil && ctx.Err() != nil {
+		return "", err
+	}
+	return out, err
+}
+
+// evaluateJsonnet evaluates req with no budget of its own: the caller's
+// holds it.
+func evaluateJsonnet(req JsonnetRequest) (string, error) {
 	vm := jsonnet.MakeVM()
 	vm.Importer(&confinedImporter{req: req, cache: map[string]*imported{}})
 	j := req.Jsonnet
@@ -159,18 +172,11 @@ func EvaluateJsonnet(ctx context.Context, req JsonnetRequest) (string, error) {
 	for k, v := range j.TLACode {
 		vm.TLACode(k, v)
 	}
-	out, err := budget.Run(ctx, j.Budget, func() (string, error) { return vm.EvaluateFile(req.File) })
-	if exceeded, ok := errors.AsType[*budget.ExceededError](err); ok {
-		hint := "does it recurse or loop without end?"
-		if exceeded.Heap > 0 {
-			hint = "does it build a value, or recurse, without end?"
-		}
-		return "", fmt.Errorf("jsonnet: evaluation %w: %s", exceeded, hint)
+	out, err := vm.EvaluateFile(req.File)
+	if err != nil {
+		return "", jsonnetError(err)
 	}
-	if err != nil && ctx.Err() == nil {
-		err = jsonnetError(err)
-	}
-	return out, err
+	return out, nil
 }
 
 // flattenJsonnet walks a file's value as Tanka does: an object with

@@ -106,7 +106,7 @@ func TestJsonnetFaults(t *testing.T) {
 		{"imported YAML with a key twice", "std.parseYaml(importstr '../data/values.yaml')", 0, `RUNTIME ERROR: data/values.yaml, document 1: key "replicas" appears twice, on lines 1 and 3 (at apps/f.jsonnet:1:`},
 		{"endless recursion", "local f(x) = f(x + 1) + 1; f(0)", 0, "max stack frames exceeded"},
 		{"past its time", "std.foldl(function(a, i) a + std.foldl(function(b, j) b + j, std.range(1, 1e4), 0), std.range(1, 1e5), 0)", 300 * time.Millisecond, "apps/f.jsonnet: jsonnet: evaluation did not finish within 300ms: does it recurse or loop without end?"},
-		{"past its heap", "std.length(std.repeat([std.makeArray(1e4, function(i) i)], 1e6))", 0, "apps/f.jsonnet: jsonnet: evaluation used over 64 MiB"},
+		{"past its heap", "std.length(std.repeat([std.makeArray(1e4, function(i) i)], 1e6))", 0, "apps/f.jsonnet: jsonnet: evaluation exceeded its memory budget of 64 MiB"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			root := t.TempDir()

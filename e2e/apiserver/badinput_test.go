@@ -140,7 +140,7 @@ func TestBadInput(t *testing.T) {
 		name:    "Jsonnet tailstrict recursion without end",
 		files:   map[string]string{"apps/bad.jsonnet": "local loop(n) = if n == 0 then {} else loop(n + 1) tailstrict;\nloop(1)"},
 		code:    exitContent,
-		wantErr: []string{"apps/bad.jsonnet: jsonnet: evaluation used over 256 MiB and was stopped: does it build a value, or recurse, without end?"},
+		wantErr: []string{"apps/bad.jsonnet: jsonnet: evaluation exceeded its memory budget of 256 MiB and was stopped: does it build a value, or recurse, without end?"},
 	}, {
 		name:     "symlink out of the repository",
 		symlinks: map[string]string{"apps/token.yaml": "/var/run/secrets/kubernetes.io/serviceaccount/token"},

@@ -1,7 +1,10 @@
 // Package budget runs a computation cronsync cannot interrupt (a Helm
 // template, a Jsonnet program) within a time and a heap budget, so that a
 // commit that loops or grows without end is reported as the commit's fault
-// rather than ending the run on --timeout or in the OOM killer.
+// rather than ending the run on --timeout or in the OOM killer. Run watches
+// one in this process; InChild runs one in a process of its own, which
+// holds it to its memory budget however it allocates, and is the way the
+// command runs every evaluation of repository text (see child.go).
 package budget
 
 import (
@@ -31,7 +34,7 @@ type ExceededError struct {
 
 func (e *ExceededError) Error() string {
 	if e.Heap > 0 {
-		return fmt.Sprintf("used over %d MiB and was stopped", e.Heap>>20)
+		return fmt.Sprintf("exceeded its memory budget of %d MiB and was stopped", e.Heap>>20)
 	}
 	return fmt.Sprintf("did not finish within %s", e.Time.Round(100*time.Millisecond))
 }
