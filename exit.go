@@ -165,7 +165,7 @@ func interrupted(err error) bool {
 	var status apierrors.APIStatus
 	switch {
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded),
-		errors.As(err, &op), errors.As(err, &dns):
+		errors.Is(err, render.ErrKMSUnavailable), errors.As(err, &op), errors.As(err, &dns):
 		return true
 	case errors.As(err, &status):
 		return apiStatusCode(status) == exitRetry

@@ -59,6 +59,7 @@ func TestExitCode(t *testing.T) {
 		{"capabilities discovery unavailable", &render.ManifestError{Source: "chart/Chart.yaml", Err: fmt.Errorf("discovery: %w", apierrors.NewServiceUnavailable("later"))}, exitRetry},
 		{"render that fails on its own", &render.ManifestError{Source: "chart/Chart.yaml", Err: errors.New(`template: web/templates/cm.yaml:3: function "nope" not defined`)}, exitContent},
 		{"no SOPS key opens a file", &render.SopsKeyError{Source: "s.yaml", Recipients: []string{"age age1x"}, Err: errors.New("no identity matched")}, exitConfig},
+		{"a KMS answering 503", &render.SopsKeyError{Source: "s.yaml", Recipients: []string{"hc_vault https://v:8200"}, Err: fmt.Errorf("request failed: HTTP 503: %w", render.ErrKMSUnavailable)}, exitRetry},
 		{"a KMS unreachable for now", &render.SopsKeyError{Source: "s.yaml", Recipients: []string{"kms arn:aws:kms:x"}, Err: fmt.Errorf("kms: %w", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED})}, exitRetry},
 		{"verify failed", fmt.Errorf("commit: %w", gitsrc.ErrUnverified), exitUnverified},
 		{"prune refused", fmt.Errorf("pruning: %w", apply.ErrRefused), exitConfig},

@@ -24,6 +24,7 @@ import (
 	"github.com/getsops/sops/v3/kms"
 	vault "github.com/hashicorp/vault/api"
 	"github.com/huaweicloud/huaweicloud-sdk-go-v3/core/sdkerr"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
 
@@ -251,6 +252,11 @@ func askKMS(ctx context.Context, mk masterKey) ([]byte, error) {
 	}
 }
 
+// ErrKMSUnavailable: a key service answered that it cannot serve now (a
+// 5xx, 429, or gRPC's equivalents): the next run may get through, so the
+// file's SopsKeyError is retryable rather than the Job's configuration.
+var ErrKMSUnavailable = errors.New("the key service is unavailable for now")
+
 // kmsFailure reduces what a key service's SDK said to its class: an HTTP
 // status, a gRPC code, a connection or TLS failure, a timeout. The SDKs
 // put the server's answer in their errors (Vault's client the whole body),
@@ -285,10 +291,17 @@ func kmsFailure(err error) error {
 	switch {
 	case errors.Is(err, errNotAllowedVault):
 		return errNotAllowedVault
+	case code >= 500 || code == http.StatusTooManyRequests:
+		return fmt.Errorf("request failed: HTTP %d: %w", code, ErrKMSUnavailable)
 	case code != 0:
 		return fmt.Errorf("request failed: HTTP %d", code)
 	case errors.As(err, &grpcErr) && grpcErr.GRPCStatus() != nil:
-		return fmt.Errorf("request failed: gRPC %s", grpcErr.GRPCStatus().Code())
+		switch c := grpcErr.GRPCStatus().Code(); c {
+		case codes.Unavailable, codes.ResourceExhausted, codes.DeadlineExceeded, codes.Aborted, codes.Internal:
+			return fmt.Errorf("request failed: gRPC %s: %w", c, ErrKMSUnavailable)
+		default:
+			return fmt.Errorf("request failed: gRPC %s", c)
+		}
 	case errors.As(err, &certErr), errors.As(err, &authErr), errors.As(err, &hostErr):
 		return errors.New("TLS: the server's certificate is not trusted")
 	case errors.As(err, &dnsErr):

@@ -143,7 +143,10 @@ func TestKMSFailureKeepsTheClassOnly(t *testing.T) {
 		{&url.Error{Op: "Post", URL: "https://v:8200/v1/t/decrypt/k", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New(body)}}, "cannot connect: dial tcp: failed", true},
 		{fmt.Errorf("x: %w", &net.DNSError{Err: body, Name: "vault.invalid", IsNotFound: true}), "cannot resolve vault.invalid", true},
 		{&url.Error{Op: "Post", URL: "https://v", Err: context.DeadlineExceeded}, "no answer in time", true},
-		{fmt.Errorf("%s: %w", body, &vault.ResponseError{StatusCode: 503, Errors: []string{body}}), "request failed: HTTP 503", false},
+		{fmt.Errorf("%s: %w", body, &vault.ResponseError{StatusCode: 503, Errors: []string{body}}), "request failed: HTTP 503", true},
+		{fmt.Errorf("%s: %w", body, &vault.ResponseError{StatusCode: 429, Errors: []string{body}}), "request failed: HTTP 429", true},
+		{fmt.Errorf("%s: %w", body, &vault.ResponseError{StatusCode: 403, Errors: []string{body}}), "request failed: HTTP 403", false},
+		{fmt.Errorf("x: %w", status.Error(codes.Unavailable, body)), "request failed: gRPC Unavailable", true},
 		{fmt.Errorf("x: %w", status.Error(codes.PermissionDenied, body)), "request failed: gRPC PermissionDenied", false},
 		{errors.New(body), "the SDK's message is not shown", false},
 	} {
@@ -153,7 +156,7 @@ func TestKMSFailureKeepsTheClassOnly(t *testing.T) {
 		}
 		var op *net.OpError
 		var dns *net.DNSError
-		retry := errors.Is(got, context.DeadlineExceeded) || errors.As(got, &op) || errors.As(got, &dns)
+		retry := errors.Is(got, context.DeadlineExceeded) || errors.Is(got, ErrKMSUnavailable) || errors.As(got, &op) || errors.As(got, &dns)
 		if retry != tc.retry {
 			t.Errorf("%q: retryable %v, want %v", got, retry, tc.retry)
 		}
