@@ -215,6 +215,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	// The commit is fetched and its files written only if the run reads
 	// them: one that finds this commit applied completely last time is
 	// decided from its SHA alone.
+	if cfg.substitute != nil || cfg.substituteFrom != nil {
+		if cfg.render.Substitute.Vars, err = substituteVars(ctx, restCfg, cfg.kube, cfg.substituteFrom, cfg.substitute, cfg.apply.Secrets, stderr); err != nil {
+			return err
+		}
+	}
 	commit := &render.Commit{Path: path.Clean(filepath.ToSlash(cfg.path)), Options: cfg.render}
 	// Repository text that runs (Jsonnet, chart templates, nameTemplate)
 	// runs in processes of this command, within its budgets.
