@@ -235,3 +235,35 @@ func TestSubstituteSourceFaults(t *testing.T) {
 		t.Errorf("without any source the text was substituted: %v", d)
 	}
 }
+
+// A Secret's value that the server quotes back (an invalid label value) is
+// masked in every sink: stdout, stderr, the JSON document, the termination
+// message, the parent's annotations and Events, the webhook.
+func TestSubstituteSecretValueIsMasked(t *testing.T) {
+	ns := testenv.Unique("substmask")
+	secretName := ns + "-vars"
+	value := "not a label " + testenv.Unique("value")
+	_, err := clientset().CoreV1().Secrets("default").Create(context.Background(), &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: secretName},
+		Data: map[string][]byte{"V": []byte(value)}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	setup := testenv.NewRepo(t)
+	setup.Write("ns.yaml", namespace(ns))
+	setup.Commit("namespace")
+	mustSync(t, "--repo", setup.Dir)
+
+	s := newSinks(t)
+	r := testenv.NewRepo(t)
+	r.Write("apps/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: labelled\n  namespace: "+ns+"\n  labels: {v: \"${V}\"}\ndata: {v: \"${V}\"}\n")
+	r.Commit("a secret value in a label")
+	before := snapshot(t)
+	out := cronsync(t, nil, append([]string{"--repo", r.Dir, "--path", "apps", "--output", "json", "--substitute-from", "secret/" + secretName}, s.args...)...)
+	if out.code != exitContent || !hasLineWith(out.stderr, "configmap/labelled -n "+ns, "***") {
+		t.Errorf("exit %d, want %d and the refusal named, masked:\n%s", out.code, exitContent, out.stderr)
+	}
+	s.absent(out, value)
+	if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+		t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+	}
+}
