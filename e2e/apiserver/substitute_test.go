@@ -87,6 +87,7 @@ data: {script: "echo ${HOME} $${X}"}
 `)
 	r.Write("apps/overlay/kustomization.yaml", "namespace: "+ns+"\nnameSuffix: -k\nresources: [cm.yaml]\nlabels:\n- pairs: {region: \"${REGION}\"}\n")
 	r.Write("apps/overlay/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kust}\ndata: {cluster: \"${CLUSTER}\"}\n")
+	r.Write("apps/gen.jsonnet", "{ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'jsonnet', namespace: '"+ns+"' }, data: { cluster: '${CLUSTER}' } }\n")
 	r.Commit("fleet")
 	sinks := newSinks(t)
 	args := append([]string{"--repo", r.Dir, "--path", "apps", "--output", "json",
@@ -116,8 +117,10 @@ data: {script: "echo ${HOME} $${X}"}
 	if d := cmData(t, ns, "flux-disabled"); d["script"] != "echo ${HOME} $${X}" {
 		t.Errorf("the object opted out with Flux's annotation was substituted: %v", d)
 	}
-	if d := cmData(t, ns, "kust-k"); d["cluster"] != "edge-1" {
-		t.Errorf("the kustomize build was not substituted: %v", d)
+	for _, name := range []string{"kust-k", "jsonnet"} {
+		if d := cmData(t, ns, name); d["cluster"] != "edge-1" {
+			t.Errorf("%s was not substituted: %v", name, d)
+		}
 	}
 	if got := get(t, configMaps, ns, "kust-k", "metadata", "labels", "region"); got != "eu-secret" {
 		t.Errorf("kustomize label region = %q", got)
@@ -159,8 +162,8 @@ data: {script: "echo ${HOME} $${X}"}
 	if err := json.Unmarshal([]byte(out.stdout), &doc); err != nil {
 		t.Fatal(err)
 	}
-	if len(doc.Objects) != 5 {
-		t.Errorf("%d objects, want 5", len(doc.Objects))
+	if len(doc.Objects) != 6 {
+		t.Errorf("%d objects, want 6", len(doc.Objects))
 	}
 	for _, o := range doc.Objects {
 		if o.Action != "unchanged" || !o.WithoutRequest {
@@ -265,5 +268,26 @@ func TestSubstituteSecretValueIsMasked(t *testing.T) {
 	s.absent(out, value)
 	if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
 		t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+	}
+}
+
+// Two "clusters" (two sets, Leases and cluster-vars) sync the same path of
+// the same repository, each with its own values, a Helm chart's output
+// included.
+func TestSubstituteTwoClusters(t *testing.T) {
+	r := testenv.NewRepo(t)
+	r.Write("fleet/cm.yaml", "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${NS}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: site\n  namespace: ${NS}\ndata:\n  site: ${SITE}\n")
+	r.Write("fleet/chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+	r.Write("fleet/chart/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helm\n  namespace: ${NS}\ndata:\n  site: \"${SITE}\"\n  release: {{ .Release.Name | quote }}\n")
+	r.Commit("fleet")
+	for _, site := range []string{"north", "south"} {
+		ns := testenv.Unique("site-" + site)
+		varsConfigMap(t, ns+"-vars", map[string]string{"NS": ns, "SITE": site})
+		mustSync(t, "--repo", r.Dir, "--path", "fleet", "--applyset", "default/"+ns, "--lease", "default/"+ns, "--substitute-from", "configmap/default/"+ns+"-vars")
+		for _, name := range []string{"site", "helm"} {
+			if d := cmData(t, ns, name); d["site"] != site {
+				t.Errorf("%s %s: %v", ns, name, d)
+			}
+		}
 	}
 }
