@@ -291,3 +291,19 @@ func TestSubstituteTwoClusters(t *testing.T) {
 		}
 	}
 }
+
+// A SOPS-encrypted Secret is substituted after it is decrypted.
+func TestSubstituteSops(t *testing.T) {
+	ns := testenv.Unique("substsops")
+	keyFile, recipient := ageKey(t)
+	r := testenv.NewRepo(t)
+	r.Write("apps/ns.yaml", namespace(ns))
+	r.Write("apps/secret.yaml", sopsEncrypt(t, "secret.yaml",
+		"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\n  namespace: "+ns+"\nstringData:\n  url: postgres://${DB_HOST}:5432/app\n",
+		nil, "--age", recipient, "--encrypted-regex", "^(data|stringData)$"))
+	r.Commit("sops")
+	mustSync(t, "--repo", r.Dir, "--path", "apps", "--sops-age-key-file", keyFile, "--substitute", "DB_HOST=db.edge-1")
+	if got := secretValue(t, ns, "db", "url"); got != "postgres://db.edge-1:5432/app" {
+		t.Errorf("url = %q", got)
+	}
+}
