@@ -75,10 +75,9 @@ func substituteAll(objs []*Object, s Substitute) error {
 		if o.Recorded || o.Obj == nil || substituteDisabled(o.Obj) {
 			continue
 		}
-		ref := o.Ref()
 		u, err := s.object(o.Obj)
 		if err != nil {
-			errs = append(errs, &ManifestError{Source: o.Source, Doc: o.Doc, Ref: ref, Err: err})
+			errs = append(errs, &ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(), Err: err})
 			continue
 		}
 		o.Obj = u
@@ -99,6 +98,11 @@ func substituteDisabled(u *unstructured.Unstructured) bool {
 // Flux: `replicas: ${REPLICAS}` becomes a number, and a value that must
 // stay a string is quoted in the value itself ('"1234"').
 func (s Substitute) object(u *unstructured.Unstructured) (*unstructured.Unstructured, error) {
+	// Most objects hold no "$" at all: they skip the YAML round trip,
+	// which is most of substitution's cost.
+	if !holdsDollar(u.Object) {
+		return u, nil
+	}
 	text, err := yaml.Marshal(u.Object)
 	if err != nil {
 		return nil, err
@@ -119,6 +123,26 @@ func (s Substitute) object(u *unstructured.Unstructured) (*unstructured.Unstruct
 		return nil, fmt.Errorf("after variable substitution: %w", err)
 	}
 	return res, nil
+}
+
+func holdsDollar(v any) bool {
+	switch v := v.(type) {
+	case string:
+		return strings.Contains(v, "$")
+	case map[string]any:
+		for k, e := range v {
+			if strings.Contains(k, "$") || holdsDollar(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range v {
+			if holdsDollar(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // UnsetError names the variables a strict substitution found no value for.
