@@ -226,7 +226,19 @@ func TestSubstituteSourceFaults(t *testing.T) {
 			t.Errorf("%v: exit %d, want %d and a line with %q:\n%s", tc.args, out.code, exitConfig, tc.want, out.stderr)
 		}
 	}
-	if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+	// Not allowed to read it: the CronJob's RBAC, exit 2. No API server:
+	// exit 1, as any other unreachable request.
+	varsConfigMap(t, ns+"-vars", map[string]string{"A": "a"})
+	src := "configmap/default/" + ns + "-vars"
+	out := cronsync(t, nil, "--repo", r.Dir, "--path", "apps", "--lease", "", "--as", "nobody-"+ns, "--substitute-from", src)
+	if out.code != exitConfig || !hasLineWith(out.stderr, src, `cannot get resource "configmaps"`) {
+		t.Errorf("forbidden: exit %d, want %d naming the source:\n%s", out.code, exitConfig, out.stderr)
+	}
+	out = cronsync(t, nil, "--repo", r.Dir, "--path", "apps", "--lease", "", "--server", "https://127.0.0.1:1", "--substitute-from", src)
+	if out.code != exitRetry || !hasLineWith(out.stderr, src) {
+		t.Errorf("unreachable: exit %d, want %d naming the source:\n%s", out.code, exitRetry, out.stderr)
+	}
+	if diff := diffSnapshots(before, snapshot(t)); len(diff) != 1 || !strings.Contains(diff[0], ns+"-vars") {
 		t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
 	}
 	mustSync(t, "--repo", r.Dir, "--path", "apps", "--substitute-from", "configmap/missing-"+ns+"?")
