@@ -114,6 +114,11 @@ func (s Substitute) object(u *unstructured.Unstructured) (*unstructured.Unstruct
 	if err != nil {
 		return nil, err
 	}
+	if out == string(text) {
+		// A "$" of the object's own (a shell script's $HOME): parsing it
+		// again could only change how numbers are typed.
+		return u, nil
+	}
 	js, err := yaml.YAMLToJSON([]byte(out))
 	if err != nil {
 		return nil, fmt.Errorf("after variable substitution the object no longer parses (a value holding YAML syntax needs quoting): %w", err)

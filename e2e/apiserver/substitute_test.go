@@ -174,6 +174,22 @@ data: {script: "echo ${HOME} $${X}"}
 		t.Errorf("the same commit with the same variables was read again:\n%s", out.stderr)
 	}
 	sinks.absent(out, token)
+
+	// A hand edit of the field holding the Secret's value: the dry run's
+	// diff and the drift the real run repairs show it masked.
+	if _, err := clientset().CoreV1().ConfigMaps(ns).Patch(context.Background(), "app-edge-1", "application/merge-patch+json", []byte(`{"data":{"token":"hand-edited"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	out = cronsync(t, nil, append(args, "--dry-run=server")...)
+	if out.code != 0 || !strings.Contains(out.stderr+out.stdout, "hand-edited") {
+		t.Errorf("dry run: exit %d, or its diff does not show the hand edit:\n%s\n%s", out.code, out.stdout, out.stderr)
+	}
+	sinks.absent(out, token)
+	out = cronsync(t, nil, args...)
+	if out.code != 0 || cmData(t, ns, "app-edge-1")["token"] != token {
+		t.Errorf("the drift was not repaired: exit %d\n%s", out.code, out.stderr)
+	}
+	sinks.absent(out, token)
 }
 
 // Strict by default: a reference with no value and no default is exit 3
