@@ -7,9 +7,12 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"unicode"
 	"unicode/utf8"
 
@@ -70,18 +73,29 @@ func substituteAll(objs []*Object, s Substitute) error {
 	if !s.On() {
 		return nil
 	}
-	var errs []error
-	for _, o := range objs {
-		if o.Recorded || o.Obj == nil || substituteDisabled(o.Obj) {
-			continue
-		}
-		u, err := s.object(o.Obj)
-		if err != nil {
-			errs = append(errs, &ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(), Err: err})
-			continue
-		}
-		o.Obj = u
+	// On every core, as parsing: the YAML round trip of an object holding
+	// references is most of a changed-variables run's CPU. Errors keep
+	// the objects' order.
+	errs := make([]error, len(objs))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(objs)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(objs); i = int(next.Add(1) - 1) {
+				o := objs[i]
+				if o.Recorded || o.Obj == nil || substituteDisabled(o.Obj) {
+					continue
+				}
+				u, err := s.object(o.Obj)
+				if err != nil {
+					errs[i] = &ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(), Err: err}
+					continue
+				}
+				o.Obj = u
+			}
+		})
 	}
+	wg.Wait()
 	return errors.Join(errs...)
 }
 
