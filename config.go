@@ -77,6 +77,10 @@ type config struct {
 	// parentChecked: the run found the ApplySet parent cronsync's, or
 	// absent (apply.Result.ParentChecked).
 	parentChecked bool
+	// substitute and substituteFrom are the variable sources; with
+	// neither, no substitution happens.
+	substitute     map[string]string
+	substituteFrom []varSource
 }
 
 var errHelp = pflag.ErrHelp
@@ -151,6 +155,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	for i, v := range jsonnetVars {
 		fs.StringArrayVar(&jsonnetArgs[i], v.flag, nil, "`KEY=VALUE`: "+v.what+" (repeatable)")
 	}
+	substitute := fs.StringArray("substitute", nil, "`KEY=VALUE`: a variable for ${KEY} references in the rendered objects, as Flux's postBuild.substitute; wins over --substitute-from (repeatable)")
+	substituteFrom := fs.StringArray("substitute-from", nil, "`KIND/[NAMESPACE/]NAME`: a configmap/... or secret/... whose keys are variables, as Flux's postBuild.substituteFrom; later ones win; a trailing ? lets it be missing; the namespace defaults to the one cronsync runs in (repeatable)")
+	fs.BoolVar(&cfg.render.Substitute.Strict, "substitute-strict", cfg.render.Substitute.Strict, "with --substitute or --substitute-from, a ${var} with no value and no default is exit 3; false makes it empty")
 	fs.BoolVar(&cfg.chart.AllowRemote, "helm-allow-remote", false, "let a kustomization's helmCharts fetch a chart that is not vendored, from its HTTP(S) repository or OCI registry")
 	fs.BoolVar(&cfg.detailedExitCode, "detailed-exit-code", false, "with --dry-run, exit 5 when the sync would change anything (for CI pipelines)")
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
@@ -268,6 +275,13 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 			return nil, err
 		}
 		*v.into = m
+	}
+	var err error
+	if cfg.substitute, err = inlineVars(*substitute); err != nil {
+		return nil, err
+	}
+	if cfg.substituteFrom, err = parseVarSources(*substituteFrom); err != nil {
+		return nil, err
 	}
 	if err := cfg.render.Sops.Check(); err != nil {
 		return nil, usageErrorf("%w", err)

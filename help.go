@@ -54,6 +54,7 @@ var flagGroups = []struct {
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "max-manifest-total-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
 	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file", "sops-kms", "sops-vault-address"}},
 	{"Jsonnet", []string{"jsonnet-lib-path", "jsonnet-ext-str", "jsonnet-ext-code", "jsonnet-tla-str", "jsonnet-tla-code"}},
+	{"Per-cluster values (${var}, as Flux's post-build substitution)", []string{"substitute", "substitute-from", "substitute-strict"}},
 	{"Apply behaviour", []string{"dry-run", "detailed-exit-code", "field-manager", "force-conflicts", "workers",
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds", "adopt-from"}},

@@ -212,6 +212,13 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	// The ref's name is the server's: one line, whatever it holds.
 	fmt.Fprintf(out, "cronsync: %s %s is commit %s\n", sum.Repo, redact.CleanLine(co.Ref), co.Commit)
 
+	// The variables are read on every run, the commit's record aside: a
+	// changed value must reach the cluster at the same commit.
+	if cfg.substitute != nil || cfg.substituteFrom != nil {
+		if cfg.render.Substitute.Vars, err = substituteVars(ctx, restCfg, cfg.kube, cfg.substituteFrom, cfg.substitute, cfg.apply.Secrets, stderr); err != nil {
+			return err
+		}
+	}
 	// The commit is fetched and its files written only if the run reads
 	// them: one that finds this commit applied completely last time is
 	// decided from its SHA alone.

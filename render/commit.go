@@ -57,7 +57,7 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 		if err == nil && t.plain() {
 			objs, n, ok, err := readTree(ctx, t, c.Path, opts, reuse.Files, reuse.Objects)
 			if ok {
-				return objs, n, err
+				return objs, n, errors.Join(err, substituteAll(objs, opts.Substitute))
 			}
 		}
 	}
@@ -69,7 +69,7 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 		return nil, 0, err
 	}
 	objs, err = Read(ctx, root, dir, opts)
-	return objs, 0, err
+	return objs, 0, errors.Join(err, substituteAll(objs, opts.Substitute))
 }
 
 // FromFilesAlone says whether what Read returned depends on the commit's
@@ -93,7 +93,7 @@ func (c *Commit) Blobs(ctx context.Context) map[string]string {
 // Stamp identifies what, besides the files, shapes the objects Read
 // returns: equal stamps, the same file gives the same objects.
 func (c *Commit) Stamp() string {
-	return fmt.Sprintf("%s\x00%d\x00%s", c.Path, c.Options.MaxFileBytes, c.Options.Jsonnet.stamp())
+	return fmt.Sprintf("%s\x00%d\x00%s\x00%s", c.Path, c.Options.MaxFileBytes, c.Options.Jsonnet.stamp(), c.Options.Substitute.stamp())
 }
 
 // listTree lists the commit's tree once.

@@ -102,11 +102,14 @@ type Options struct {
 	// Secrets receives every value decrypted from a SOPS-encrypted file,
 	// so that no output shows it; nil registers nothing.
 	Secrets *redact.Secrets
+	// Substitute replaces ${var} references in every object read, after
+	// kustomize, Helm, Jsonnet and SOPS (see substitute.go).
+	Substitute Substitute
 }
 
 // DefaultOptions holds the defaults the command line starts from.
 func DefaultOptions() Options {
-	return Options{MaxFileBytes: 4 << 20, MaxTotalBytes: 64 << 20, Jsonnet: DefaultJsonnet()}
+	return Options{MaxFileBytes: 4 << 20, MaxTotalBytes: 64 << 20, Jsonnet: DefaultJsonnet(), Substitute: Substitute{Strict: true}}
 }
 
 // Read returns the objects of every manifest file under dir, a directory
