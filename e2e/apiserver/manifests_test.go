@@ -100,9 +100,10 @@ func TestManifestsDeployCronsync(t *testing.T) {
 	}
 }
 
-// The credential patches in manifests/git-auth and the key patch in
-// manifests/sops build on top of manifests/ and are accepted by the API
-// server.
+// The credential patches in manifests/git-auth, the key patch in
+// manifests/sops and the fleet patch in manifests/fleet build on top of
+// manifests/ and are accepted by the API server, with the example
+// cluster-vars.
 func TestManifestsGitAuthPatches(t *testing.T) {
 	overlay := t.TempDir()
 	abs, err := filepath.Abs(filepath.Join(testenv.ModuleRoot(), "manifests"))
@@ -113,7 +114,7 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(
-		"resources: [base]\npatches:\n- path: base/git-auth/https-token.yaml\n- path: base/git-auth/ssh-key.yaml\n- path: base/sops/age-key.yaml\n"), 0o644)
+		"resources: [base]\npatches:\n- path: base/git-auth/https-token.yaml\n- path: base/git-auth/ssh-key.yaml\n- path: base/sops/age-key.yaml\n- path: base/fleet/substitute.yaml\n"), 0o644)
 	resMap, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), overlay)
 	if err != nil {
 		t.Fatalf("kustomize build with the git-auth patches: %v", err)
@@ -123,7 +124,7 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{"CRONSYNC_GIT_PASSWORD_FILE", "CRONSYNC_SSH_KNOWN_HOSTS_FILE", "secretName: cronsync-ssh", "secretName: cronsync-git",
-		"CRONSYNC_SOPS_AGE_KEY_FILE", "secretName: cronsync-sops-age"} {
+		"CRONSYNC_SOPS_AGE_KEY_FILE", "secretName: cronsync-sops-age", "CRONSYNC_SUBSTITUTE_FROM: configmap/cluster-vars"} {
 		if !strings.Contains(string(built), want) {
 			t.Errorf("built manifests lack %q", want)
 		}
@@ -136,6 +137,11 @@ func TestManifestsGitAuthPatches(t *testing.T) {
 	}
 	r := testenv.NewRepo(t)
 	r.Write("cronsync.yaml", string(built))
+	vars, err := os.ReadFile(filepath.Join(abs, "fleet", "cluster-vars.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Write("cluster-vars.yaml", string(vars))
 	r.Commit("with credentials")
 	out := mustSync(t, "--repo", r.Dir, "--dry-run")
 	if !hasLineWith(out.stdout, "cronjob.batch/cronsync -n cronsync ") || hasLineWith(out.stdout, "cronjob.batch/cronsync -n cronsync not validated") {
