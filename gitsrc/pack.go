@@ -224,7 +224,9 @@ func inflateChecked(f *forwarder, typ int, size, max int64) error {
 	if err != nil {
 		return fmt.Errorf("reading the pack: %w", err)
 	}
-	data := bufio.NewReader(io.LimitReader(zr, size+1))
+	// One byte past the header's size is read, if it is there: to see it.
+	inflated := &counter{r: zr}
+	data := bufio.NewReader(io.LimitReader(inflated, size+1))
 	if typ == packOfsDelta || typ == packRefDelta {
 		// A delta's data starts with the sizes of its base and its result.
 		if _, err := binary.ReadUvarint(data); err != nil {
@@ -243,14 +245,25 @@ func inflateChecked(f *forwarder, typ int, size, max int64) error {
 	}
 	// The stream must end where the header says: past it is an object
 	// that lied about its size.
-	var one [1]byte
-	if n, _ := zr.Read(one[:]); n > 0 {
+	if inflated.n > size {
 		return fmt.Errorf("reading the pack: an object inflates past the %d bytes its header says; refused", size)
 	}
 	if _, err := io.Copy(io.Discard, zr); err != nil {
 		return fmt.Errorf("reading the pack: %w", err)
 	}
 	return zr.Close()
+}
+
+// counter counts what is read through it.
+type counter struct {
+	r io.Reader
+	n int64
+}
+
+func (c *counter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // objectHeader reads a pack object's type and inflated size.

@@ -2,7 +2,9 @@ package gitsrc
 
 import (
 	"bytes"
+	"compress/zlib"
 	"errors"
+	"io"
 	"os/exec"
 	"strings"
 	"testing"
@@ -51,6 +53,45 @@ func TestScanPack(t *testing.T) {
 	}
 	if out.Len() >= len(pack)/2 {
 		t.Errorf("passed on %d bytes of %d before refusing", out.Len(), len(pack))
+	}
+}
+
+// An object whose data inflates past the size its header states is
+// refused, be it by one byte: its header cannot lie its way past the limit.
+func TestScanPackRefusesALyingHeader(t *testing.T) {
+	pack := func(declared int, data []byte) []byte {
+		var b bytes.Buffer
+		b.WriteString("PACK\x00\x00\x00\x02\x00\x00\x00\x01")
+		// A blob's header: type 3, then the size, 4 bits and 7 a byte.
+		first := byte(packBlob<<4) | byte(declared&15)
+		rest := declared >> 4
+		if rest > 0 {
+			first |= 0x80
+		}
+		b.WriteByte(first)
+		for rest > 0 {
+			c := byte(rest & 0x7f)
+			rest >>= 7
+			if rest > 0 {
+				c |= 0x80
+			}
+			b.WriteByte(c)
+		}
+		zw := zlib.NewWriter(&b)
+		zw.Write(data)
+		zw.Close()
+		b.Write(make([]byte, 20)) // the checksum, not scanPack's to judge
+		return b.Bytes()
+	}
+	data := bytes.Repeat([]byte("x"), 100)
+	if err := scanPack(bytes.NewReader(pack(100, data)), io.Discard, 1<<20); err != nil {
+		t.Fatalf("an honest header: %v", err)
+	}
+	for _, declared := range []int{99, 10} {
+		err := scanPack(bytes.NewReader(pack(declared, data)), io.Discard, 1<<20)
+		if err == nil || !strings.Contains(err.Error(), "inflates past") {
+			t.Errorf("a header saying %d bytes of 100: err = %v", declared, err)
+		}
 	}
 }
 
