@@ -75,23 +75,7 @@ func (s *memorySampler) finish() { close(s.stop); <-s.done }
 // treeMemory sums RssAnon over pid and its descendants, adds the largest
 // RssFile, and counts the processes.
 func treeMemory(pid int) (anon, file int64, procs int) {
-	parents := map[int]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// pid (comm) state ppid ...: comm may hold spaces.
-		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
-		if f := strings.Fields(rest); len(f) > 1 {
-			parents[p], _ = strconv.Atoi(f[1])
-		}
-	}
+	parents := procParents()
 	in := func(p int) bool {
 		for ; p > 1; p = parents[p] {
 			if p == pid {
@@ -317,6 +301,20 @@ func TestSignalDuringEndlessTemplate(t *testing.T) {
 
 // budgetChild is the pid of a child of pid that runs a budgeted task, or 0.
 func budgetChild(pid int) int {
+	for p, parent := range procParents() {
+		if parent != pid {
+			continue
+		}
+		if cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", p)); bytes.Contains(cmdline, []byte("__cronsync-budgeted-task")) {
+			return p
+		}
+	}
+	return 0
+}
+
+// procParents maps every process of the machine to its parent.
+func procParents() map[int]int {
+	parents := map[int]int{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
 		p, err := strconv.Atoi(e.Name())
@@ -327,13 +325,11 @@ func budgetChild(pid int) int {
 		if err != nil {
 			continue
 		}
-		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
-		if len(f) < 2 || f[1] != strconv.Itoa(pid) {
-			continue
-		}
-		if cmdline, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline")); bytes.Contains(cmdline, []byte("__cronsync-budgeted-task")) {
-			return p
+		// pid (comm) state ppid ...: comm may hold spaces.
+		rest := string(stat[bytes.LastIndexByte(stat, ')')+1:])
+		if f := strings.Fields(rest); len(f) > 1 {
+			parents[p], _ = strconv.Atoi(f[1])
 		}
 	}
-	return 0
+	return parents
 }
