@@ -57,7 +57,7 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 		if err == nil && t.plain() {
 			objs, n, ok, err := readTree(ctx, t, c.Path, opts, reuse.Files, reuse.Objects)
 			if ok {
-				return objs, n, errors.Join(err, substituteAll(objs, opts.Substitute))
+				return objs, n, errors.Join(err, c.finish(ctx, objs, opts))
 			}
 		}
 	}
@@ -69,7 +69,20 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 		return nil, 0, err
 	}
 	objs, err = Read(ctx, root, dir, opts)
-	return objs, 0, errors.Join(err, substituteAll(objs, opts.Substitute))
+	return objs, 0, errors.Join(err, c.finish(ctx, objs, opts))
+}
+
+// finish does what follows every render path, in Flux's order: SOPS
+// documents inside Secrets' data are opened, then variables substituted.
+func (c *Commit) finish(ctx context.Context, objs []*Object, opts Options) error {
+	var d *decryptor
+	keys := func() *decryptor {
+		if d == nil {
+			d = &decryptor{opts: opts.Sops, secrets: opts.Secrets}
+		}
+		return d
+	}
+	return errors.Join(decryptSecretData(ctx, objs, keys), substituteAll(objs, opts.Substitute))
 }
 
 // FromFilesAlone says whether what Read returned depends on the commit's
