@@ -359,3 +359,77 @@ func TestSopsFaults(t *testing.T) {
 		})
 	}
 }
+
+// A Secret whose data values are themselves SOPS documents, in each store's
+// form, is applied decrypted, as Flux does after its build: the key's name
+// says the store. One edited after encryption, or in a form its name does
+// not say, is refused naming the Secret and the key, and nothing is applied.
+func TestSopsInSecretData(t *testing.T) {
+	ns := testenv.Unique("sops-data")
+	keyFile, recipient := ageKey(t)
+	enc := func(name, plain string) string {
+		return base64.StdEncoding.EncodeToString([]byte(sopsEncrypt(t, name, plain, nil, "--age", recipient)))
+	}
+	plain := map[string]string{
+		"app.yaml": "password: nested-yaml-plaintext-6d1a\n",
+		"app.json": `{"password": "nested-json-plaintext-0b7e"}`,
+		"app.env":  "PASSWORD=nested-dotenv-plaintext-c3f9\n",
+		"blob":     "nested-binary-plaintext-\x00-91aa",
+	}
+	secret := func(name string, data map[string]string) string {
+		s := "apiVersion: v1\nkind: Secret\nmetadata:\n  name: " + name + "\n  namespace: " + ns + "\ndata:\n"
+		for k, v := range data {
+			s += "  " + k + ": " + v + "\n"
+		}
+		return s
+	}
+	data := map[string]string{
+		"app.yaml": enc("app.yaml", plain["app.yaml"]),
+		"app.json": enc("app.json", plain["app.json"]),
+		"app.env":  enc("app.env", plain["app.env"]),
+		"blob":     enc("blob.bin", plain["blob"]),
+		"clear":    base64.StdEncoding.EncodeToString([]byte("not encrypted")),
+	}
+	r := testenv.NewRepo(t)
+	r.Write("apps/ns.yaml", namespace(ns))
+	r.Write("apps/secret.yaml", secret("nested", data))
+	r.Commit("nested")
+	args := []string{"--repo", r.Dir, "--path", "apps", "--sops-age-key-file", keyFile, "--output", "json"}
+	out := cronsync(t, nil, args...)
+	if out.code != 0 {
+		t.Fatalf("exit %d:\n%s", out.code, out.stderr)
+	}
+	for key, want := range map[string]string{"app.yaml": "nested-yaml-plaintext-6d1a", "app.json": "nested-json-plaintext-0b7e", "app.env": "PASSWORD=nested-dotenv-plaintext-c3f9", "blob": plain["blob"], "clear": "not encrypted"} {
+		got := secretValue(t, ns, "nested", key)
+		if !strings.Contains(got, want) || strings.Contains(got, "ENC[") {
+			t.Errorf("data %s holds %q, want the plaintext %q", key, got, want)
+		}
+	}
+	if strings.Contains(out.stdout+out.stderr, "nested-") {
+		t.Errorf("a plaintext is printed:\n%s%s", out.stdout, out.stderr)
+	}
+
+	for _, tc := range []struct {
+		name string
+		data map[string]string
+		want []string
+	}{
+		{"edited after encryption", map[string]string{"app.yaml": base64.StdEncoding.EncodeToString([]byte(regexp.MustCompile(`(?m)^c: .*\n`).ReplaceAllString(sopsEncrypt(t, "app.yaml", "a: b\nc: d\n", nil, "--age", recipient), "")))},
+			[]string{"secret/tampered -n " + ns + " (apps/secret.yaml", `data key "app.yaml"`, "the MAC does not verify"}},
+		{"a form its name does not say", map[string]string{"app": enc("app.yaml", "a: b\n")},
+			[]string{"secret/tampered -n " + ns + " (apps/secret.yaml", `data key "app" holds a SOPS-encrypted yaml document`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r.Write("apps/secret.yaml", secret("nested", data)+"---\n"+secret("tampered", tc.data))
+			r.Commit(tc.name)
+			before := snapshot(t)
+			out := cronsync(t, nil, args...)
+			if out.code != exitContent || !hasLineWith(out.stderr, tc.want...) {
+				t.Errorf("exit %d, want %d and a line with %q:\n%s", out.code, exitContent, tc.want, out.stderr)
+			}
+			if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
+				t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
+			}
+		})
+	}
+}
