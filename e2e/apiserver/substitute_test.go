@@ -297,6 +297,32 @@ func TestSubstituteSecretValueIsMasked(t *testing.T) {
 	if diff := diffSnapshots(before, snapshot(t)); len(diff) > 0 {
 		t.Errorf("the cluster changed:\n%s", strings.Join(diff, "\n"))
 	}
+
+	// In a Helm chart's output, applied, edited by hand, shown in a dry
+	// run's diff and repaired: masked everywhere.
+	r = testenv.NewRepo(t)
+	r.Write("apps/chart/Chart.yaml", "apiVersion: v2\nname: c\nversion: 0.1.0\n")
+	r.Write("apps/chart/templates/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: helm\n  namespace: "+ns+"\ndata:\n  v: \"${V}\"\n")
+	r.Commit("a secret value in a chart's output")
+	args := append([]string{"--repo", r.Dir, "--path", "apps", "--output", "json", "--substitute-from", "secret/" + secretName}, s.args...)
+	out = cronsync(t, nil, args...)
+	if out.code != 0 || cmData(t, ns, "helm")["v"] != value {
+		t.Fatalf("exit %d, or the chart's object does not hold the value:\n%s", out.code, out.stderr)
+	}
+	s.absent(out, value)
+	if _, err := clientset().CoreV1().ConfigMaps(ns).Patch(context.Background(), "helm", "application/merge-patch+json", []byte(`{"data":{"v":"hand-edited"}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, extra := range [][]string{{"--dry-run=server"}, nil} {
+		out = cronsync(t, nil, append(args, extra...)...)
+		if out.code != 0 || !strings.Contains(out.stdout+out.stderr, "hand-edited") {
+			t.Errorf("%v: exit %d, or the hand edit is not shown:\n%s\n%s", extra, out.code, out.stdout, out.stderr)
+		}
+		s.absent(out, value)
+	}
+	if cmData(t, ns, "helm")["v"] != value {
+		t.Errorf("the drift in the chart's object was not repaired")
+	}
 }
 
 // Two "clusters" (two sets, Leases and cluster-vars) sync the same path of
