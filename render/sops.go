@@ -172,20 +172,30 @@ func (e *keyFileError) Unwrap() error { return e.err }
 // decrypt opens data, the SOPS file source of the given format, and
 // returns its plaintext.
 func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format string) ([]byte, error) {
-	var store interface {
-		LoadEncryptedFile([]byte) (sops.Tree, error)
-		EmitPlainFile(sops.TreeBranches) ([]byte, error)
-	}
+	return d.decryptAs(ctx, data, source, format, format)
+}
+
+type sopsStore interface {
+	LoadEncryptedFile([]byte) (sops.Tree, error)
+	EmitPlainFile(sops.TreeBranches) ([]byte, error)
+}
+
+func storeFor(format string) sopsStore {
 	switch format {
 	case "yaml":
-		store = sopsyaml.NewStore(&config.YAMLStoreConfig{})
+		return sopsyaml.NewStore(&config.YAMLStoreConfig{})
 	case "json":
-		store = sopsjson.NewStore(&config.JSONStoreConfig{})
+		return sopsjson.NewStore(&config.JSONStoreConfig{})
 	case "dotenv":
-		store = dotenv.NewStore(&config.DotenvStoreConfig{})
-	default:
-		store = sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{})
+		return dotenv.NewStore(&config.DotenvStoreConfig{})
 	}
+	return sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{})
+}
+
+// decryptAs opens data, a SOPS document stored in form in, and writes its
+// plaintext in form out: sops's trees are the same whatever the store.
+func (d *decryptor) decryptAs(ctx context.Context, data []byte, source, in, out string) ([]byte, error) {
+	store := storeFor(in)
 	tree, err := store.LoadEncryptedFile(data)
 	if err != nil {
 		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS metadata: %w", err)}
@@ -223,7 +233,14 @@ func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format str
 	if stored != mac {
 		return nil, &ManifestError{Source: source, Err: errors.New("SOPS: the MAC does not verify: the file was changed after it was encrypted (edit it with sops, not by hand)")}
 	}
-	return store.EmitPlainFile(tree.Branches)
+	if out == in {
+		return store.EmitPlainFile(tree.Branches)
+	}
+	plain, err := storeFor(out).EmitPlainFile(tree.Branches)
+	if err != nil {
+		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS: the %s document's plaintext cannot be written as %s, the form the name says: %w", in, out, oneLine(err))}
+	}
+	return plain, nil
 }
 
 // oneLine folds a multi-line error (sops lists each key group's) into one.

@@ -14,9 +14,9 @@ import (
 // values, as Flux's kustomize-controller does after its build, so that a
 // repository written for Flux needs no change: a Secret written with an
 // encrypted file base64-encoded in it, or generated from one the
-// kustomization does not read as a file. The key's name decides the store
-// (.yaml, .json, .env, anything else binary), as a file's name does for
-// sops, and the value becomes the plaintext in that store's form. It runs
+// kustomization does not read as a file. As Flux, the document's content
+// says which store it was written in and the key's name (.yaml, .json,
+// .env, anything else binary) which form the plaintext takes. It runs
 // on every rendered object except the record's stand-ins, before
 // substitution, as Flux orders them.
 func decryptSecretData(ctx context.Context, objs []*Object, d func() *decryptor) error {
@@ -43,18 +43,13 @@ func decryptSecretData(ctx context.Context, objs []*Object, d func() *decryptor)
 			if err != nil {
 				continue // the API server's to refuse, naming the field
 			}
-			format := sopsFormat(key)
-			if !looksEncrypted(raw, format) {
-				if other := sopsFormatOf(raw); other != "" {
-					// Applied still encrypted, the Secret would be
-					// useless in a way nobody notices until the app
-					// reads it.
-					errs = append(errs, &ManifestError{Source: o.Source, Doc: o.Doc, Ref: o.Ref(),
-						Err: fmt.Errorf("data key %q holds a SOPS-encrypted %s document, but a key of this name is read as %s: end the key's name in the extension sops encrypted it with (.yaml, .json, .env)", key, other, format)})
-				}
+			// As Flux: the document's own form says how to read it,
+			// the key's name what to write.
+			in := sopsFormatOf(raw)
+			if in == "" {
 				continue
 			}
-			plain, err := d().decrypt(ctx, raw, fmt.Sprintf("%s (%s), data key %q", o.Ref(), o.Source, key), format)
+			plain, err := d().decryptAs(ctx, raw, fmt.Sprintf("%s (%s), data key %q", o.Ref(), o.Source, key), in, sopsFormat(key))
 			if err != nil {
 				var me *ManifestError
 				if errors.As(err, &me) {
@@ -71,6 +66,7 @@ func decryptSecretData(ctx context.Context, objs []*Object, d func() *decryptor)
 }
 
 // sopsFormatOf names the store whose SOPS document data looks like, or "".
+// A binary file is stored as JSON, and read as JSON alike.
 func sopsFormatOf(data []byte) string {
 	for _, f := range []string{"yaml", "dotenv", "json"} {
 		if looksEncrypted(data, f) {

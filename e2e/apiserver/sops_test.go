@@ -389,6 +389,9 @@ func TestSopsInSecretData(t *testing.T) {
 		"app.env":  enc("app.env", plain["app.env"]),
 		"blob":     enc("blob.bin", plain["blob"]),
 		"clear":    base64.StdEncoding.EncodeToString([]byte("not encrypted")),
+		// Read in the form it was written in, written in the form the
+		// key's name says, as Flux does.
+		"as.json": enc("as.yaml", "password: nested-converted-plaintext-5e2c\n"),
 	}
 	r := testenv.NewRepo(t)
 	r.Write("apps/ns.yaml", namespace(ns))
@@ -399,7 +402,7 @@ func TestSopsInSecretData(t *testing.T) {
 	if out.code != 0 {
 		t.Fatalf("exit %d:\n%s", out.code, out.stderr)
 	}
-	for key, want := range map[string]string{"app.yaml": "nested-yaml-plaintext-6d1a", "app.json": "nested-json-plaintext-0b7e", "app.env": "PASSWORD=nested-dotenv-plaintext-c3f9", "blob": plain["blob"], "clear": "not encrypted"} {
+	for key, want := range map[string]string{"app.yaml": "nested-yaml-plaintext-6d1a", "app.json": "nested-json-plaintext-0b7e", "app.env": "PASSWORD=nested-dotenv-plaintext-c3f9", "blob": plain["blob"], "clear": "not encrypted", "as.json": `"password": "nested-converted-plaintext-5e2c"`} {
 		got := secretValue(t, ns, "nested", key)
 		if !strings.Contains(got, want) || strings.Contains(got, "ENC[") {
 			t.Errorf("data %s holds %q, want the plaintext %q", key, got, want)
@@ -416,8 +419,8 @@ func TestSopsInSecretData(t *testing.T) {
 	}{
 		{"edited after encryption", map[string]string{"app.yaml": base64.StdEncoding.EncodeToString([]byte(regexp.MustCompile(`(?m)^c: .*\n`).ReplaceAllString(sopsEncrypt(t, "app.yaml", "a: b\nc: d\n", nil, "--age", recipient), "")))},
 			[]string{"secret/tampered -n " + ns + " (apps/secret.yaml", `data key "app.yaml"`, "the MAC does not verify"}},
-		{"a form its name does not say", map[string]string{"app": enc("app.yaml", "a: b\n")},
-			[]string{"secret/tampered -n " + ns + " (apps/secret.yaml", `data key "app" holds a SOPS-encrypted yaml document`}},
+		{"a plaintext that cannot take the form its key's name says", map[string]string{"app": enc("app.yaml", "a: b\n")},
+			[]string{"secret/tampered -n " + ns + " (apps/secret.yaml", `data key "app": SOPS: the yaml document's plaintext cannot be written as binary`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r.Write("apps/secret.yaml", secret("nested", data)+"---\n"+secret("tampered", tc.data))
