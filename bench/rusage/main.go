@@ -1,5 +1,6 @@
 // Command rusage runs a command and reports, on file descriptor 3, its wall
-// time in nanoseconds, its peak RSS in KiB and its minor page faults:
+// time in nanoseconds, its peak RSS in KiB, its minor page faults and its
+// CPU time (user and system) in nanoseconds:
 //
 //	rusage COMMAND [ARG...] 3>report
 //
@@ -37,7 +38,8 @@ func main() {
 	}
 	ru, _ := cmd.ProcessState.SysUsage().(*syscall.Rusage)
 	if ru != nil {
-		fmt.Fprintf(report, "%d %d %d\n", wall.Nanoseconds(), ru.Maxrss, ru.Minflt)
+		cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		fmt.Fprintf(report, "%d %d %d %d\n", wall.Nanoseconds(), ru.Maxrss, ru.Minflt, cpu.Nanoseconds())
 	}
 	os.Exit(cmd.ProcessState.ExitCode())
 }
