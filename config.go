@@ -163,6 +163,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
 	fs.DurationVar(&cfg.leaseDuration, "lease-duration", 30*time.Second, "how long a Lease whose holder died blocks other runs")
 	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for kubectl describe pod to show (only if the file exists, or the flag is set)")
+	fs.BoolVar(&cfg.apply.ShowUnchanged, "show-unchanged", false, "print a line for every unchanged object too; by default only objects created, configured, recreated, pruned, failed, skipped or not ready get one (the summary counts the rest, and --output json lists every object)")
 	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
 	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure", "drift" (failures, and runs that repaired drift) or "always"`)

@@ -59,7 +59,7 @@ var flagGroups = []struct {
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds", "adopt-from"}},
 	{"One sync at a time", []string{"lease", "lease-duration"}},
-	{"Reporting", []string{"output", "termination-log", "notify-url", "notify-on", "version"}},
+	{"Reporting", []string{"output", "show-unchanged", "termination-log", "notify-url", "notify-on", "version"}},
 }
 
 // printHelp writes the introduction, the flags in their groups, and the

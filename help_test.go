@@ -25,7 +25,7 @@ func TestHelp(t *testing.T) {
 		"cronsync makes a Kubernetes cluster match one commit",
 		"--dry-run --detailed-exit-code",
 		"#exit-status",
-		"where the run's summary is written for kubectl describe pod",
+		"where the run's summary is written for kubectl describe",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q", want)

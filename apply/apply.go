@@ -130,8 +130,15 @@ type Options struct {
 	// are spread over shards (see shards.go). 0 means 900 KiB, under the
 	// 1 MiB Secret limit. Tests set it small to shard a few hundred objects.
 	FastDataBytes int
-	// Out receives one line per object.
+	// Out receives one line per object the run created, configured,
+	// recreated, pruned, failed on or skipped, and the run's other
+	// progress lines.
 	Out io.Writer
+	// ShowUnchanged gives unchanged objects a line on Out too. Without it
+	// a no-change run prints nothing per object: at thousands of objects
+	// on a five-minute schedule those lines were most of a cluster's log,
+	// and the summary already counts them.
+	ShowUnchanged bool
 	// Secrets holds the values decrypted while the commit was read; an
 	// object whose name, namespace or label or annotation key holds one is
 	// refused before anything is sent. nil holds none.
@@ -694,6 +701,8 @@ func (s *syncer) emit(b *bytes.Buffer) {
 
 func (s *syncer) print(w io.Writer, r ObjectResult) {
 	switch {
+	case r.Action == ActionUnchanged && r.Drift == nil && !s.opts.ShowUnchanged:
+		// Counted in the summary (see ShowUnchanged).
 	case s.unreachable() != nil && (r.Action == ActionSkipped || isTransport(r.Err)):
 		// Said once for all of them, by Run.
 	case r.Action == ActionFailed || r.Action == ActionSkipped:
