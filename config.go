@@ -77,6 +77,9 @@ type config struct {
 	// parentChecked: the run found the ApplySet parent cronsync's, or
 	// absent (apply.Result.ParentChecked).
 	parentChecked bool
+	// parentRead is the parent's annotations as the run read them
+	// (apply.Result.ParentAnnotations).
+	parentRead map[string]string
 	// substitute and substituteFrom are the variable sources; with
 	// neither, no substitution happens.
 	substitute     map[string]string
@@ -186,31 +189,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	var envErr error
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || envErr != nil {
-			return
-		}
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := lookupEnv(name)
-		if !ok {
-			return
-		}
-		values := []string{v}
-		if f.Value.Type() == "stringArray" {
-			// A repeatable flag takes a comma-separated list from its
-			// environment variable.
-			values = strings.Split(v, ",")
-		}
-		for _, v := range values {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = usageErrorf("%s: %w", name, err)
-				return
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	if err := fillFromEnv(fs, envPrefix, lookupEnv); err != nil {
+		return nil, err
 	}
 	if cfg.version {
 		return cfg, nil
@@ -308,6 +288,36 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		}
 	}
 	return cfg, nil
+}
+
+// fillFromEnv sets every flag of fs not given on the command line from its
+// environment variable: prefix and the flag's name in capitals, - turned
+// into _.
+func fillFromEnv(fs *pflag.FlagSet, prefix string, lookupEnv func(string) (string, bool)) error {
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || envErr != nil {
+			return
+		}
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		values := []string{v}
+		if f.Value.Type() == "stringArray" {
+			// A repeatable flag takes a comma-separated list from its
+			// environment variable.
+			values = strings.Split(v, ",")
+		}
+		for _, v := range values {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageErrorf("%s: %w", name, err)
+				return
+			}
+		}
+	})
+	return envErr
 }
 
 // namespacedName resolves a [NAMESPACE/]NAME flag. Without a namespace it

@@ -20,6 +20,9 @@ Run it from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
 
 Usage:
   cronsync --repo URL [flags]
+  cronsync status [-A] [--context NAME]... [-o wide|json|yaml]
+      lists the syncs and their last results; the one subcommand
+      (cronsync status --help)
 
 Examples:
   # What manifests/ runs every five minutes (configured from a ConfigMap):

@@ -213,6 +213,9 @@ type Result struct {
 	// ParentChecked says the run read the ApplySet parent and found it
 	// cronsync's, or absent: RecordRun need not read it again.
 	ParentChecked bool
+	// ParentAnnotations are the parent's annotations as the run read them
+	// (nil when it did not, or found none): what RecordRun carries over.
+	ParentAnnotations map[string]string
 }
 
 // Count returns how many objects ended with action.
@@ -259,7 +262,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	defer cancel()
 	res := &Result{}
 	if s.sameCommit(ctx, res) {
-		res.ParentChecked = s.parentChecked
+		res.ParentChecked, res.ParentAnnotations = s.parentChecked, s.readAnnotations()
 		return res, nil
 	}
 	s.forgetShortcut()
@@ -305,7 +308,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
 		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest), err == nil && s.stop.Err() == nil))
 	}
-	res.ParentChecked = s.parentChecked
+	res.ParentChecked, res.ParentAnnotations = s.parentChecked, s.readAnnotations()
 	switch {
 	case s.unreachable() != nil:
 		err = s.collapseUnreachable(res, err)
