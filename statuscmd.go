@@ -66,17 +66,7 @@ type statusConfig struct {
 // word), then the environment for those not given.
 func parseStatusFlags(args []string, lookupEnv func(string) (string, bool), helpOut io.Writer) (*statusConfig, error) {
 	cfg := &statusConfig{}
-	fs := pflag.NewFlagSet("cronsync status", pflag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.Usage = func() {}
-	fs.SortFlags = false
-	fs.StringVarP(&cfg.opts.Namespace, "namespace", "n", "", "namespace to list (default: the context's)")
-	fs.BoolVarP(&cfg.opts.AllNamespaces, "all-namespaces", "A", false, "list every namespace")
-	fs.StringVarP(&cfg.opts.Output, "output", "o", "", `"wide" (more columns, nothing cut), "json" or "yaml" (default: a table)`)
-	fs.StringArrayVar(&cfg.contexts, "context", nil, "`NAME` of a kubeconfig context to read; several are read at once, with a CLUSTER column (repeatable; default: the current context)")
-	fs.BoolVar(&cfg.allContexts, "all-contexts", false, "read every context of the kubeconfig at once; one that cannot be read is a row saying why")
-	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in a pod without one, its service account)")
-	fs.DurationVar(&cfg.opts.Timeout, "timeout", 20*time.Second, "how long each cluster may take to answer")
+	fs := statusFlags(cfg)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, pflag.ErrHelp) {
 			fmt.Fprint(helpOut, statusHelpIntro+fs.FlagUsagesWrapped(100)+statusHelpOutro)
@@ -101,6 +91,22 @@ func parseStatusFlags(args []string, lookupEnv func(string) (string, bool), help
 		return nil, usageErrorf("--timeout must be positive")
 	}
 	return cfg, nil
+}
+
+// statusFlags defines `cronsync status`'s flags into cfg.
+func statusFlags(cfg *statusConfig) *pflag.FlagSet {
+	fs := pflag.NewFlagSet("cronsync status", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	fs.SortFlags = false
+	fs.StringVarP(&cfg.opts.Namespace, "namespace", "n", "", "namespace to list (default: the context's)")
+	fs.BoolVarP(&cfg.opts.AllNamespaces, "all-namespaces", "A", false, "list every namespace")
+	fs.StringVarP(&cfg.opts.Output, "output", "o", "", `"wide" (more columns, nothing cut), "json" or "yaml" (default: a table)`)
+	fs.StringArrayVar(&cfg.contexts, "context", nil, "`NAME` of a kubeconfig context to read; several are read at once, with a CLUSTER column (repeatable; default: the current context)")
+	fs.BoolVar(&cfg.allContexts, "all-contexts", false, "read every context of the kubeconfig at once; one that cannot be read is a row saying why")
+	fs.StringVar(&cfg.kubeconfig, "kubeconfig", "", "kubeconfig file (default: KUBECONFIG, then ~/.kube/config; in a pod without one, its service account)")
+	fs.DurationVar(&cfg.opts.Timeout, "timeout", 20*time.Second, "how long each cluster may take to answer")
+	return fs
 }
 
 // runStatus is `cronsync status`: flags, kubeconfig, then package status.
