@@ -77,6 +77,9 @@ type config struct {
 	// parentChecked: the run found the ApplySet parent cronsync's, or
 	// absent (apply.Result.ParentChecked).
 	parentChecked bool
+	// parentRead is the parent's annotations as the run read them
+	// (apply.Result.ParentAnnotations).
+	parentRead map[string]string
 	// substitute and substituteFrom are the variable sources; with
 	// neither, no substitution happens.
 	substitute     map[string]string
@@ -163,6 +166,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.lease, "lease", "cronsync", "[NAMESPACE/]NAME of the coordination.k8s.io Lease held during a sync, so that two runs never apply at once; \"\" turns it off")
 	fs.DurationVar(&cfg.leaseDuration, "lease-duration", 30*time.Second, "how long a Lease whose holder died blocks other runs")
 	fs.StringVar(&cfg.terminationLog, "termination-log", "/dev/termination-log", "where the run's summary is written for kubectl describe pod to show (only if the file exists, or the flag is set)")
+	fs.BoolVar(&cfg.apply.ShowUnchanged, "show-unchanged", false, "print a line for every unchanged object too; by default only objects created, configured, recreated, pruned, failed, skipped or not ready get one (the summary counts the rest, and --output json lists every object)")
 	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
 	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure", "drift" (failures, and runs that repaired drift) or "always"`)
@@ -185,31 +189,8 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	if fs.NArg() > 0 {
 		return nil, usageErrorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
 	}
-	var envErr error
-	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed || envErr != nil {
-			return
-		}
-		name := envPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		v, ok := lookupEnv(name)
-		if !ok {
-			return
-		}
-		values := []string{v}
-		if f.Value.Type() == "stringArray" {
-			// A repeatable flag takes a comma-separated list from its
-			// environment variable.
-			values = strings.Split(v, ",")
-		}
-		for _, v := range values {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = usageErrorf("%s: %w", name, err)
-				return
-			}
-		}
-	})
-	if envErr != nil {
-		return nil, envErr
+	if err := fillFromEnv(fs, envPrefix, lookupEnv); err != nil {
+		return nil, err
 	}
 	if cfg.version {
 		return cfg, nil
@@ -307,6 +288,36 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		}
 	}
 	return cfg, nil
+}
+
+// fillFromEnv sets every flag of fs not given on the command line from its
+// environment variable: prefix and the flag's name in capitals, - turned
+// into _.
+func fillFromEnv(fs *pflag.FlagSet, prefix string, lookupEnv func(string) (string, bool)) error {
+	var envErr error
+	fs.VisitAll(func(f *pflag.Flag) {
+		if f.Changed || envErr != nil {
+			return
+		}
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		v, ok := lookupEnv(name)
+		if !ok {
+			return
+		}
+		values := []string{v}
+		if f.Value.Type() == "stringArray" {
+			// A repeatable flag takes a comma-separated list from its
+			// environment variable.
+			values = strings.Split(v, ",")
+		}
+		for _, v := range values {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = usageErrorf("%s: %w", name, err)
+				return
+			}
+		}
+	})
+	return envErr
 }
 
 // namespacedName resolves a [NAMESPACE/]NAME flag. Without a namespace it

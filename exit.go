@@ -13,6 +13,7 @@ import (
 	"github.com/cronsync/cronsync/gitsrc"
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/render"
+	"github.com/cronsync/cronsync/status"
 )
 
 // Exit statuses. The Job's podFailurePolicy in manifests/ fails the Job at
@@ -40,6 +41,9 @@ const (
 	// failed Job) or was not ready by --wait-timeout. Retrying the Job
 	// cannot fix a rollout; the next scheduled run checks again.
 	exitUnhealthy = 6
+	// exitAttention: `cronsync status` listed a sync that failed, is
+	// unhealthy or stale, or has no record, or could not read a cluster.
+	exitAttention = 1
 )
 
 // exitCode is the one place errors become exit statuses. When a run fails
@@ -84,6 +88,8 @@ func exitCode(err error) int {
 		return exitRetry
 	case *health.UnhealthyError:
 		return exitUnhealthy
+	case *status.AttentionError:
+		return exitAttention
 	case apierrors.APIStatus:
 		return apiStatusCode(e)
 	}

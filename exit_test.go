@@ -25,6 +25,7 @@ import (
 	"github.com/cronsync/cronsync/health"
 	"github.com/cronsync/cronsync/internal/testenv"
 	"github.com/cronsync/cronsync/render"
+	"github.com/cronsync/cronsync/status"
 )
 
 func TestExitCode(t *testing.T) {
@@ -85,6 +86,8 @@ func TestExitCode(t *testing.T) {
 		{"unhealthy and retry", errors.Join(obj(context.Canceled), unhealthy), exitUnhealthy},
 		{"unhealthy and content", errors.Join(unhealthy, obj(invalid)), exitContent},
 		{"unhealthy and config", errors.Join(unhealthy, usageErrorf("bad flag")), exitConfig},
+		{"cronsync status: a sync needs a look", &status.AttentionError{Listed: 3, Names: []string{"a/b failed"}}, 1},
+		{"cronsync status: bad kubeconfig", usageErrorf("%w", errors.New("--context \"x\": no such context")), exitConfig},
 	} {
 		if got := exitCode(tc.err); got != tc.want {
 			t.Errorf("%s: exitCode(%v) = %d, want %d", tc.name, tc.err, got, tc.want)

@@ -20,6 +20,9 @@ Run it from a CronJob; every flag can also be set as CRONSYNC_<FLAG_NAME>
 
 Usage:
   cronsync --repo URL [flags]
+  cronsync status [-A] [--context NAME]... [-o wide|json|yaml]
+      lists the syncs and their last results; the one subcommand
+      (cronsync status --help)
 
 Examples:
   # What manifests/ runs every five minutes (configured from a ConfigMap):
@@ -59,7 +62,7 @@ var flagGroups = []struct {
 		"timeout", "wait", "wait-timeout", "fast-unchanged"}},
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds", "adopt-from"}},
 	{"One sync at a time", []string{"lease", "lease-duration"}},
-	{"Reporting", []string{"output", "termination-log", "notify-url", "notify-on", "version"}},
+	{"Reporting", []string{"output", "show-unchanged", "termination-log", "notify-url", "notify-on", "version"}},
 }
 
 // printHelp writes the introduction, the flags in their groups, and the

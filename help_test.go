@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"io"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -25,7 +26,7 @@ func TestHelp(t *testing.T) {
 		"cronsync makes a Kubernetes cluster match one commit",
 		"--dry-run --detailed-exit-code",
 		"#exit-status",
-		"where the run's summary is written for kubectl describe pod",
+		"where the run's summary is written for kubectl describe",
 	} {
 		if !strings.Contains(help, want) {
 			t.Errorf("--help lacks %q", want)
@@ -109,4 +110,32 @@ func TestJsonnetFlags(t *testing.T) {
 			t.Errorf("%s: got %v (exit %d), want %s", args, err, exitCode(err), want)
 		}
 	}
+}
+
+// `cronsync --help` names the subcommand; `cronsync status --help` shows
+// each of its flags, and the README's status table has each with its
+// variable.
+func TestStatusHelp(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := exitCode(mainErr([]string{"--help"}, &stdout, &stderr)); code != 0 || !strings.Contains(stdout.String(), "cronsync status [-A]") ||
+		!strings.Contains(stdout.String(), "the one subcommand") {
+		t.Errorf("cronsync --help does not name cronsync status as the one subcommand")
+	}
+	stdout.Reset()
+	if code := exitCode(mainErr([]string{"status", "--help"}, &stdout, &stderr)); code != 0 || stderr.Len() > 0 {
+		t.Fatalf("status --help exited %d: %s", code, stderr.String())
+	}
+	readme, err := os.ReadFile("README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusFlags(&statusConfig{}).VisitAll(func(f *pflag.Flag) {
+		if !regexp.MustCompile(`--` + f.Name + `[ \[]`).MatchString(stdout.String()) {
+			t.Errorf("status --help lacks --%s", f.Name)
+		}
+		env := statusEnvPrefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if !regexp.MustCompile("(?m)^\\| `--" + f.Name + "`.*\\| `" + env + "` \\|").Match(readme) {
+			t.Errorf("README's status flag table has no row for --%s with %s", f.Name, env)
+		}
+	})
 }

@@ -44,6 +44,9 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 1 && args[0] == budget.ChildArg {
 		return budget.Serve(os.Stdin, stdout, map[string]budget.Task{render.JsonnetTask: render.ServeJsonnet, chart.Task: chart.Serve})
 	}
+	if len(args) > 0 && args[0] == "status" {
+		return runStatus(args[1:], stdout, stderr)
+	}
 	// Every line printed goes through secrets (see package redact). The
 	// JSON document is built from a Summary already cleaned and written as
 	// it is: masking its text could break its syntax.
@@ -294,7 +297,7 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	}
 	res, err := apply.Run(ctx, restCfg, opts)
 	if res != nil {
-		cfg.parentChecked = res.ParentChecked
+		cfg.parentChecked, cfg.parentRead = res.ParentChecked, res.ParentAnnotations
 		for _, o := range res.Objects {
 			sum.Counts[o.Action]++
 			ro := report.Object{Ref: o.Ref, Source: o.Source, Action: o.Action, WithoutRequest: o.WithoutRequest}

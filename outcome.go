@@ -98,13 +98,7 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		if p := cfg.parent; p.Name != "" {
 			tasks = append(tasks, func() error {
-				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, map[string]string{
-					"cronsync.dev/last-sync-commit": sum.Commit,
-					"cronsync.dev/last-sync-time":   sum.Started.UTC().Format(time.RFC3339),
-					"cronsync.dev/last-sync-result": sum.Result,
-					"cronsync.dev/last-sync-counts": sum.CountsLine(),
-					"cronsync.dev/last-sync-error":  firstError(sum),
-				}, cfg.parentChecked)
+				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, runRecord(sum, cfg.parentChecked, cfg.parentRead))
 			})
 		}
 		tasks = append(tasks, func() error {
@@ -124,6 +118,26 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	for _, err := range errs {
 		warn(err)
 	}
+}
+
+// runRecord is what the ApplySet parent keeps of a run: the last run's
+// outcome, and when the last successful one started, which only a
+// successful run changes (cronsync status judges a sync stale from it).
+func runRecord(sum *report.Summary, checked bool, read map[string]string) apply.Record {
+	started := sum.Started.UTC().Format(time.RFC3339)
+	anns := map[string]string{
+		report.AnnotationCommit: sum.Commit,
+		report.AnnotationTime:   started,
+		report.AnnotationResult: sum.Result,
+		report.AnnotationCounts: sum.CountsLine(),
+		report.AnnotationError:  firstError(sum),
+		report.AnnotationRepo:   sum.Repo,
+		report.AnnotationPath:   sum.Path,
+	}
+	if sum.Result == "synced" {
+		anns[report.AnnotationSuccess] = started
+	}
+	return apply.Record{Annotations: anns, Keep: []string{report.AnnotationSuccess}, Checked: checked, Read: read}
 }
 
 func firstError(sum *report.Summary) string {

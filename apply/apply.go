@@ -130,8 +130,15 @@ type Options struct {
 	// are spread over shards (see shards.go). 0 means 900 KiB, under the
 	// 1 MiB Secret limit. Tests set it small to shard a few hundred objects.
 	FastDataBytes int
-	// Out receives one line per object.
+	// Out receives one line per object the run created, configured,
+	// recreated, pruned, failed on or skipped, and the run's other
+	// progress lines.
 	Out io.Writer
+	// ShowUnchanged gives unchanged objects a line on Out too. Without it
+	// a no-change run prints nothing per object: at thousands of objects
+	// on a five-minute schedule those lines were most of a cluster's log,
+	// and the summary already counts them.
+	ShowUnchanged bool
 	// Secrets holds the values decrypted while the commit was read; an
 	// object whose name, namespace or label or annotation key holds one is
 	// refused before anything is sent. nil holds none.
@@ -206,6 +213,9 @@ type Result struct {
 	// ParentChecked says the run read the ApplySet parent and found it
 	// cronsync's, or absent: RecordRun need not read it again.
 	ParentChecked bool
+	// ParentAnnotations are the parent's annotations as the run read them
+	// (nil when it did not, or found none): what RecordRun carries over.
+	ParentAnnotations map[string]string
 }
 
 // Count returns how many objects ended with action.
@@ -252,7 +262,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	defer cancel()
 	res := &Result{}
 	if s.sameCommit(ctx, res) {
-		res.ParentChecked = s.parentChecked
+		res.ParentChecked, res.ParentAnnotations = s.parentChecked, s.readAnnotations()
 		return res, nil
 	}
 	s.forgetShortcut()
@@ -298,7 +308,7 @@ func Run(ctx context.Context, cfg *rest.Config, opts Options) (*Result, error) {
 	if s.fastEnabled() && s.unreachable() == nil && s.recordedFPs != nil {
 		err = errors.Join(err, s.writeFingerprints(ctx, slices.Concat(p.first, p.rest), err == nil && s.stop.Err() == nil))
 	}
-	res.ParentChecked = s.parentChecked
+	res.ParentChecked, res.ParentAnnotations = s.parentChecked, s.readAnnotations()
 	switch {
 	case s.unreachable() != nil:
 		err = s.collapseUnreachable(res, err)
@@ -694,6 +704,8 @@ func (s *syncer) emit(b *bytes.Buffer) {
 
 func (s *syncer) print(w io.Writer, r ObjectResult) {
 	switch {
+	case r.Action == ActionUnchanged && r.Drift == nil && !s.opts.ShowUnchanged:
+		// Counted in the summary (see ShowUnchanged).
 	case s.unreachable() != nil && (r.Action == ActionSkipped || isTransport(r.Err)):
 		// Said once for all of them, by Run.
 	case r.Action == ActionFailed || r.Action == ActionSkipped:

@@ -237,13 +237,39 @@ func commitMembers(p *plan) members {
 	return m
 }
 
+// readAnnotations are the parent's annotations as the run read them, nil
+// if it read none.
+func (s *syncer) readAnnotations() map[string]string {
+	if s.parent == nil {
+		return nil
+	}
+	return s.parent.GetAnnotations()
+}
+
+// Record is one run's outcome as RecordRun writes it on the parent.
+type Record struct {
+	// Annotations are written as they are.
+	Annotations map[string]string
+	// Keep names annotations that stay as the parent has them when
+	// Annotations lacks them: server-side apply removes a field its manager
+	// no longer sends, and some of the record (when the last run succeeded)
+	// is not this run's to say.
+	Keep []string
+	// Checked is the run's Result.ParentChecked: a parent the run found its
+	// own is not read again.
+	Checked bool
+	// Read is the run's Result.ParentAnnotations, where what Keep names is
+	// found when Checked.
+	Read map[string]string
+}
+
 // RecordRun writes annotations describing the last run onto the ApplySet
 // parent (creating it if this is the first run), so that
-// `kubectl get secret cronsync -o yaml` answers "which commit is live?". It
-// uses its own field manager, so that the membership annotations, which the
-// run itself owns, are neither touched nor dropped. checked is the run's
-// Result.ParentChecked: a parent the run found its own is not read again.
-func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string, annotations map[string]string, checked bool) error {
+// `kubectl get secret cronsync -o yaml` and `cronsync status` answer "which
+// commit is live?". It uses its own field manager, so that the membership
+// annotations, which the run itself owns, are neither touched nor dropped.
+func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string, rec Record) error {
+	annotations, checked, read := rec.Annotations, rec.Checked, rec.Read
 	// Metadata only, both ways: the parent's data is the run's fingerprints.
 	md, err := metadata.NewForConfig(cfg)
 	if err != nil {
@@ -262,9 +288,15 @@ func RecordRun(ctx context.Context, cfg *rest.Config, a ApplySet, version string
 			if name, _, _ := strings.Cut(parent.GetAnnotations()[applySetToolingAnn], "/"); name != toolingName {
 				return fmt.Errorf("not recording the run on ApplySet parent %s: it is managed by %q", a, name)
 			}
+			read = parent.GetAnnotations()
 		}
 	}
 	anns := map[string]string{applySetToolingAnn: toolingName + "/" + version}
+	for _, k := range rec.Keep {
+		if v, ok := read[k]; ok {
+			anns[k] = v
+		}
+	}
 	maps.Copy(anns, annotations)
 	patch, err := a.parentPatch(anns)
 	if err != nil {

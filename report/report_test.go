@@ -143,3 +143,23 @@ func TestRedact(t *testing.T) {
 		t.Errorf("ref %q", ref.Ref)
 	}
 }
+
+// What status reads back from the parent is what CountsLine wrote.
+func TestParseCounts(t *testing.T) {
+	for _, s := range []*Summary{
+		{Counts: map[string]int{"configured": 5, "unchanged": 1}, Drifted: 4},
+		{Counts: map[string]int{"configured": 5, "unchanged": 1}, Drifted: 4, DryRun: "server"},
+		{Counts: map[string]int{"created": 3, "pruned": 2, "failed": 1}, Health: &Health{Ready: 2}},
+		{Counts: map[string]int{"unchanged": 1200}, WithoutRequest: 1200},
+		{Counts: map[string]int{}},
+	} {
+		line := s.CountsLine()
+		objects, drifted, ok := ParseCounts(line)
+		if want := s.Counts["created"] + s.Counts["configured"] + s.Counts["unchanged"] + s.Counts["failed"]; !ok || objects != want || drifted != s.Drifted {
+			t.Errorf("%q: %d objects, %d drifted (%v); want %d, %d", line, objects, drifted, ok, want, s.Drifted)
+		}
+	}
+	if _, _, ok := ParseCounts("nothing applied"); ok {
+		t.Error("a line that is not a CountsLine was read as one")
+	}
+}

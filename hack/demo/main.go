@@ -3,7 +3,7 @@
 // kube-controller-manager, kube-scheduler and a kwok fake node (what the e2e
 // tests start), so that the example's Deployment really rolls out. It runs
 // the cronsync binary `make build` made on examples/hello from this
-// repository's HEAD, in five steps, and checks each: it exits non-zero when
+// repository's HEAD, in six steps, and checks each: it exits non-zero when
 // a step does not show what it says, so it is a test too (CI runs it). Run
 // it with `make demo`.
 package main
@@ -36,7 +36,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo failed:", err)
 		os.Exit(1)
 	}
-	fmt.Printf("\ndemo: all five steps showed what they claim, in %s\n", time.Since(start).Round(time.Second))
+	fmt.Printf("\ndemo: all six steps showed what they claim, in %s\n", time.Since(start).Round(time.Second))
 }
 
 // user is who cronsync runs as, so that the audit log tells its requests
@@ -75,7 +75,7 @@ func demo() error {
 	if e.kubeconfig, err = c.WriteKubeconfig(user, "system:masters"); err != nil {
 		return err
 	}
-	for _, step := range []func() error{e.firstSync, e.sameCommit, e.drift, e.badCommit, e.recorded} {
+	for _, step := range []func() error{e.firstSync, e.sameCommit, e.drift, e.badCommit, e.recorded, e.status} {
 		if err := step(); err != nil {
 			return err
 		}
@@ -250,6 +250,30 @@ func (e *env) recorded() error {
 	return nil
 }
 
+func (e *env) status() error {
+	fmt.Println("\n== 6. Which sync is failing? `cronsync status` lists every sync from those records, and exits 1 while one needs a look.")
+	r, err := e.cronsync(1, "status")
+	if err != nil {
+		return err
+	}
+	var row string
+	for line := range strings.SplitSeq(r.stdout, "\n") {
+		if f := strings.Fields(line); len(f) > 2 && f[0] == "default" && f[1] == "cronsync" {
+			row = line
+		}
+	}
+	switch {
+	case row == "":
+		return errors.New("step 6: no row for the sync default/cronsync")
+	case !strings.Contains(row, " failed ") || !strings.Contains(row, "service/api -n hello (examples/hello/api.yaml)"):
+		return fmt.Errorf("step 6: the row does not show the failed sync and its first error: %q", row)
+	case !strings.Contains(r.stderr, "default/cronsync failed"):
+		return fmt.Errorf("step 6: stderr does not name the failed sync: %q", r.stderr)
+	}
+	fmt.Println("-- exit 1: the sync default/cronsync failed on the bad commit, named with its first error")
+	return nil
+}
+
 // resourceOf shortens a request's URI to what it is about
 // (leases/cronsync -n default).
 func resourceOf(uri string) string {
@@ -281,7 +305,12 @@ func (e *env) cronsync(want int, args ...string) (result, error) {
 	}
 	fmt.Printf("$ cronsync %s\n", strings.Join(shown, " "))
 	var stdout, stderr strings.Builder
-	cmd := exec.Command(e.binary, append([]string{"--kubeconfig", e.kubeconfig}, args...)...)
+	flags := append([]string{"--kubeconfig", e.kubeconfig}, args...)
+	if len(args) > 0 && args[0] == "status" {
+		// The subcommand comes first.
+		flags = append([]string{"status", "--kubeconfig", e.kubeconfig}, args[1:]...)
+	}
+	cmd := exec.Command(e.binary, flags...)
 	cmd.Stdout = io.MultiWriter(&stdout, os.Stdout)
 	cmd.Stderr = io.MultiWriter(&stderr, os.Stderr)
 	err := cmd.Run()

@@ -21,7 +21,10 @@
 # .cache/testbin (ignored by git) or $TESTBIN_DIR.
 #
 # `build.sh kubectl` also builds kubectl (the benchmark compares against it;
-# the tests do not need it).
+# the tests do not need it). `build.sh cluster` builds only what starts a
+# cluster that acts (kube-apiserver, etcd, kube-controller-manager,
+# kube-scheduler, kwok): what `make demo` runs, without the CLIs the tests
+# compare with, which on a cold machine took minutes of the demo's build.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
@@ -51,7 +54,14 @@ mkdir -p "$out"
 # Each result is moved into place only when complete, so an interrupted build
 # never leaves a broken binary.
 want=(kube-apiserver etcd kube-controller-manager kube-scheduler)
-[ "${1:-}" = kubectl ] && want+=(kubectl)
+clis=true
+for arg in "$@"; do
+  case $arg in
+    kubectl) want+=(kubectl) ;;
+    cluster) clis=false ;;
+    *) echo "build.sh: unknown argument $arg (kubectl, cluster)" >&2; exit 2 ;;
+  esac
+done
 pkgs=()
 for name in "${want[@]}"; do
   [ -x "$out/$name" ] && continue
@@ -112,11 +122,13 @@ tmps=("$out/k8s.partial.$$" "$out/kwok.partial.$$" "$out/helm.partial.$$" "$out/
 pids=()
 k8s_build & pids+=($!)
 kwok_build & pids+=($!)
-gotool helm helm.sh/helm/v4/cmd/helm "$helm" & pids+=($!)
-gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize" & pids+=($!)
-gotool jsonnet github.com/google/go-jsonnet/cmd/jsonnet "$jsonnet" & pids+=($!)
-gotool sops github.com/getsops/sops/v3/cmd/sops "$sops" & pids+=($!)
-gotool age-keygen filippo.io/age/cmd/age-keygen "$age" & pids+=($!)
+if $clis; then
+  gotool helm helm.sh/helm/v4/cmd/helm "$helm" & pids+=($!)
+  gotool kustomize sigs.k8s.io/kustomize/kustomize/v5 "$kustomize" & pids+=($!)
+  gotool jsonnet github.com/google/go-jsonnet/cmd/jsonnet "$jsonnet" & pids+=($!)
+  gotool sops github.com/getsops/sops/v3/cmd/sops "$sops" & pids+=($!)
+  gotool age-keygen filippo.io/age/cmd/age-keygen "$age" & pids+=($!)
+fi
 failed=0
 for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
 if [ $failed -ne 0 ]; then
