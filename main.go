@@ -138,6 +138,9 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 	}
 	cfg.parent = opts.ApplySet
+	if cfg.commitStatus != nil && opts.DryRun == apply.DryRunNone {
+		cfg.statusRun = cfg.commitStatus.Start(opts.ApplySet.Namespace, opts.ApplySet.Name, cfg.apply.Secrets)
+	}
 	if cfg.lease != "" {
 		// Named to apply even in a dry run, which takes no Lease: a commit
 		// holding it is refused either way.
@@ -231,6 +234,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	}
 	opts.Commit = commit
 	opts.Revision = co.Commit + ":" + commit.Path
+	if sr := cfg.statusRun; sr != nil {
+		// What this sync posted last is on the parent the run reads; a
+		// new commit is posted as pending beside the apply.
+		opts.ParentRead = func(ctx context.Context, anns map[string]string) { sr.ParentRead(ctx, anns, co.Commit) }
+	}
 	if cfg.submodules == "off" {
 		// The same commit holds other objects without its submodules.
 		opts.Revision += " without submodules"

@@ -95,16 +95,28 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if cfg.releaseLease != nil {
 		tasks = append(tasks, func() error { return cfg.releaseLease(ctx) })
 	}
+	// The commit status's own warning, printed before the others.
+	var statusErr error
 	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		if p := cfg.parent; p.Name != "" {
 			tasks = append(tasks, func() error {
-				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, map[string]string{
+				anns := map[string]string{
 					"cronsync.dev/last-sync-commit": sum.Commit,
 					"cronsync.dev/last-sync-time":   sum.Started.UTC().Format(time.RFC3339),
 					"cronsync.dev/last-sync-result": sum.Result,
 					"cronsync.dev/last-sync-counts": sum.CountsLine(),
 					"cronsync.dev/last-sync-error":  firstError(sum),
-				}, cfg.parentChecked)
+				}
+				// Posted before the record is written, which says
+				// whether the forge took it.
+				if sr := cfg.statusRun; sr != nil {
+					var rec string
+					rec, statusErr = finishCommitStatus(ctx, cfg, sr, sum)
+					if rec != "" {
+						anns[report.CommitStatusAnnotation] = rec
+					}
+				}
+				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, anns, cfg.parentChecked)
 			})
 		}
 		tasks = append(tasks, func() error {
@@ -121,6 +133,7 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 		wg.Go(func() { errs[i] = task() })
 	}
 	wg.Wait()
+	warn(statusErr)
 	for _, err := range errs {
 		warn(err)
 	}
@@ -131,4 +144,16 @@ func firstError(sum *report.Summary) string {
 		return ""
 	}
 	return sum.Errors[0][:min(1024, len(sum.Errors[0]))]
+}
+
+// finishCommitStatus posts the run's commit status if it differs from the
+// one this sync posted last. A run that stopped before reading its
+// ApplySet parent reads what was posted last from it now.
+func finishCommitStatus(ctx context.Context, cfg *config, sr *report.StatusRun, sum *report.Summary) (string, error) {
+	if !sr.Known() {
+		if anns, err := apply.ParentAnnotations(ctx, cfg.restConfig, cfg.parent); err == nil {
+			sr.ParentRead(ctx, anns, "")
+		}
+	}
+	return sr.Finish(ctx, sum)
 }
