@@ -60,8 +60,8 @@ type config struct {
 	// parent is known (nil in a dry run).
 	commitStatus *report.CommitStatus
 	statusRun    *report.StatusRun
-	version             bool
-	apply               apply.Options
+	version      bool
+	apply        apply.Options
 	// render is how the commit's files become objects.
 	render render.Options
 	// wait turns on waiting for what was applied to be ready; health
