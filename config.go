@@ -55,13 +55,8 @@ type config struct {
 	outputJSON          bool
 	terminationLog      string
 	notify              report.Webhook
-	// commitStatus posts each run's outcome on the forge; nil without
-	// --commit-status. statusRun is this run's, once the sync's ApplySet
-	// parent is known (nil in a dry run).
-	commitStatus *report.CommitStatus
-	statusRun    *report.StatusRun
-	version      bool
-	apply        apply.Options
+	version             bool
+	apply               apply.Options
 	// render is how the commit's files become objects.
 	render render.Options
 	// wait turns on waiting for what was applied to be ready; health
@@ -86,6 +81,12 @@ type config struct {
 	// neither, no substitution happens.
 	substitute     map[string]string
 	substituteFrom []varSource
+
+	// commitStatus posts each run's outcome on the forge; nil without
+	// --commit-status. statusRun is this run's, once the sync's ApplySet
+	// parent is known (nil in a dry run).
+	commitStatus *report.CommitStatus
+	statusRun    *report.StatusRun
 }
 
 var errHelp = pflag.ErrHelp
