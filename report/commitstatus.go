@@ -486,7 +486,10 @@ func (s *Summary) StatusLine() string {
 	}
 	switch {
 	case s.ExitCode == 0:
-		line := fmt.Sprintf("synced %s: %d objects", s.Path, total)
+		line := fmt.Sprintf("synced: %d objects", total)
+		if s.Path != "." && s.Path != "" {
+			line = fmt.Sprintf("synced %s: %d objects", s.Path, total)
+		}
 		if s.Health != nil {
 			line += fmt.Sprintf(", %d ready", s.Health.Ready)
 		}

@@ -123,7 +123,8 @@ func (s *Server) Accepted() []Status {
 	return slices.Clone(s.accepted)
 }
 
-// Rejected says why each request off the documentation was refused.
+// Rejected says why each request off the documentation was refused (a
+// wrong token aside).
 func (s *Server) Rejected() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -184,9 +185,13 @@ func (s *Server) serve(w http.ResponseWriter, req *http.Request) {
 	}
 	st, code, ref := s.check(req, body, token)
 	if ref != nil {
-		s.mu.Lock()
-		s.rejected = append(s.rejected, fmt.Sprintf("%s %s: %d %s", req.Method, req.URL.RequestURI(), ref.code, ref.msg))
-		s.mu.Unlock()
+		// A token the forge does not know is refused as it would be, but
+		// the request is not off the documentation.
+		if ref.code != http.StatusUnauthorized {
+			s.mu.Lock()
+			s.rejected = append(s.rejected, fmt.Sprintf("%s %s: %d %s", req.Method, req.URL.RequestURI(), ref.code, ref.msg))
+			s.mu.Unlock()
+		}
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(ref.code)
 		json.NewEncoder(w).Encode(map[string]string{"message": ref.msg})
