@@ -173,11 +173,11 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
 	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure", "drift" (failures, and runs that repaired drift) or "always"`)
 	cs := report.DefaultCommitStatus()
-	fs.StringVar(&cs.Provider, "commit-status", "", "post each run's result as a status of the commit it synced, one per cluster and sync, on this forge: "+
+	fs.StringVar(&cs.Provider, "commit-status", "", "post each run's result as a status of the commit it synced, one per cluster and sync, on this forge's `PROVIDER`: "+
 		"github (GitHub Enterprise too), gitlab, gitea (Forgejo too), bitbucket (Cloud), bitbucketserver (Data Center too) or azuredevops; only when it differs from what this sync posted last")
-	fs.StringVar(&cs.TokenFile, "commit-status-token-file", "", "file holding the forge's token (Bitbucket: an access token, or USER:APP_PASSWORD), read on every run, never printed")
+	fs.StringVar(&cs.TokenFile, "commit-status-token-file", "", "`FILE` holding the forge's token (Bitbucket: an access token, or USER:APP_PASSWORD), read on every run, never printed")
 	fs.StringVar(&cs.API, "commit-status-api", "", "`URL` of the forge's API, for a server whose address --repo does not give (default: from --repo's host: https://api.github.com, https://HOST/api/v3, /api/v4, /api/v1, ...)")
-	fs.StringVar(&cs.URLTemplate, "commit-status-url", "", "the status's link (a dashboard, a log query), with {cluster}, {namespace}, {applyset}, {commit}, {result} and {path} replaced")
+	fs.StringVar(&cs.URLTemplate, "commit-status-url", "", "`TEMPLATE` of the status's link (a dashboard, a log query), with {cluster}, {namespace}, {applyset}, {commit}, {result} and {path} replaced")
 	fs.StringVar(&cs.Cluster, "cluster-name", "", "this cluster's `NAME`, in each commit status's context cronsync/NAME/NAMESPACE/APPLYSET (required with --commit-status)")
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
