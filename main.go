@@ -209,6 +209,12 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}()
 	}
 	if cloneErr != nil {
+		// A commit refused (unsigned) is still the run's commit: its
+		// failure is recorded, and posted, on it.
+		var ce *gitsrc.CommitError
+		if errors.As(cloneErr, &ce) {
+			sum.Commit, sum.Message = ce.Commit, "nothing applied"
+		}
 		return cloneErr
 	}
 	sum.Ref, sum.Commit = co.Ref, co.Commit

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/crypto/ssh"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/cronsync/cronsync/internal/forgetest"
@@ -170,6 +171,16 @@ func TestCommitStatus(t *testing.T) {
 	sync(exitUnhealthy, 1, unhealthy...)
 	latest(web, "failure", "not healthy: ")
 	sync(exitUnhealthy, 0, unhealthy...)
+
+	// An unsigned commit (4) is refused before anything is read from the
+	// cluster: the parent's record is read at the end, and the failure
+	// posted once.
+	keys := filepath.Join(t.TempDir(), "allowed_signers")
+	signer, _ := testenv.NewEd25519(t)
+	os.WriteFile(keys, append([]byte("ops@example.com "), ssh.MarshalAuthorizedKey(signer.PublicKey())...), 0o600)
+	sync(exitUnverified, 1, "--verify-keys-file", keys)
+	latest(web, "failure", "failed: commit "+web+" is not signed")
+	sync(exitUnverified, 0, "--verify-keys-file", keys)
 
 	for _, o := range outputs {
 		if strings.Contains(o, token) || strings.Contains(o, "ghp_revoked") {
