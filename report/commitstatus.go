@@ -223,7 +223,7 @@ func parseRemote(repo string) (*remote, error) {
 			return nil, fmt.Errorf("--repo %s names no forge: a commit status needs an https or ssh address", r.shown)
 		}
 		r.host, p = u.Hostname(), u.Path
-	} else if at, path, ok := strings.Cut(repo, ":"); ok && !strings.ContainsAny(at, "/\\") && at != "" && len(at) > 1 {
+	} else if at, path, ok := strings.Cut(repo, ":"); ok && len(at) > 1 && !strings.ContainsAny(at, "/\\") {
 		// user@host:path, as git reads it when no slash comes first.
 		host := at[strings.LastIndex(at, "@")+1:]
 		r.ssh, r.host, r.web, p = true, host, &url.URL{Scheme: "https", Host: host}, path
@@ -372,9 +372,6 @@ func (c *CommitStatus) Start(namespace, applySet string, secrets *redact.Secrets
 	}
 	return r
 }
-
-// Context is the status's name on the forge: cronsync/CLUSTER/NAMESPACE/APPLYSET.
-func (r *StatusRun) Context() string { return r.context }
 
 // Known says whether ParentRead was called.
 func (r *StatusRun) Known() bool {
