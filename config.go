@@ -84,6 +84,12 @@ type config struct {
 	// neither, no substitution happens.
 	substitute     map[string]string
 	substituteFrom []varSource
+
+	// commitStatus posts each run's outcome on the forge; nil without
+	// --commit-status. statusRun is this run's, once the sync's ApplySet
+	// parent is known (nil in a dry run).
+	commitStatus *report.CommitStatus
+	statusRun    *report.StatusRun
 }
 
 var errHelp = pflag.ErrHelp
@@ -170,6 +176,13 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.output, "output", "text", `"json" prints the run's summary and per-object results as one JSON document on stdout (the lines for people go to stderr)`)
 	fs.StringVar(&cfg.notify.URL, "notify-url", "", "POST a JSON summary (Slack-compatible) here when a run fails")
 	fs.StringVar(&cfg.notifyOn, "notify-on", "failure", `"failure", "drift" (failures, and runs that repaired drift) or "always"`)
+	cs := report.DefaultCommitStatus()
+	fs.StringVar(&cs.Provider, "commit-status", "", "post each run's result as a status of the commit it synced, one per cluster and sync, on this forge's `PROVIDER`: "+
+		"github (GitHub Enterprise too), gitlab, gitea (Forgejo too), bitbucket (Cloud), bitbucketserver (Data Center too) or azuredevops; only when it differs from what this sync posted last")
+	fs.StringVar(&cs.TokenFile, "commit-status-token-file", "", "`FILE` holding the forge's token (Bitbucket: an access token, or USER:APP_PASSWORD), read on every run, never printed")
+	fs.StringVar(&cs.API, "commit-status-api", "", "`URL` of the forge's API, for a server whose address --repo does not give (default: from --repo's host: https://api.github.com, https://HOST/api/v3, /api/v4, /api/v1, ...)")
+	fs.StringVar(&cs.URLTemplate, "commit-status-url", "", "`TEMPLATE` of the status's link (a dashboard, a log query), with {cluster}, {namespace}, {applyset}, {commit}, {result} and {path} replaced")
+	fs.StringVar(&cs.Cluster, "cluster-name", "", "this cluster's `NAME`, in each commit status's context cronsync/NAME/NAMESPACE/APPLYSET (required with --commit-status)")
 	fs.StringVar(&cfg.workDir, "work-dir", "", "where the clone is written (default: $TMPDIR); removed at exit")
 	fs.BoolVar(&cfg.version, "version", false, "print the version and exit")
 
@@ -246,6 +259,9 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	case fs.Changed("wait-timeout") && cfg.health.Timeout >= cfg.timeout:
 		return nil, usageErrorf("--wait-timeout (%s) must be below --timeout (%s): the run must have time left to report", cfg.health.Timeout, cfg.timeout)
 	}
+	if err := commitStatusFlags(cfg, &cs); err != nil {
+		return nil, err
+	}
 	if !fs.Changed("wait-timeout") && cfg.health.Timeout >= cfg.timeout {
 		// A short --timeout alone must not make the default an error.
 		cfg.health.Timeout = cfg.timeout / 2
@@ -318,6 +334,32 @@ func fillFromEnv(fs *pflag.FlagSet, prefix string, lookupEnv func(string) (strin
 		}
 	})
 	return envErr
+}
+
+// commitStatusFlags checks --commit-status and the flags that go with it,
+// and keeps cs in cfg when it is on.
+func commitStatusFlags(cfg *config, cs *report.CommitStatus) error {
+	if cs.Provider == "" {
+		for _, f := range []struct{ flag, v string }{{"--commit-status-token-file", cs.TokenFile}, {"--commit-status-api", cs.API}, {"--commit-status-url", cs.URLTemplate}} {
+			if f.v != "" {
+				return usageErrorf("%s means nothing without --commit-status", f.flag)
+			}
+		}
+		return nil
+	}
+	switch {
+	case cs.Cluster == "":
+		return usageErrorf("--commit-status needs --cluster-name (or %sCLUSTER_NAME): it names this cluster in the status's context", envPrefix)
+	case cfg.applySet == "":
+		return usageErrorf("--commit-status needs --applyset: its parent records what was posted, so that a run that changes nothing posts nothing")
+	}
+	cs.Repo, cs.Path = cfg.repo, cfg.path
+	cs.UserAgent = "cronsync/" + version()
+	if err := cs.Check(); err != nil {
+		return usageErrorf("%w", err)
+	}
+	cfg.commitStatus = cs
+	return nil
 }
 
 // namespacedName resolves a [NAMESPACE/]NAME flag. Without a namespace it

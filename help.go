@@ -63,6 +63,7 @@ var flagGroups = []struct {
 	{"Prune", []string{"applyset", "prune", "prune-allow-empty", "prune-namespaces-and-crds", "adopt-from"}},
 	{"One sync at a time", []string{"lease", "lease-duration"}},
 	{"Reporting", []string{"output", "show-unchanged", "termination-log", "notify-url", "notify-on", "version"}},
+	{"Commit status on the forge", []string{"commit-status", "commit-status-token-file", "commit-status-api", "commit-status-url", "cluster-name"}},
 }
 
 // printHelp writes the introduction, the flags in their groups, and the

@@ -141,6 +141,9 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 	}
 	cfg.parent = opts.ApplySet
+	if cfg.commitStatus != nil && opts.DryRun == apply.DryRunNone {
+		cfg.statusRun = cfg.commitStatus.Start(opts.ApplySet.Namespace, opts.ApplySet.Name, cfg.apply.Secrets)
+	}
 	if cfg.lease != "" {
 		// Named to apply even in a dry run, which takes no Lease: a commit
 		// holding it is refused either way.
@@ -209,6 +212,12 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}()
 	}
 	if cloneErr != nil {
+		// A commit refused (unsigned) is still the run's commit: its
+		// failure is recorded, and posted, on it.
+		var ce *gitsrc.CommitError
+		if errors.As(cloneErr, &ce) {
+			sum.Commit, sum.Message = ce.Commit, "nothing applied"
+		}
 		return cloneErr
 	}
 	sum.Ref, sum.Commit = co.Ref, co.Commit
@@ -234,6 +243,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 	}
 	opts.Commit = commit
 	opts.Revision = co.Commit + ":" + commit.Path
+	if sr := cfg.statusRun; sr != nil {
+		// What this sync posted last is on the parent the run reads; a
+		// new commit is posted as pending beside the apply.
+		opts.ParentRead = func(ctx context.Context, anns map[string]string) { sr.ParentRead(ctx, anns, co.Commit) }
+	}
 	if cfg.submodules == "off" {
 		// The same commit holds other objects without its submodules.
 		opts.Revision += " without submodules"

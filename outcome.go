@@ -95,10 +95,22 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if cfg.releaseLease != nil {
 		tasks = append(tasks, func() error { return cfg.releaseLease(ctx) })
 	}
+	// The commit status's own warning, printed before the others.
+	var statusErr error
 	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		if p := cfg.parent; p.Name != "" {
 			tasks = append(tasks, func() error {
-				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, runRecord(sum, cfg.parentChecked, cfg.parentRead))
+				rec := runRecord(sum, cfg.parentChecked, cfg.parentRead)
+				// Posted before the record is written, which says
+				// whether the forge took it.
+				if sr := cfg.statusRun; sr != nil {
+					var posted string
+					posted, statusErr = finishCommitStatus(ctx, cfg, sr, sum)
+					if posted != "" {
+						rec.Annotations[report.CommitStatusAnnotation] = posted
+					}
+				}
+				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, rec)
 			})
 		}
 		tasks = append(tasks, func() error {
@@ -115,6 +127,7 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 		wg.Go(func() { errs[i] = task() })
 	}
 	wg.Wait()
+	warn(statusErr)
 	for _, err := range errs {
 		warn(err)
 	}
@@ -137,7 +150,7 @@ func runRecord(sum *report.Summary, checked bool, read map[string]string) apply.
 	if sum.Result == "synced" {
 		anns[report.AnnotationSuccess] = started
 	}
-	return apply.Record{Annotations: anns, Keep: []string{report.AnnotationSuccess}, Checked: checked, Read: read}
+	return apply.Record{Annotations: anns, Keep: []string{report.AnnotationSuccess, report.CommitStatusAnnotation}, Checked: checked, Read: read}
 }
 
 func firstError(sum *report.Summary) string {
@@ -145,4 +158,16 @@ func firstError(sum *report.Summary) string {
 		return ""
 	}
 	return sum.Errors[0][:min(1024, len(sum.Errors[0]))]
+}
+
+// finishCommitStatus posts the run's commit status if it differs from the
+// one this sync posted last. A run that stopped before reading its
+// ApplySet parent reads what was posted last from it now.
+func finishCommitStatus(ctx context.Context, cfg *config, sr *report.StatusRun, sum *report.Summary) (string, error) {
+	if !sr.Known() {
+		if anns, err := apply.ParentAnnotations(ctx, cfg.restConfig, cfg.parent); err == nil {
+			sr.ParentRead(ctx, anns, "")
+		}
+	}
+	return sr.Finish(ctx, sum)
 }

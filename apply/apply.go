@@ -103,6 +103,12 @@ type Options struct {
 	PruneNamespacesAndCRDs bool
 	// Version is cronsync's version, recorded on the ApplySet parent.
 	Version string
+	// ParentRead, if set, is given the ApplySet parent's annotations once
+	// the run has read the parent and found it cronsync's (empty when
+	// there is none yet): what the last run recorded there is then known
+	// without another request. It is not called when the run never reads
+	// the parent.
+	ParentRead func(ctx context.Context, annotations map[string]string)
 	// Build identifies the executable (its Go build ID): the record of a
 	// commit's objects that one build wrote is not trusted by another,
 	// which may render the same commit differently.

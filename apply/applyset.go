@@ -116,6 +116,9 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	if apierrors.IsNotFound(err) {
 		s.recordedFPs = map[string]string{}
 		s.parentChecked = true
+		if s.opts.ParentRead != nil {
+			s.opts.ParentRead(ctx, map[string]string{})
+		}
 		return m, nil
 	}
 	if err != nil {
@@ -139,6 +142,9 @@ func (s *syncer) readParent(ctx context.Context) (members, error) {
 	}
 	m.namespaces[a.Namespace] = true
 	s.parentChecked = true
+	if s.opts.ParentRead != nil {
+		s.opts.ParentRead(ctx, parent.GetAnnotations())
+	}
 	s.readFastData(ctx, parent)
 	return m, nil
 }
@@ -261,6 +267,28 @@ type Record struct {
 	// Read is the run's Result.ParentAnnotations, where what Keep names is
 	// found when Checked.
 	Read map[string]string
+}
+
+// ParentAnnotations returns the annotations of the ApplySet parent, for a
+// run that did not get as far as reading it; none, and no error, when
+// there is no parent yet. A parent another tool manages is refused, as
+// RecordRun refuses to write it.
+func ParentAnnotations(ctx context.Context, cfg *rest.Config, a ApplySet) (map[string]string, error) {
+	md, err := metadata.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	parent, err := md.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, a.Name, metav1.GetOptions{})
+	switch {
+	case apierrors.IsNotFound(err):
+		return map[string]string{}, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading ApplySet parent %s: %w", a, err)
+	}
+	if name, _, _ := strings.Cut(parent.GetAnnotations()[applySetToolingAnn], "/"); name != toolingName {
+		return nil, fmt.Errorf("ApplySet parent %s is managed by %q", a, name)
+	}
+	return parent.GetAnnotations(), nil
 }
 
 // RecordRun writes annotations describing the last run onto the ApplySet

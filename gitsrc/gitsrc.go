@@ -263,7 +263,7 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 	}
 	if opts.VerifyKeysFile != "" {
 		if err := verify(repo, target, commit, opts.VerifyKeysFile); err != nil {
-			return nil, err
+			return nil, &CommitError{Commit: co.Commit, Err: err}
 		}
 	}
 	co.repo, co.commit = repo, commit

@@ -21,6 +21,18 @@ import (
 // trusted key. Nothing from it may be applied.
 var ErrUnverified = errors.New("signature not verified")
 
+// CommitError is a fault of one commit that the clone found after it
+// knew which commit it was (an unsigned one): its caller can still say
+// which commit it refused, on the forge too.
+type CommitError struct {
+	// Commit is the commit's SHA.
+	Commit string
+	Err    error
+}
+
+func (e *CommitError) Error() string { return e.Err.Error() }
+func (e *CommitError) Unwrap() error { return e.Err }
+
 func unverified(format string, args ...any) error {
 	return &classed{class: ErrUnverified, msg: fmt.Sprintf(format, args...)}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp"
 	"github.com/ProtonMail/go-crypto/openpgp/armor"
 	"github.com/go-git/go-git/v5"
+	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"golang.org/x/crypto/ssh"
 
@@ -110,6 +111,11 @@ func TestVerifyPGP(t *testing.T) {
 		err := cloneVerified(t, url, ref, trustedRing)
 		if !errors.Is(err, gitsrc.ErrUnverified) || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err = %v, want ErrUnverified saying %q", ref, err, want)
+		}
+		// Which commit was refused is known, for the commit status.
+		var ce *gitsrc.CommitError
+		if sha, _ := repo.ResolveRevision(plumbing.Revision(ref)); !errors.As(err, &ce) || ce.Commit != sha.String() {
+			t.Errorf("%s: err = %#v, want a CommitError naming %s", ref, err, sha)
 		}
 	}
 }

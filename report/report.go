@@ -1,6 +1,7 @@
 // Package report makes the outcome of one run visible where an operator of
 // a CronJob looks: the pod's termination message, Kubernetes Events, a JSON
-// document for pipelines, and a webhook for alerting. A failure to report is
+// document for pipelines, a webhook for alerting, and a status on the
+// commit for whoever looks at the forge. A failure to report is
 // never a failure of the sync: callers print it and keep the exit status.
 package report
 
