@@ -146,6 +146,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 	}
 
+	// A fleet on one schedule spreads its requests to Git (see splay.go).
+	if err := splayWait(ctx, cfg, restCfg, opts.ApplySet, out); err != nil {
+		return err
+	}
+
 	// The clone reads nothing from the cluster, so it goes beside taking
 	// the Lease; a Lease held by another run, or not taken, stops it.
 	// Each step that talks to the Git server is bounded by --git-timeout.
