@@ -49,16 +49,16 @@ type config struct {
 	submodules          string
 	gitTimeout, timeout time.Duration
 	// splay is --splay: the span a scheduled run's wait is taken from.
-	splay time.Duration
-	applySet, lease     string
-	leaseDuration       time.Duration
-	detailedExitCode    bool
-	output, notifyOn    string
-	outputJSON          bool
-	terminationLog      string
-	notify              report.Webhook
-	version             bool
-	apply               apply.Options
+	splay            time.Duration
+	applySet, lease  string
+	leaseDuration    time.Duration
+	detailedExitCode bool
+	output, notifyOn string
+	outputJSON       bool
+	terminationLog   string
+	notify           report.Webhook
+	version          bool
+	apply            apply.Options
 	// render is how the commit's files become objects.
 	render render.Options
 	// wait turns on waiting for what was applied to be ready; health
