@@ -371,3 +371,40 @@ func TestPartialUnrequestedBlobs(t *testing.T) {
 		})
 	}
 }
+
+// Symlinks that leave the repository are written as the commit has them
+// (the reader refuses them) and never followed: Need writes nothing
+// outside the checkout, through a link or a "..".
+func TestPartialNeedStaysInside(t *testing.T) {
+	outside := t.TempDir()
+	r := testenv.NewRepo(t)
+	r.Write("deploy/a.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n")
+	r.Symlink("deploy/abs", outside)
+	r.Symlink("deploy/up", "../../..")
+	r.Symlink("deploy/loop", "loop")
+	r.Commit("links")
+	r.Git("config", "uploadpack.allowFilter", "true")
+	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), nil)
+	ctx := context.Background()
+	co, err := gitsrc.Clone(ctx, gitsrc.Options{URL: srv.URL + "/" + filepath.Base(r.Dir), WorkDir: t.TempDir(), Lazy: true, Partial: true, Path: "deploy"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	if err := co.Write(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"deploy/abs/x", "deploy/abs", "deploy/up/etc", "deploy/loop/x", "../x", "deploy/../../x", "nope/x"} {
+		for _, whole := range []bool{false, true} {
+			if err := co.Need(ctx, p, whole); err != nil {
+				t.Errorf("Need(%q, %t): %v", p, whole, err)
+			}
+		}
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) > 0 {
+		t.Errorf("written outside: %v", entries)
+	}
+	if got := strings.Join(files(t, co.Dir), " "); got != "deploy/a.yaml deploy/abs deploy/loop deploy/up" {
+		t.Errorf("written: %s", got)
+	}
+}

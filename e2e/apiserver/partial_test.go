@@ -87,15 +87,19 @@ func partialRepo(t *testing.T, prefix string) *testenv.Repo {
 	r.Write("jlib/value.txt", "from-jlib")
 	r.Write("jsonnet/main.jsonnet", `local k = import 'k.libsonnet'; // from --jsonnet-lib-path
 { cm: k.cm('`+prefix+`-jsonnet') }`)
+	r.Write("shared/cm.yaml", cm("shared"))
+	r.Write("linked/own.yaml", cm("linked"))
+	r.Symlink("linked/shared", "../shared")
 	r.Commit("monorepo")
 	return r
 }
 
 // With a server that filters blobs, a run fetches the commit's trees and
 // then the files it reads: those of --path in one request, and what a
-// kustomization's base, a chart of helmCharts, or a Jsonnet library path
-// reaches, one more request each. A commit that changes only code moves
-// no file of a plain path. The objects are what a whole fetch gives.
+// kustomization's base, a chart of helmCharts, a Jsonnet library path or a
+// symlink to a directory outside reaches, one more request each. A commit
+// that changes only code moves no file of a plain path. The objects are
+// what a whole fetch gives.
 func TestPartialFetchReadsWhatItNeeds(t *testing.T) {
 	ns := testenv.Unique("partial")
 	r := partialRepo(t, ns)
@@ -119,6 +123,7 @@ func TestPartialFetchReadsWhatItNeeds(t *testing.T) {
 		{"deploy", nil, 3, map[string]string{"deploy": "1", "base": "1"}},
 		{"helm", nil, 3, map[string]string{"chart": "from-values"}},
 		{"jsonnet", []string{"--jsonnet-lib-path", "jlib"}, 3, map[string]string{"jsonnet": "from-jlib"}},
+		{"linked", nil, 3, map[string]string{"linked": "1", "shared": "1"}},
 	} {
 		t.Run(tc.path, func(t *testing.T) {
 			g.reset()
