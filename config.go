@@ -48,15 +48,17 @@ type config struct {
 	// submodules is --submodules: "recursive" or "off".
 	submodules          string
 	gitTimeout, timeout time.Duration
-	applySet, lease     string
-	leaseDuration       time.Duration
-	detailedExitCode    bool
-	output, notifyOn    string
-	outputJSON          bool
-	terminationLog      string
-	notify              report.Webhook
-	version             bool
-	apply               apply.Options
+	// splay is --splay: the span a scheduled run's wait is taken from.
+	splay            time.Duration
+	applySet, lease  string
+	leaseDuration    time.Duration
+	detailedExitCode bool
+	output, notifyOn string
+	outputJSON       bool
+	terminationLog   string
+	notify           report.Webhook
+	version          bool
+	apply            apply.Options
 	// render is how the commit's files become objects.
 	render render.Options
 	// wait turns on waiting for what was applied to be ready; health
@@ -119,6 +121,7 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 	fs.StringVar(&cfg.verifyKeysFile, "verify-keys-file", "", "armored PGP public keyring or SSH allowed_signers file: the commit (or signed tag) must be signed by one of its keys, else exit 4")
 	fs.StringVar(&cfg.submodules, "submodules", "recursive", `"recursive" fetches the commit's submodules (and theirs), each at the commit it pins; "off" leaves them out, with a warning for each under --path`)
 	fs.DurationVar(&cfg.gitTimeout, "git-timeout", 2*time.Minute, "deadline for the clone alone, submodules included")
+	fs.DurationVar(&cfg.splay, "splay", 0, "a run its CronJob scheduled waits a fixed offset in [0, DURATION), taken from the ApplySet parent's UID, before it asks Git for anything: a fleet on one schedule is spread over it (not a run started by hand, nor a dry run)")
 	// GitHub refuses files over 100 MiB; half the shipped pod's 1Gi
 	// emptyDir leaves room for everything else in it.
 	fs.Int64Var(&cfg.gitLimits.ObjectBytes, "max-object-bytes", 100<<20, "refuse a commit holding a file (or any Git object) larger than this, judged from its header before it is inflated (exit 3)")
@@ -224,6 +227,10 @@ func parseFlags(args []string, lookupEnv func(string) (string, bool), helpOut io
 		return nil, usageErrorf("--timeout must be positive")
 	case cfg.gitTimeout <= 0:
 		return nil, usageErrorf("--git-timeout must be positive")
+	case cfg.splay < 0:
+		return nil, usageErrorf("--splay must not be negative")
+	case cfg.splay >= cfg.timeout:
+		return nil, usageErrorf("--splay (%s) must be below --timeout (%s): the run must have time left after its wait", cfg.splay, cfg.timeout)
 	case cfg.gitLimits.ObjectBytes < 0 || cfg.gitLimits.TreeBytes < 0 || cfg.render.MaxFileBytes < 0 || cfg.render.MaxTotalBytes < 0:
 		return nil, usageErrorf("--max-object-bytes, --max-checkout-bytes, --max-manifest-bytes and --max-manifest-total-bytes must not be negative (0: no limit)")
 	case cfg.ref != "" && cfg.refSemver != "":

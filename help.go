@@ -52,7 +52,7 @@ var flagGroups = []struct {
 	flags []string
 }{
 	{"Git source", []string{"repo", "ref", "ref-semver", "git-username", "git-password-file", "git-ca-file", "ssh-key-file",
-		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "work-dir",
+		"ssh-key-passphrase-file", "ssh-known-hosts-file", "verify-keys-file", "submodules", "git-timeout", "splay", "work-dir",
 		"max-object-bytes", "max-checkout-bytes"}},
 	{"What to apply", []string{"path", "namespace", "max-manifest-bytes", "max-manifest-total-bytes", "kustomize-allow-remote", "helm-allow-remote"}},
 	{"Secrets in Git (SOPS)", []string{"sops-age-key-file", "sops-pgp-key-file", "sops-kms", "sops-vault-address"}},

@@ -152,6 +152,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 	}
 
+	// A fleet on one schedule spreads its requests to Git (see splay.go).
+	if err := splayWait(ctx, cfg, restCfg, opts.ApplySet, out); err != nil {
+		return err
+	}
+
 	// The clone reads nothing from the cluster, so it goes beside taking
 	// the Lease; a Lease held by another run, or not taken, stops it.
 	// Each step that talks to the Git server is bounded by --git-timeout.
@@ -176,10 +181,14 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		}
 		leased <- t
 	}()
+	// Only the files the run reads are fetched, when the server can (see
+	// gitsrc/partial.go); a line says which fetch was made, and why.
 	co, cloneErr := gitsrc.Clone(cloneCtx, gitsrc.Options{
 		URL: cfg.repo, Ref: cfg.ref, RefSemver: cfg.refSemver, WorkDir: cfg.workDir,
 		Credentials: cfg.git, VerifyKeysFile: cfg.verifyKeysFile, Lazy: true,
 		Submodules: cfg.submodules == "recursive", Limits: cfg.gitLimits,
+		Partial: true, Path: path.Clean(filepath.ToSlash(cfg.path)),
+		Log: func(line string) { fmt.Fprintf(out, "cronsync: %s\n", redact.CleanLine(line)) },
 	})
 	cancelClone()
 	if cloneErr == nil {
@@ -259,7 +268,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		if err != nil {
 			return nil, err
 		}
-		t := &render.Tree{Files: map[string]string{}, Read: co.ReadBlob}
+		t := &render.Tree{Files: map[string]string{}, Read: co.ReadBlob, Fetch: func(ctx context.Context, hashes []string) error {
+			ctx, cancel := gitCtx(ctx)
+			defer cancel()
+			return co.FetchBlobs(ctx, hashes)
+		}}
 		for _, e := range entries {
 			if e.File {
 				t.Files[e.Path] = e.Hash
@@ -268,6 +281,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 			}
 		}
 		return t, nil
+	}
+	commit.Need = func(ctx context.Context, p string, whole bool) error {
+		ctx, cancel := gitCtx(ctx)
+		defer cancel()
+		return co.Need(ctx, p, whole)
 	}
 	warnedSkipped := false
 	commit.Files = func(ctx context.Context) (string, string, error) {

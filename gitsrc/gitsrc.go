@@ -3,9 +3,10 @@
 //
 // Remote repositories are fetched shallow (depth 1, one ref, no tags) into an
 // on-disk object store, and with Options.Lazy only once the tree is asked for;
-// local repositories are read in place. Either way only the tree of the
-// resolved commit is written out, so the cost of a sync does not grow with the
-// repository's history.
+// with Options.Partial, from a server that can, without the files, each of
+// which is fetched when it is first read (partial.go). Local repositories are
+// read in place. Either way only the tree of the resolved commit is written
+// out, so the cost of a sync does not grow with the repository's history.
 package gitsrc
 
 import (
@@ -27,6 +28,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/protocol/packp"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	"golang.org/x/crypto/ssh/knownhosts"
 
@@ -104,6 +106,19 @@ type Options struct {
 	Submodules bool
 	// Limits bound the objects fetched and the files written.
 	Limits Limits
+	// Partial fetches a remote commit with its trees and without its
+	// files when the server can leave them out, and each file when it is
+	// first read (see partial.go): Write writes the files under Path, and
+	// Need what a reader reaches outside it. A server that cannot, or
+	// that refuses to hand out a file, gets the whole commit fetched, as
+	// without Partial.
+	Partial bool
+	// Path is the directory, from the repository root, whose files Write
+	// writes with Partial; empty is the root.
+	Path string
+	// Log receives a line saying how a remote commit was fetched, and
+	// why, with Partial; nil drops it.
+	Log func(string)
 }
 
 // Checkout is one commit's tree on disk. Close removes it.
@@ -132,6 +147,12 @@ type Checkout struct {
 	commit *object.Commit
 	// fetch gets repo and commit when a lazy Clone left that for later.
 	fetch func(context.Context) (*git.Repository, *object.Commit, error)
+	// target is what the ref points at (a commit or a tag), once fetched.
+	target plumbing.Hash
+	// partial is set when the commit was fetched without its files.
+	partial *partial
+	// remote is where the commit comes from, when it is not local.
+	remote *remoteRef
 	// written is set once the tree is in Dir; err is why it is not (or why
 	// the fetch failed: neither is tried twice).
 	written bool
@@ -153,6 +174,14 @@ func (c *Checkout) Write(ctx context.Context) error {
 	defer c.mu.Unlock()
 	if c.written || c.load(ctx) != nil {
 		return c.err
+	}
+	if c.partial != nil {
+		if err := c.writePartial(ctx); err != nil {
+			c.err = fmt.Errorf("writing commit %s: %w", c.Commit, err)
+			return c.err
+		}
+		c.written = true
+		return nil
 	}
 	links, err := c.writeAll(ctx)
 	if err != nil {
@@ -189,7 +218,17 @@ func (c *Checkout) writeAll(ctx context.Context) ([]gitlink, error) {
 }
 
 // Close removes everything Clone wrote.
-func (c *Checkout) Close() error { return os.RemoveAll(c.tmp) }
+func (c *Checkout) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if p := c.partial; p != nil && p.root != nil {
+		p.root.Close()
+	}
+	if c.remote != nil && c.remote.session != nil {
+		c.remote.session.Close()
+	}
+	return os.RemoveAll(c.tmp)
+}
 
 var fullSHA = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
@@ -236,22 +275,24 @@ func Clone(ctx context.Context, opts Options) (_ *Checkout, err error) {
 		if err != nil {
 			return nil, err
 		}
+		co.remote = r
 		if opts.Lazy && opts.VerifyKeysFile == "" && !r.commit.IsZero() {
 			co.Ref, co.Commit = r.name, r.commit.String()
 			co.fetch = func(ctx context.Context) (*git.Repository, *object.Commit, error) {
-				commit, err := r.fetchAdvertised(ctx, co.Commit)
+				commit, err := co.fetchRemote(ctx, r, co.Commit)
 				if err != nil {
 					return nil, nil, redactErr(opts.URL, err)
 				}
-				return r.repo, commit, nil
+				return co.repo, commit, nil
 			}
 			return co, nil
 		}
-		if repo, co.Ref, target, err = r.fetch(ctx); err != nil {
+		if _, err := co.fetchRemote(ctx, r, ""); err != nil {
 			return nil, err
 		}
+		repo, target = co.repo, co.target
 	}
-	if err == nil {
+	if err == nil && co.Commit == "" {
 		co.Commit, err = peel(repo, target)
 	}
 	if err != nil {
@@ -376,6 +417,47 @@ type remoteRef struct {
 	// to (for a branch or a lightweight tag, tip itself); both are zero
 	// when the advertisement does not say.
 	tip, commit plumbing.Hash
+	// adv is the advertisement, for the capabilities it offers.
+	adv *packp.AdvRefs
+	// session is the one the advertisement came over, kept for the
+	// fetches when the transport answers each request on its own (smart
+	// HTTP); nil otherwise.
+	session transport.UploadPackSession
+}
+
+// advertise reads the remote's ref advertisement, as go-git's
+// Remote.List with AppendPeeled lists it.
+func (r *remoteRef) advertise(ctx context.Context) ([]*plumbing.Reference, error) {
+	s, err := r.newSession()
+	if err != nil {
+		return nil, err
+	}
+	if r.adv, err = s.AdvertisedReferencesContext(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if ep, err := transport.NewEndpoint(r.opts.URL); err == nil && (ep.Protocol == "http" || ep.Protocol == "https") {
+		r.session = s
+	} else if err := s.Close(); err != nil {
+		return nil, err
+	}
+	all, err := r.adv.AllReferences()
+	if err != nil {
+		return nil, err
+	}
+	var refs []*plumbing.Reference
+	iter, err := all.IterReferences()
+	if err != nil {
+		return nil, err
+	}
+	err = iter.ForEach(func(ref *plumbing.Reference) error {
+		refs = append(refs, ref)
+		return nil
+	})
+	for k, v := range r.adv.Peeled {
+		refs = append(refs, plumbing.NewReferenceFromStrings(k+"^{}", v.String()))
+	}
+	return refs, err
 }
 
 // listRemote reads the remote's ref advertisement (one request) and finds
@@ -393,7 +475,7 @@ func listRemote(ctx context.Context, dir string, opts Options) (*remoteRef, erro
 	if err != nil {
 		return nil, fmt.Errorf("repository %s: %w", Redact(opts.URL), err)
 	}
-	refs, err := r.remote.ListContext(ctx, &git.ListOptions{Auth: r.auth, CABundle: r.ca, PeelingOption: git.AppendPeeled})
+	refs, err := r.advertise(ctx)
 	if err != nil {
 		return nil, classifyTransport(opts.URL, err)
 	}
@@ -727,12 +809,16 @@ func (c *Checkout) Entries(ctx context.Context) ([]Entry, error) {
 }
 
 // ReadBlob returns the content of a file of the commit by its hash, as
-// Entries listed it. It is safe to call from several goroutines.
+// Entries listed it. It is safe to call from several goroutines. It never
+// fetches: on a partial checkout, FetchBlobs must have fetched it.
 func (c *Checkout) ReadBlob(hash string) ([]byte, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.repo == nil {
 		return nil, errors.New("the commit's objects are not fetched yet")
+	}
+	if c.partial != nil && c.repo.Storer.HasEncodedObject(plumbing.NewHash(hash)) != nil {
+		return nil, fmt.Errorf("blob %s is not fetched: FetchBlobs fetches it", hash)
 	}
 	var b bytes.Buffer
 	w := &writer{limits: Limits{ObjectBytes: c.opts.Limits.ObjectBytes}}

@@ -18,6 +18,7 @@ func hostileTree(t *testing.T, makeTree func(r *testenv.Repo) string) (local, ht
 	t.Helper()
 	r := testenv.NewRepo(t)
 	r.CommitTree(makeTree(r), "hostile")
+	r.Git("config", "uploadpack.allowFilter", "true")
 	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), nil)
 	return r.Dir, srv.URL + "/" + filepath.Base(r.Dir)
 }
@@ -65,10 +66,13 @@ func TestHostileTreesWriteNothingOutside(t *testing.T) {
 	}
 	for _, tc := range cases {
 		local, http := hostileTree(t, tc.tree)
-		for _, src := range []struct{ name, url string }{{"path", local}, {"http", http}} {
+		for _, src := range []struct {
+			name, url string
+			partial   bool
+		}{{"path", local, false}, {"http", http, false}, {"http partial", http, true}} {
 			t.Run(tc.name+"/"+src.name, func(t *testing.T) {
 				work := t.TempDir()
-				co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: src.url, WorkDir: work})
+				co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: src.url, WorkDir: work, Partial: src.partial})
 				if err == nil {
 					co.Close()
 					t.Fatal("the clone succeeded")
@@ -130,6 +134,25 @@ func TestObjectAndTreeLimits(t *testing.T) {
 			}
 		})
 	}
+	t.Run("object/http partial", func(t *testing.T) {
+		// Refused from the pack of blobs, and not fetched again whole.
+		r.Git("config", "uploadpack.allowFilter", "true")
+		defer r.Git("config", "uploadpack.allowFilter", "false")
+		var log logLines
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Partial: true, Path: "assets", Log: log.log, Limits: gitsrc.Limits{ObjectBytes: 1 << 20}})
+		if err == nil {
+			co.Close()
+		}
+		if !errors.Is(err, gitsrc.ErrTooLarge) || !strings.Contains(err.Error(), "an object the server sent: 8388608 bytes") || strings.Contains(log.String(), "whole") {
+			t.Errorf("err = %v; want ErrTooLarge from the pack of blobs\n%s", err, &log)
+		}
+		// The same commit read where the big file is not is no trouble.
+		co, err = gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Partial: true, Path: "deploy", Limits: gitsrc.Limits{ObjectBytes: 1 << 20}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		co.Close()
+	})
 	t.Run("tree", func(t *testing.T) {
 		_, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, WorkDir: t.TempDir(), Limits: gitsrc.Limits{ObjectBytes: 16 << 20, TreeBytes: 4 << 20}})
 		if !errors.Is(err, gitsrc.ErrTooLarge) || !strings.Contains(err.Error(), "assets/big.bin") || !strings.Contains(err.Error(), "--max-checkout-bytes") {

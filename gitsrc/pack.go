@@ -57,18 +57,24 @@ func openLocal(path string) (*git.Repository, error) {
 type checkedStorage struct {
 	*filesystem.Storage
 	maxObject int64
+	// maxCount, when not 0, bounds how many objects the next pack may
+	// hold: a batch of blobs asked for by id (see partial.go). Fetches
+	// are serialised by the Checkout, so the field needs no lock.
+	maxCount uint32
 }
 
 // PackfileWriter is what go-git's fetch writes a received pack to.
 func (s *checkedStorage) PackfileWriter() (io.WriteCloser, error) {
 	w, err := s.Storage.PackfileWriter()
-	if err != nil || s.maxObject <= 0 {
+	maxCount := s.maxCount
+	s.maxCount = 0
+	if err != nil || s.maxObject <= 0 && maxCount == 0 {
 		return w, err
 	}
 	pr, pw := io.Pipe()
 	c := &packChecker{pw: pw, dst: w, done: make(chan error, 1)}
 	go func() {
-		err := scanPack(pr, w, s.maxObject)
+		err := scanPackCount(pr, w, s.maxObject, maxCount)
 		// Writes after a refusal fail with it, which ends the fetch.
 		pr.CloseWithError(err)
 		c.done <- err
@@ -171,6 +177,23 @@ func (e *TooLargeError) Is(target error) bool { return target == ErrTooLarge }
 // scanPack reads a pack from r, refusing any object that inflates past
 // max, and passes what it has read to dst as it goes.
 func scanPack(r io.Reader, dst io.Writer, max int64) error {
+	return scanPackCount(r, dst, max, 0)
+}
+
+// TooManyObjectsError: a pack answering a request for some blobs by id
+// holds more objects than were asked for, past a margin.
+type TooManyObjectsError struct{ Count, Limit uint32 }
+
+func (e *TooManyObjectsError) Error() string {
+	return fmt.Sprintf("the server answered a request for blobs with a pack of %d objects, more than the %d it may hold; refused before it was read", e.Count, e.Limit)
+}
+
+// scanPackCount is scanPack that also refuses, from its header, a pack of
+// more than maxCount objects (0: any number); max <= 0 is no size limit.
+func scanPackCount(r io.Reader, dst io.Writer, max int64, maxCount uint32) error {
+	if max <= 0 {
+		max = 1<<63 - 1
+	}
 	f := &forwarder{r: bufio.NewReaderSize(r, 64<<10), dst: dst}
 	var hdr [12]byte
 	if _, err := io.ReadFull(f, hdr[:]); err != nil {
@@ -184,6 +207,9 @@ func scanPack(r io.Reader, dst io.Writer, max int64) error {
 		return passRest(f)
 	}
 	count := binary.BigEndian.Uint32(hdr[8:])
+	if maxCount > 0 && count > maxCount {
+		return &TooManyObjectsError{Count: count, Limit: maxCount}
+	}
 	for range count {
 		typ, size, err := objectHeader(f)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,19 +63,30 @@ func commitSigned(t *testing.T, r *testenv.Repo, msg string, key *openpgp.Entity
 	return h.String()
 }
 
+// cloneVerified clones ref whole and partially (the server filters: the
+// signature is in the commit or tag, fetched either way) and returns the
+// error, which must be the same both ways.
 func cloneVerified(t *testing.T, url, ref, keys string) error {
 	t.Helper()
-	co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, Ref: ref, VerifyKeysFile: keys, WorkDir: t.TempDir()})
-	if err == nil {
-		co.Close()
+	var errs []error
+	for _, partial := range []bool{false, true} {
+		co, err := gitsrc.Clone(context.Background(), gitsrc.Options{URL: url, Ref: ref, VerifyKeysFile: keys, WorkDir: t.TempDir(), Partial: partial})
+		if err == nil {
+			co.Close()
+		}
+		errs = append(errs, err)
 	}
-	return err
+	if fmt.Sprint(errs[0]) != fmt.Sprint(errs[1]) {
+		t.Errorf("%s: whole: %v; partial: %v", ref, errs[0], errs[1])
+	}
+	return errs[0]
 }
 
 func TestVerifyPGP(t *testing.T) {
 	trusted, trustedRing := pgpKey(t, "trusted")
 	stranger, _ := pgpKey(t, "stranger")
 	r := testenv.NewRepo(t)
+	r.Git("config", "uploadpack.allowFilter", "true")
 	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), nil)
 	url := srv.URL + "/" + filepath.Base(r.Dir)
 
@@ -139,6 +151,7 @@ func TestVerifySSH(t *testing.T) {
 	r.Write("a.yaml", "v: 1\n")
 	r.Git("add", "-A")
 	r.Git("-c", "gpg.format=ssh", "-c", "user.signingkey="+key, "commit", "-q", "-S", "-m", "ssh signed")
+	r.Git("config", "uploadpack.allowFilter", "true")
 	srv := testenv.ServeHTTP(t, filepath.Dir(r.Dir), nil)
 	url := srv.URL + "/" + filepath.Base(r.Dir)
 

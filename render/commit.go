@@ -17,6 +17,13 @@ type Commit struct {
 	// and Path's directory on disk. No file outside the root is read, even
 	// through a symlink.
 	Files func(context.Context) (root, dir string, err error)
+	// Need, when set, makes what is at a path of the commit (from the
+	// repository root, with forward slashes) present under the root Files
+	// returned before it is read: Files wrote only Path's files (a
+	// partial checkout). whole: everything under a directory is read at
+	// once, by a reader that does not ask again (a chart's, in another
+	// process). nil: Files wrote every file.
+	Need func(ctx context.Context, path string, whole bool) error
 	// Tree lists the commit as Git records it and reads its files by blob
 	// hash, so that a plain tree can be read without writing it out (see
 	// tree.go). nil reads the files on disk.
@@ -54,7 +61,7 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 	}
 	if reuse != nil {
 		t, err := c.listTree(ctx)
-		if err == nil && t.plain() {
+		if err == nil && t.plain(c.Path) {
 			objs, n, ok, err := readTree(ctx, t, c.Path, opts, reuse.Files, reuse.Objects)
 			if ok {
 				return objs, n, errors.Join(err, c.finish(ctx, objs, opts))
@@ -68,7 +75,7 @@ func (c *Commit) Read(ctx context.Context, reuse *Reuse) (objs []*Object, fromRe
 	if err != nil {
 		return nil, 0, err
 	}
-	objs, err = Read(ctx, root, dir, opts)
+	objs, err = read(ctx, root, dir, opts, c.Need)
 	return objs, 0, errors.Join(err, c.finish(ctx, objs, opts))
 }
 

@@ -80,6 +80,13 @@ func (r *reader) renderChart(req ChartRequest) (*ChartOutput, error) {
 	if r.opts.RenderChart == nil {
 		return nil, errors.New("Helm charts are not rendered here")
 	}
+	if req.Dir != "" {
+		// The renderer reads the whole chart, in another process.
+		r.need(req.Dir, true)
+		if err := r.needFailed(); err != nil {
+			return nil, err
+		}
+	}
 	out, err := r.opts.RenderChart(r.ctx, req)
 	if err != nil {
 		return nil, err
@@ -227,6 +234,8 @@ func (r *reader) inflateOne(dir, home string, hc types.HelmChart) ([]byte, error
 		req.Namespace = r.opts.Namespace
 	}
 	local := false
+	// A chart here is read whole: one request for all of it.
+	r.need(chartDir, true)
 	if real, err := filepath.EvalSymlinks(chartDir); err == nil {
 		if !r.inside(real) {
 			return nil, fmt.Errorf("chart directory %s leaves the repository through a symlink", r.rel(chartDir))
@@ -334,6 +343,7 @@ func (r *reader) chartValues(dir, chartDir string, hc types.HelmChart, own []byt
 		if !r.inside(f) {
 			return nil, fmt.Errorf("values file %s leaves the repository", f)
 		}
+		r.need(f, false)
 		real, err := filepath.EvalSymlinks(f)
 		if err != nil {
 			return nil, fmt.Errorf("values file %s: %w", r.rel(f), err)

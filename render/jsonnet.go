@@ -73,6 +73,11 @@ type JsonnetRequest struct {
 	Jsonnet Jsonnet
 	// MaxFileBytes limits every file imported, as Options.MaxFileBytes.
 	MaxFileBytes int64
+	// Present, when not nil, lists the only paths the importer may look
+	// at: the checkout is partial, and these were made present ahead of
+	// the evaluation (see jsonnetahead.go). Looking at another fails the
+	// evaluation, saying which, for the caller to fetch it and try again.
+	Present []string `json:",omitempty"`
 }
 
 // jsonnet evaluates the file source and flattens its value into objects
@@ -96,7 +101,34 @@ func (r *reader) jsonnet(source string) {
 	if evaluate == nil {
 		evaluate = EvaluateJsonnet
 	}
+	var ahead *jsonnetAhead
+	if r.needFn != nil {
+		ahead = r.newJsonnetAhead(source)
+		ahead.scan("", source, true)
+		if r.needFailed() != nil {
+			return
+		}
+		req.Present = ahead.present
+	}
 	out, err := evaluate(r.ctx, req)
+	for round := 0; err != nil && ahead != nil && round < maxJsonnetRounds; round++ {
+		// An import the scan ahead did not see: scan from it, and
+		// evaluate again.
+		p, from, ok := missedImport(err)
+		if !ok {
+			break
+		}
+		before := len(ahead.present)
+		ahead.scan(from, p, true)
+		if r.needFailed() != nil {
+			return
+		}
+		if len(ahead.present) == before {
+			break
+		}
+		req.Present = ahead.present
+		out, err = evaluate(r.ctx, req)
+	}
 	if err != nil {
 		if _, ok := errors.AsType[*budget.ExceededError](err); ok || r.ctx.Err() != nil {
 			r.jsonnetAbandoned = true
@@ -158,7 +190,14 @@ func EvaluateJsonnet(ctx context.Context, req JsonnetRequest) (string, error) {
 // holds it.
 func evaluateJsonnet(req JsonnetRequest) (string, error) {
 	vm := jsonnet.MakeVM()
-	vm.Importer(&confinedImporter{req: req, cache: map[string]*imported{}})
+	im := &confinedImporter{req: req, cache: map[string]*imported{}}
+	if req.Present != nil {
+		im.present = map[string]bool{}
+		for _, p := range req.Present {
+			im.present[p] = true
+		}
+	}
+	vm.Importer(im)
 	j := req.Jsonnet
 	for k, v := range j.ExtStr {
 		vm.ExtVar(k, v)
@@ -261,6 +300,11 @@ func jsonnetError(err error) error {
 type confinedImporter struct {
 	req   JsonnetRequest
 	cache map[string]*imported
+	// present, when not nil, holds the only paths that may be looked at
+	// (JsonnetRequest.Present).
+	present map[string]bool
+	// need, when set, is called with each path before it is looked at.
+	need func(string)
 }
 
 type imported struct {
@@ -285,6 +329,9 @@ func (im *confinedImporter) Import(importedFrom, importedPath string) (jsonnet.C
 		if !filepath.IsLocal(p) {
 			return jsonnet.Contents{}, "", fmt.Errorf("import %q leaves the repository", importedPath)
 		}
+		if im.present != nil && !im.present[p] {
+			return jsonnet.Contents{}, "", missedError(importedPath, importedFrom)
+		}
 		got := im.load(p)
 		if got.err != nil {
 			return jsonnet.Contents{}, "", got.err
@@ -303,6 +350,9 @@ func (im *confinedImporter) load(p string) *imported {
 	}
 	got := &imported{}
 	im.cache[p] = got
+	if im.need != nil {
+		im.need(p)
+	}
 	full := filepath.Join(im.req.Root, filepath.FromSlash(p))
 	real, err := filepath.EvalSymlinks(full)
 	switch {

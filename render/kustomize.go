@@ -87,6 +87,7 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool, fsys 
 		return nil
 	}
 	seen[dir] = true
+	r.need(dir, false)
 	name := kustomizationIn(dir)
 	if name == "" {
 		return nil
@@ -132,6 +133,7 @@ func (r *reader) checkKustomization(top, dir string, seen map[string]bool, fsys 
 		if filepath.IsAbs(ref) || !r.inside(target) {
 			return fmt.Errorf("resource %q leaves the repository", ref)
 		}
+		r.need(target, false)
 		real, err := filepath.EvalSymlinks(target)
 		if err != nil {
 			continue // kustomize reports the missing file with its own words
@@ -200,10 +202,19 @@ type confinedFS struct {
 	sopsErr   error
 }
 
+// need makes path present on disk before kustomize looks at it (see
+// reader.need): kustomize reads nothing but through these methods.
+func (f *confinedFS) need(path string, whole bool) {
+	if f.r != nil {
+		f.r.need(path, whole)
+	}
+}
+
 func (f *confinedFS) Exists(path string) bool {
 	if _, ok := f.virtual[path]; ok {
 		return true
 	}
+	f.need(path, false)
 	return f.FileSystem.Exists(path)
 }
 
@@ -211,7 +222,25 @@ func (f *confinedFS) IsDir(path string) bool {
 	if _, ok := f.virtual[path]; ok {
 		return false
 	}
+	f.need(path, false)
 	return f.FileSystem.IsDir(path)
+}
+
+func (f *confinedFS) Glob(pattern string) ([]string, error) {
+	// The directories up to the first pattern character are listed; past
+	// one, everything under them may be.
+	dir, whole := filepath.Dir(pattern), false
+	if i := strings.IndexAny(pattern, `*?[\`); i >= 0 {
+		dir = filepath.Dir(pattern[:i+1])
+		whole = strings.ContainsRune(pattern[i:], filepath.Separator)
+	}
+	f.need(dir, whole)
+	return f.FileSystem.Glob(pattern)
+}
+
+func (f *confinedFS) Walk(path string, walkFn filepath.WalkFunc) error {
+	f.need(path, true)
+	return f.FileSystem.Walk(path, walkFn)
 }
 
 func (f *confinedFS) check(path string) error {
@@ -230,6 +259,7 @@ func (f *confinedFS) ReadFile(path string) ([]byte, error) {
 	if data, ok := f.virtual[path]; ok {
 		return data, nil
 	}
+	f.need(path, false)
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
@@ -262,6 +292,7 @@ func (f *confinedFS) ReadFile(path string) ([]byte, error) {
 }
 
 func (f *confinedFS) Open(path string) (filesys.File, error) {
+	f.need(path, false)
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
@@ -269,6 +300,7 @@ func (f *confinedFS) Open(path string) (filesys.File, error) {
 }
 
 func (f *confinedFS) ReadDir(path string) ([]string, error) {
+	f.need(path, false)
 	if err := f.check(path); err != nil {
 		return nil, err
 	}
@@ -279,6 +311,7 @@ func (f *confinedFS) CleanedAbs(path string) (filesys.ConfirmedDir, string, erro
 	if _, ok := f.virtual[path]; ok {
 		return filesys.ConfirmedDir(filepath.Dir(path)), filepath.Base(path), nil
 	}
+	f.need(path, false)
 	if err := f.check(path); err != nil {
 		return "", "", err
 	}

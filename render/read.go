@@ -119,19 +119,31 @@ func DefaultOptions() Options {
 // directories whose names start with "." are skipped. Symlinks are followed
 // only while they stay inside root.
 func Read(ctx context.Context, root, dir string, opts Options) ([]*Object, error) {
+	return read(ctx, root, dir, opts, nil)
+}
+
+// read is Read of a checkout whose files outside dir are written as need
+// (see Commit.Need) is told they are read; nil: all are there.
+func read(ctx context.Context, root, dir string, opts Options, need func(context.Context, string, bool) error) ([]*Object, error) {
 	root, err := filepath.EvalSymlinks(root)
 	if err != nil {
 		return nil, err
 	}
-	r := &reader{ctx: ctx, root: root, opts: opts, seen: map[string]bool{}}
+	r := &reader{ctx: ctx, root: root, opts: opts, seen: map[string]bool{}, needFn: need}
 	realDir, err := filepath.EvalSymlinks(dir)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.walk(realDir, r.rel(realDir)); err != nil {
-		return nil, err
+	err = r.walk(realDir, r.rel(realDir))
+	if err == nil {
+		err = r.parsePending()
 	}
-	if err := r.parsePending(); err != nil {
+	// A file that could not be fetched is the run's failure, not the
+	// commit's: what it made fail says nothing.
+	if needErr := r.needFailed(); needErr != nil {
+		return nil, needErr
+	}
+	if err != nil {
 		return nil, err
 	}
 	return r.objs, errors.Join(r.errs...)
@@ -232,6 +244,56 @@ type reader struct {
 	sops     *decryptor
 	// total is how many bytes of manifests were parsed, for MaxTotalBytes.
 	total atomic.Int64
+	// needFn makes a path of the commit present on disk (Commit.Need);
+	// needErr is its first failure.
+	needFn  func(context.Context, string, bool) error
+	needMu  sync.Mutex
+	needErr error
+}
+
+// need makes what is at the real path p present on disk before it is
+// looked at (see Commit.Need); whole: everything under it, for a reader
+// that does not ask again. Every look at a path of the commit outside the
+// walk of --path goes through it: a directory on disk whose entries were
+// never asked for may lack some.
+func (r *reader) need(p string, whole bool) {
+	if r.needFn == nil {
+		return
+	}
+	rel, err := filepath.Rel(r.root, p)
+	if err != nil || rel != "." && !filepath.IsLocal(rel) {
+		return // outside: the caller refuses it
+	}
+	r.needMu.Lock()
+	defer r.needMu.Unlock()
+	if r.needErr != nil {
+		return
+	}
+	r.needErr = r.needFn(r.ctx, filepath.ToSlash(rel), whole)
+}
+
+// needLink is need of the target of a symlink in the real directory
+// dir, as written: the kernel resolves a ".." after the symlinks before it,
+// which cleaning the path first would not.
+func (r *reader) needLink(dir, link string) {
+	if r.needFn == nil {
+		return
+	}
+	rel, err := filepath.Rel(r.root, dir)
+	if err != nil || rel != "." && !filepath.IsLocal(rel) {
+		return
+	}
+	r.needMu.Lock()
+	defer r.needMu.Unlock()
+	if r.needErr == nil {
+		r.needErr = r.needFn(r.ctx, filepath.ToSlash(rel)+"/"+filepath.ToSlash(link), false)
+	}
+}
+
+func (r *reader) needFailed() error {
+	r.needMu.Lock()
+	defer r.needMu.Unlock()
+	return r.needErr
 }
 
 // count adds n bytes to what the run parsed, refusing what goes past
@@ -262,6 +324,7 @@ func (r *reader) walk(dir, shown string) error {
 		return nil
 	}
 	r.seen[dir] = true
+	r.need(dir, false)
 	if name := kustomizationIn(dir); name != "" {
 		r.kustomize(dir, shown, name)
 		return nil
@@ -340,6 +403,7 @@ func (r *reader) follow(path string) (string, error) {
 	if filepath.IsAbs(link) || !r.inside(filepath.Join(filepath.Dir(path), link)) {
 		return "", escapes
 	}
+	r.needLink(filepath.Dir(path), link)
 	target, err := filepath.EvalSymlinks(path)
 	if err != nil {
 		return "", fmt.Errorf("broken symlink to %q", link)

@@ -15,9 +15,11 @@ import (
 // (identity and digest, marked Object.Recorded) instead of writing the file
 // out and parsing it, and reads only the other files, straight from Git.
 //
-// Only a tree of plain manifest files is read this way: no kustomization,
-// no chart, no symlink anywhere in the commit, so that nothing but the walk
-// below reads a file. An object taken from the record may only ever be
+// Only a directory of plain manifest files is read this way: no
+// kustomization, no chart, no Jsonnet, no symlink and no submodule under
+// it, so that nothing but the walk below reads a file, and nothing outside
+// it is read at all. What the rest of the commit holds (code beside the
+// manifests, say, or other paths' kustomizations) does not matter. An object taken from the record may only ever be
 // decided unchanged from its LIST; if one is not, the run starts over and
 // reads the whole commit (Commit.Read without Reuse), before anything is written.
 
@@ -30,15 +32,24 @@ type Tree struct {
 	Others []string
 	// Read returns a file's content by its blob hash.
 	Read func(hash string) ([]byte, error)
+	// Fetch, when set, is called with the blobs a read needs before any
+	// is read, so that they come in one request (a partial checkout).
+	Fetch func(ctx context.Context, hashes []string) error
 }
 
-// plain says whether t holds plain manifest files only, which is all the
-// tree walk understands.
-func (t *Tree) plain() bool {
-	if len(t.Others) > 0 {
-		return false
+// plain says whether t holds plain manifest files only under dir, which is
+// all the tree walk understands.
+func (t *Tree) plain(dir string) bool {
+	under := func(p string) bool { return dir == "." || strings.HasPrefix(p, dir+"/") }
+	for _, p := range t.Others {
+		if under(p) {
+			return false
+		}
 	}
 	for p := range t.Files {
+		if !under(p) {
+			continue
+		}
 		// A Jsonnet file's objects depend on the files it imports, which
 		// the blob of the file itself does not show.
 		if base := path.Base(p); base == chartFile || slices.Contains(kustomizationNames, base) || path.Ext(p) == jsonnetExt {
@@ -77,6 +88,7 @@ func readTree(ctx context.Context, t *Tree, dir string, opts Options, known map[
 		isDir[d] = true
 	}
 	r := &reader{ctx: ctx, opts: opts}
+	var hashes []string
 	var walk func(dir string)
 	walk = func(dir string) {
 		names := children[dir]
@@ -95,12 +107,18 @@ func readTree(ctx context.Context, t *Tree, dir string, opts Options, known map[
 				fromRecord++
 			default:
 				hash := t.Files[source]
+				hashes = append(hashes, hash)
 				r.pending = append(r.pending, pendingFile{source: source, objAt: len(r.objs), errAt: len(r.errs),
 					read: func() ([]byte, error) { return t.Read(hash) }})
 			}
 		}
 	}
 	walk(dir)
+	if t.Fetch != nil && len(hashes) > 0 {
+		if err := t.Fetch(ctx, hashes); err != nil {
+			return nil, 0, true, err
+		}
+	}
 	if err := r.parsePending(); err != nil {
 		return nil, 0, true, err
 	}

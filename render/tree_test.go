@@ -110,6 +110,17 @@ func parseOne(t *testing.T, y string) *unstructured.Unstructured {
 	return objs[0].Obj
 }
 
+// Only what is under the path counts: the rest of the commit is not read.
+func TestTreePlainUnderPath(t *testing.T) {
+	tree := &Tree{Files: map[string]string{"deploy/a.yaml": "1", "deploy/b/c.yaml": "2", "base/kustomization.yaml": "3",
+		"charts/web/Chart.yaml": "4", "lib/x.jsonnet": "5", "deployments/kustomization.yaml": "6"}, Others: []string{"src/link", "vendor/sub"}}
+	for dir, want := range map[string]bool{"deploy": true, "deploy/b": true, "base": false, "charts": false, "lib": false, "src": false, ".": false} {
+		if got := tree.plain(dir); got != want {
+			t.Errorf("%s: plain %v, want %v", dir, got, want)
+		}
+	}
+}
+
 func TestTreePlain(t *testing.T) {
 	for _, tc := range []struct {
 		tree *Tree
@@ -121,7 +132,7 @@ func TestTreePlain(t *testing.T) {
 		{&Tree{Files: map[string]string{"Kustomization": "1"}}, false},
 		{&Tree{Files: map[string]string{"a.yaml": "1"}, Others: []string{"link"}}, false},
 	} {
-		if got := tc.tree.plain(); got != tc.want {
+		if got := tc.tree.plain("."); got != tc.want {
 			t.Errorf("%v: plain %v", tc.tree.Files, got)
 		}
 	}

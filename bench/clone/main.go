@@ -7,6 +7,12 @@
 // and peak RSS are measured the same way.
 //
 //	go run ./bench/clone [-commits 5000] [-files 2000] [-runs 5]
+//
+// With -monorepo it measures instead a monorepo's deploy/ read partially
+// and whole, against git's blobless sparse clone and a whole clone, and a
+// fleet of reads at once (see monorepo.go):
+//
+//	go run ./bench/clone -monorepo [-mono-files 40000] [-fleet 50] [-runs 3]
 package main
 
 import (
@@ -39,10 +45,40 @@ func main() {
 		co.Close()
 		return
 	}
+	if len(os.Args) == 6 && os.Args[1] == "-read" {
+		// One run's read of a path, in its own process.
+		if err := readPath(os.Args[2], os.Args[3], os.Args[4], os.Args[5] == "true"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) == 3 && os.Args[1] == "-serve" {
+		if err := serve(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	commits := flag.Int("commits", 5000, "commits of history")
 	files := flag.Int("files", 2000, "files in the tree")
 	runs := flag.Int("runs", 5, "clones per tool; the median is reported")
+	monorepo := flag.Bool("monorepo", false, "measure the monorepo and fleet cases instead")
+	monoFiles := flag.Int("mono-files", 40000, "source files in the monorepo")
+	monoSize := flag.Int("mono-size", 4<<10, "bytes of each source file")
+	fleet := flag.Int("fleet", 50, "reads at once in the fleet case")
 	flag.Parse()
+	if *monorepo {
+		self, err := os.Executable()
+		if err == nil {
+			err = monorepoBench(self, *monoFiles, *monoSize, *runs, *fleet)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := bench(*commits, *files, *runs); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)

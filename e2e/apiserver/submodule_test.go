@@ -1,6 +1,7 @@
 package apiserver
 
 import (
+	"fmt"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -16,7 +17,15 @@ import (
 // a Helm chart that is a submodule are applied; manifests moved from the parent into the submodule stay
 // (unchanged, not pruned); the same parent commit again fetches nothing
 // from the submodule; --submodules=off warns and applies only the parent.
+// All of it both ways: the parent fetched whole, and partially (its
+// trees, then the files read, the submodules whole).
 func TestSubmodulesSynced(t *testing.T) {
+	for _, filter := range []bool{false, true} {
+		t.Run(fmt.Sprintf("allowFilter=%t", filter), func(t *testing.T) { submodulesSynced(t, filter) })
+	}
+}
+
+func submodulesSynced(t *testing.T, filter bool) {
 	ns := testenv.Unique("submodules")
 	root := t.TempDir()
 	lib := testenv.NewRepoAt(t, filepath.Join(root, "lib"))
@@ -36,6 +45,11 @@ func TestSubmodulesSynced(t *testing.T) {
 	parent.Write("overlay/kustomization.yaml", "namePrefix: k-\nresources: [../apps/lib/base]\n")
 	parent.Submodule("apps/lib", libFirst, "../lib")
 	parent.Commit("parent")
+	if filter {
+		for _, r := range []*testenv.Repo{lib, chart, parent} {
+			r.Git("config", "uploadpack.allowFilter", "true")
+		}
+	}
 	var libRequests atomic.Int32
 	srv := testenv.ServeHTTP(t, root, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -49,6 +63,9 @@ func TestSubmodulesSynced(t *testing.T) {
 
 	apps := []string{"--repo", url, "--path", "apps", "--applyset", ns + "/apps", "--prune", "--lease", ""}
 	out := mustSync(t, apps...)
+	if partial := hasLineWith(out.stdout, "with its trees and no files"); partial != filter {
+		t.Errorf("partial fetch: %t, want %t:\n%s", partial, filter, out.stdout)
+	}
 	for _, name := range []string{"from-parent", "from-lib", "from-base", "moved"} {
 		if !hasLineWith(out.stdout, "configmap/"+name+" -n "+ns+" created") {
 			t.Errorf("configmap %s was not created", name)
