@@ -1,0 +1,168 @@
+package render
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	yamlv3 "go.yaml.in/yaml/v3"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+// The fuzz targets of what a repository sends the render package. `go test`
+// runs each on its seeds (and on testdata/fuzz/<Target>, where every input
+// a fuzzing run found is pinned); `make fuzz` fuzzes each in turn.
+
+// fuzzDeadline fails an input that takes longer than any file of a real
+// repository should: a parser that is slow on some shape of input is a run
+// that never ends.
+func fuzzDeadline(t *testing.T, start time.Time, what string) {
+	t.Helper()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("%s took %v", what, d)
+	}
+}
+
+// Whatever a manifest file holds, reading it ends, every error is one line
+// naming the file and its document, every object has what an object needs,
+// and documents keep their order. A document it accepts lost no key: each
+// mapping of the YAML holds as many keys as the object made of it, so two
+// keys that collapse into one JSON key (`1` and `"1"`, a forgotten "---")
+// are refused, not merged.
+func FuzzParseDocs(f *testing.F) {
+	cm := func(name string) string {
+		return "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: " + name + "\ndata:\n  a: x\n"
+	}
+	for _, s := range []string{
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b}\n---\n# only a comment\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b2, namespace: x}\n",
+		"apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: l1}}\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: l2}}\n",
+		`{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}}`,
+		"",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {generateName: x-}\n",
+		"just a string\n",
+		"apiVersion: v1\nkind: List\nitems:\n- {kind: ConfigMap, metadata: {name: x}}\n",
+		cm("first") + cm("second"),
+		"# head\n---\n" + cm("ok") + "---\n\n" + cm("first") + cm("second"),
+		cm("n") + "  b: y\n  a: z\n",
+		"apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  kind: Secret\n  metadata: {name: x}\n",
+		"{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\",\n \"metadata\": {\"name\": \"j\"},\n \"kind\": \"Secret\"}",
+		cm("n") + "  1: one\n  \"2\": two\n",
+		"base: &b {apiVersion: v1, kind: ConfigMap}\n",
+		"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\ndata: {a: [1, 2, {b: c}]}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		start := time.Now()
+		objs, errs := parseDocs(data, "f.yaml", 1)
+		fuzzDeadline(t, start, "parseDocs")
+		for _, err := range errs {
+			var me *ManifestError
+			if !errors.As(err, &me) || me.Source != "f.yaml" {
+				t.Errorf("%v: not a ManifestError naming the file", err)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("not one line: %q", err.Error())
+			}
+		}
+		last := 0
+		for _, o := range objs {
+			if o.Doc < last || o.Doc < 1 {
+				t.Errorf("document %d after %d", o.Doc, last)
+			}
+			last = o.Doc
+			if err := checkObject(o.Obj); err != nil || o.Obj.IsList() {
+				t.Errorf("an object that is not one: %v, %v", o.Obj.Object, err)
+			}
+		}
+		// The same documents, one at a time, against their YAML.
+		docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+		for {
+			raw, err := docs.Read()
+			if err != nil {
+				if err != io.EOF && len(errs) == 0 {
+					t.Errorf("the reader failed (%v), yet parseDocs reported nothing", err)
+				}
+				return
+			}
+			j, err := toJSON(raw)
+			if err != nil {
+				continue
+			}
+			var v any
+			if json.Unmarshal(j, &v) != nil {
+				continue
+			}
+			var node yamlv3.Node
+			if yamlv3.Unmarshal(raw, &node) != nil || !plainTree(&node) {
+				continue // anchors and merge keys may repeat keys by design
+			}
+			if len(node.Content) == 1 {
+				if path, ok := sameShape(node.Content[0], v, ""); !ok {
+					t.Errorf("accepted, but the object lost a key at %q: %s", path, j)
+				}
+			}
+		}
+	})
+}
+
+// plainTree says whether n uses no anchor, alias, merge key or tag, so that
+// its keys are the object's keys one for one.
+func plainTree(n *yamlv3.Node) bool {
+	if n.Anchor != "" || n.Kind == yamlv3.AliasNode || (n.Tag != "" && !strings.HasPrefix(n.Tag, "!!")) || n.Tag == "!!merge" || n.Tag == "!!binary" {
+		return false
+	}
+	if n.Kind == yamlv3.MappingNode {
+		for i := 0; i < len(n.Content); i += 2 {
+			if n.Content[i].Kind != yamlv3.ScalarNode || n.Content[i].Value == "<<" {
+				return false
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if !plainTree(c) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameShape compares the mappings and sequences of a YAML tree with the
+// JSON value made of it: as many keys, as many items.
+func sameShape(n *yamlv3.Node, v any, at string) (string, bool) {
+	switch n.Kind {
+	case yamlv3.MappingNode:
+		m, ok := v.(map[string]any)
+		if !ok {
+			return at, true // a shape of YAML that JSON has no word for
+		}
+		if len(m) != len(n.Content)/2 {
+			return at, false
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if p, ok := sameShape(n.Content[i+1], m[k], at+"."+k); !ok {
+				return p, false
+			}
+		}
+	case yamlv3.SequenceNode:
+		l, ok := v.([]any)
+		if !ok {
+			return at, true
+		}
+		if len(l) != len(n.Content) {
+			return at, false
+		}
+		for i, c := range n.Content {
+			if p, ok := sameShape(c, l[i], at+"[]"); !ok {
+				return p, false
+			}
+		}
+	}
+	return at, true
+}
