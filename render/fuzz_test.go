@@ -6,10 +6,20 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"filippo.io/age"
+	"github.com/getsops/sops/v3"
+	"github.com/getsops/sops/v3/aes"
+	sopsage "github.com/getsops/sops/v3/age"
+	"github.com/getsops/sops/v3/config"
+	"github.com/getsops/sops/v3/stores/dotenv"
+	sopsjson "github.com/getsops/sops/v3/stores/json"
+	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 	yamlv3 "go.yaml.in/yaml/v3"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
@@ -17,6 +27,23 @@ import (
 // The fuzz targets of what a repository sends the render package. `go test`
 // runs each on its seeds (and on testdata/fuzz/<Target>, where every input
 // a fuzzing run found is pinned); `make fuzz` fuzzes each in turn.
+
+// within runs fn and fails t when it has not returned after d: the fuzzer
+// then keeps the input that hangs, where a check after the call would
+// never be reached.
+func within(t *testing.T, d time.Duration, what string, fn func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		fn()
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		t.Fatalf("%s still runs after %v", what, d)
+	}
+}
 
 // fuzzDeadline fails an input that takes longer than any file of a real
 // repository should: a parser that is slow on some shape of input is a run
@@ -206,6 +233,136 @@ func FuzzSubstitute(f *testing.F) {
 		escaped := strings.ReplaceAll(text, "$", "$$")
 		if got, err := s.Eval(escaped); err != nil || got != text {
 			t.Errorf("escaped %q came back as %q (%v)", escaped, got, err)
+		}
+	})
+}
+
+// sopsStore is the store of format, as decrypt picks it.
+func sopsStore(format string) interface {
+	LoadPlainFile([]byte) (sops.TreeBranches, error)
+	LoadEncryptedFile([]byte) (sops.Tree, error)
+	EmitEncryptedFile(sops.Tree) ([]byte, error)
+} {
+	switch format {
+	case "yaml":
+		return sopsyaml.NewStore(&config.YAMLStoreConfig{})
+	case "json":
+		return sopsjson.NewStore(&config.JSONStoreConfig{})
+	case "dotenv":
+		return dotenv.NewStore(&config.DotenvStoreConfig{})
+	}
+	return sopsjson.NewBinaryStore(&config.JSONBinaryStoreConfig{})
+}
+
+// sopsEncrypt encrypts plain for recipient as the sops CLI does, in
+// process, so that the seeds are real SOPS files of every store.
+func sopsEncrypt(t testing.TB, format, plain, recipient string) []byte {
+	t.Helper()
+	store := sopsStore(format)
+	branches, err := store.LoadPlainFile([]byte(plain))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk, err := sopsage.MasterKeyFromRecipient(recipient)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := sops.Tree{Branches: branches, Metadata: sops.Metadata{
+		KeyGroups: []sops.KeyGroup{{mk}}, UnencryptedSuffix: "_unencrypted", Version: "3.13.3", LastModified: time.Unix(1767225600, 0).UTC(),
+	}}
+	key, errs := tree.GenerateDataKey()
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cipher := aes.NewCipher()
+	mac, err := tree.Encrypt(key, cipher)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree.Metadata.MessageAuthenticationCode, err = cipher.Encrypt(mac, key, tree.Metadata.LastModified.Format(time.RFC3339)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := store.EmitEncryptedFile(tree)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+var sopsFormats = []string{"yaml", "json", "dotenv", "binary"}
+
+// Whatever a file holds, the first look (looksEncrypted) and decryption
+// end, and they agree with sops: a file that sops's own store reads as
+// encrypted (metadata with a MAC) is never taken for a plain manifest, to
+// be applied with its ENC[...] values. Decryption with the run's key fails
+// with a one-line error naming the file, or gives back a document of the
+// file's store; never a panic.
+func FuzzSopsFile(f *testing.F) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	keyFile := filepath.Join(f.TempDir(), "age.txt")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	recipient := id.Recipient().String()
+	for i, plain := range []string{
+		"apiVersion: v1\nkind: Secret\nmetadata: {name: s}\nstringData:\n  password: hunter2\n",
+		`{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}}`,
+		"KEY=value\nOTHER=x\n",
+		"binary \x00\x01 data",
+	} {
+		enc := sopsEncrypt(f, sopsFormats[i], plain, recipient)
+		d := &decryptor{opts: Sops{AgeKeyFile: keyFile}}
+		if got, err := d.decrypt(f.Context(), enc, "seed", sopsFormats[i]); err != nil || !looksEncrypted(enc, sopsFormats[i]) {
+			f.Fatalf("seed %d does not open: %v", i, err)
+		} else if i == 3 && string(got) != plain {
+			f.Fatalf("seed %d opens to %q", i, got)
+		}
+		f.Add(enc, uint8(i))
+	}
+	for _, tc := range []struct {
+		data   string
+		format uint8
+	}{
+		{"apiVersion: v1\nkind: Secret\nsops:\n    mac: ENC[x]\n", 0},
+		{"apiVersion: v1\nkind: ConfigMap\ndata:\n  .sops.yaml: |\n    sops:\n      mac: x\n", 0},
+		{`{"apiVersion": "v1", "kind": "Secret", "sops": {"mac": "ENC[x]"}}`, 1},
+		{`{"apiVersion": "v1", "kind": "ConfigMap", "data": {"note": "\"sops\" keeps a \"mac\""}}`, 1},
+		{"KEY=value\nsops_mac=ENC[x]\n", 2},
+		{`{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}`, 3},
+	} {
+		f.Add([]byte(tc.data), tc.format)
+	}
+	f.Fuzz(func(t *testing.T, data []byte, which uint8) {
+		format := sopsFormats[int(which)%len(sopsFormats)]
+		start := time.Now()
+		looks := looksEncrypted(data, format)
+		tree, err := sopsStore(format).LoadEncryptedFile(data)
+		if err == nil && tree.Metadata.MessageAuthenticationCode != "" && !looks {
+			t.Fatalf("sops reads this %s file as encrypted, but looksEncrypted does not", format)
+		}
+		if !looks {
+			return
+		}
+		d := &decryptor{opts: Sops{AgeKeyFile: keyFile}}
+		var plain []byte
+		within(t, 10*time.Second, "decrypt", func() { plain, err = d.decrypt(t.Context(), data, "s.enc", format) })
+		fuzzDeadline(t, start, "decrypt")
+		if err != nil {
+			_, manifest := errors.AsType[*ManifestError](err)
+			_, key := errors.AsType[*SopsKeyError](err)
+			if !manifest && !key || !strings.Contains(err.Error(), "s.enc") {
+				t.Errorf("%T %v: not an error naming the file", err, err)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("not one line: %q", err)
+			}
+			return
+		}
+		if _, err := sopsStore(format).LoadPlainFile(plain); err != nil {
+			t.Errorf("decrypted to what its store cannot read: %v", err)
 		}
 	})
 }

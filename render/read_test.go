@@ -199,6 +199,11 @@ func TestLooksEncrypted(t *testing.T) {
 	}{
 		{"apiVersion: v1\nkind: Secret\nsops:\n    mac: ENC[x]\n", "yaml", true},
 		{"apiVersion: v1\nkind: ConfigMap\ndata:\n  .sops.yaml: |\n    sops:\n      mac: x\n", "yaml", false},
+		// JSON is YAML: sops's YAML store reads an encrypted JSON file
+		// named .yaml, and a flow mapping, as encrypted.
+		{"{\n\"apiVersion\": \"v1\", \"kind\": \"Secret\",\n\"sops\": {\"mac\": \"ENC[x]\"}}", "yaml", true},
+		{"{apiVersion: v1, kind: Secret, sops: {mac: 'ENC[x]'}}", "yaml", true},
+		{"apiVersion: v1\nkind: ConfigMap\ndata: {note: \"sops: mac: x\"}\n", "yaml", false},
 		{`{"apiVersion": "v1", "kind": "Secret", "sops": {"mac": "ENC[x]"}}`, "json", true},
 		{`{"apiVersion": "v1", "kind": "ConfigMap", "data": {"note": "\"sops\" keeps a \"mac\""}}`, "json", false},
 		{`{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}`, "binary", true},
