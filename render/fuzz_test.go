@@ -3,6 +3,7 @@ package render
 import (
 	"bufio"
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
@@ -21,6 +22,7 @@ import (
 	sopsjson "github.com/getsops/sops/v3/stores/json"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
 	yamlv3 "go.yaml.in/yaml/v3"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 )
 
@@ -363,6 +365,60 @@ func FuzzSopsFile(f *testing.F) {
 		}
 		if _, err := sopsStore(format).LoadPlainFile(plain); err != nil {
 			t.Errorf("decrypted to what its store cannot read: %v", err)
+		}
+	})
+}
+
+// A Secret's data values are opened when they hold a SOPS document of the
+// store their key names, refused with a one-line error naming the Secret
+// and the key when they hold one of another store, and otherwise left
+// byte for byte as they are.
+func FuzzSecretData(f *testing.F) {
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		f.Fatal(err)
+	}
+	keyFile := filepath.Join(f.TempDir(), "age.txt")
+	if err := os.WriteFile(keyFile, []byte(id.String()+"\n"), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	yamlDoc := sopsEncrypt(f, "yaml", "password: hunter2\n", id.Recipient().String())
+	f.Add("config.yaml", yamlDoc)
+	f.Add("config", yamlDoc)
+	f.Add("app.env", sopsEncrypt(f, "dotenv", "KEY=value\n", id.Recipient().String()))
+	f.Add("blob.bin", sopsEncrypt(f, "binary", "\x00\x01", id.Recipient().String()))
+	f.Add("plain", []byte("just a value"))
+	f.Add("x.json", []byte(`{"sops": {"mac": "x"}}`))
+	f.Fuzz(func(t *testing.T, key string, value []byte) {
+		encoded := base64.StdEncoding.EncodeToString(value)
+		o := &Object{Source: "s.yaml", Doc: 1, Obj: &unstructured.Unstructured{Object: map[string]any{
+			"apiVersion": "v1", "kind": "Secret", "metadata": map[string]any{"name": "s"},
+			"data": map[string]any{key: encoded, "other": "dg=="},
+		}}}
+		d := &decryptor{opts: Sops{AgeKeyFile: keyFile}}
+		var err error
+		within(t, 10*time.Second, "decryptSecretData", func() {
+			err = decryptSecretData(t.Context(), []*Object{o}, func() *decryptor { return d })
+		})
+		data := o.Obj.Object["data"].(map[string]any)
+		if data["other"] != "dg==" && key != "other" {
+			t.Errorf("another key changed: %v", data["other"])
+		}
+		encrypted := looksEncrypted(value, sopsFormat(key))
+		switch {
+		case err != nil:
+			if !strings.Contains(err.Error(), "secret/s") || !strings.Contains(err.Error(), "s.yaml") || strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("not one line naming the Secret and its file: %q", err)
+			}
+			if !encrypted && sopsFormatOf(value) == "" {
+				t.Errorf("a value that is no SOPS document was refused: %v", err)
+			}
+		case encrypted:
+			if !o.Decrypted || data[key] == encoded {
+				t.Errorf("opened, yet not marked or not changed")
+			}
+		case data[key] != encoded || o.Decrypted:
+			t.Errorf("a plain value changed: %q became %v", encoded, data[key])
 		}
 	})
 }
