@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -421,4 +424,128 @@ func FuzzSecretData(f *testing.F) {
 			t.Errorf("a plain value changed: %q became %v", encoded, data[key])
 		}
 	})
+}
+
+// A Jsonnet file's value is flattened into every object it holds, each
+// emitted once with a path that leads back to it in the value, and
+// nothing else: whatever the value's shape, in time and memory in
+// proportion to it (a value nested ten thousand deep is a few kilobytes of
+// output).
+func FuzzFlattenJsonnet(f *testing.F) {
+	cm := `{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}`
+	for _, s := range []string{
+		cm, "[" + cm + ", [" + cm + "]]", `{"z": ` + cm + `, "a": {"nested": ` + cm + `, "list": [` + cm + `]}, "none": null}`,
+		`{"a-b": {"c d": [null, ` + cm + `]}, "\"q\"": ` + cm + `}`, `{"x": 1}`, `[1]`, `"s"`, `null`,
+		`{"apiVersion": "v1", "kind": "List", "items": [` + cm + `]}`, `{"apiVersion": "v1"}`,
+		strings.Repeat("[", 5000) + strings.Repeat("]", 5000),
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, text string) {
+		var v any
+		if json.Unmarshal([]byte(text), &v) != nil {
+			return
+		}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		start := time.Now()
+		seen := map[string]bool{}
+		emitted := 0
+		err := flattenJsonnet(v, func(m map[string]any, at string) error {
+			emitted++
+			if seen[at] {
+				t.Errorf("path %q emitted twice", at)
+			}
+			seen[at] = true
+			got, ok := jsonnetPathValue(t, v, at)
+			if gm, isMap := got.(map[string]any); !ok || !isMap || reflect.ValueOf(gm).UnsafePointer() != reflect.ValueOf(m).UnsafePointer() {
+				t.Errorf("path %q does not lead to the object emitted", at)
+			}
+			return nil
+		})
+		fuzzDeadline(t, start, "flattenJsonnet")
+		runtime.ReadMemStats(&after)
+		if grown := after.TotalAlloc - before.TotalAlloc; grown > 64*uint64(len(text))+1<<20 {
+			t.Errorf("flattening %d bytes of JSON allocated %d", len(text), grown)
+		}
+		objects, scalar := countManifests(v)
+		if err == nil && (scalar || emitted != objects) || err != nil && !scalar {
+			t.Errorf("emitted %d of %d objects; err %v, a scalar in the value: %v", emitted, objects, err, scalar)
+		}
+	})
+}
+
+// countManifests counts the objects flattening finds in v, and says
+// whether v holds a value that is neither (which flattening refuses).
+func countManifests(v any) (int, bool) {
+	switch v := v.(type) {
+	case nil:
+		return 0, false
+	case map[string]any:
+		_, api := v["apiVersion"]
+		_, kind := v["kind"]
+		if api && kind {
+			return 1, false
+		}
+		n, bad := 0, false
+		for _, e := range v {
+			c, b := countManifests(e)
+			n, bad = n+c, bad || b
+		}
+		return n, bad
+	case []any:
+		n, bad := 0, false
+		for _, e := range v {
+			c, b := countManifests(e)
+			n, bad = n+c, bad || b
+		}
+		return n, bad
+	}
+	return 0, true
+}
+
+// jsonnetPathValue follows a path as fieldPath writes it (a.b, ["a-b"],
+// [0]) into v.
+func jsonnetPathValue(t *testing.T, v any, at string) (any, bool) {
+	for at != "" {
+		switch {
+		case strings.HasPrefix(at, `["`):
+			dec := json.NewDecoder(strings.NewReader(at[1:]))
+			var k string
+			if err := dec.Decode(&k); err != nil {
+				t.Errorf("path %q: %v", at, err)
+				return nil, false
+			}
+			at = at[1+int(dec.InputOffset()):]
+			if !strings.HasPrefix(at, "]") {
+				return nil, false
+			}
+			at = at[1:]
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			v = m[k]
+		case strings.HasPrefix(at, "["):
+			end := strings.IndexByte(at, ']')
+			i, err := strconv.Atoi(at[1:max(end, 1)])
+			l, ok := v.([]any)
+			if end < 0 || err != nil || !ok || i < 0 || i >= len(l) {
+				return nil, false
+			}
+			v, at = l[i], at[end+1:]
+		default:
+			at = strings.TrimPrefix(at, ".")
+			end := strings.IndexAny(at, ".[")
+			if end < 0 {
+				end = len(at)
+			}
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			v, at = m[at[:end]], at[end:]
+		}
+	}
+	return v, true
 }
