@@ -27,6 +27,7 @@ import (
 	yamlv3 "go.yaml.in/yaml/v3"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 // The fuzz targets of what a repository sends the render package. `go test`
@@ -548,4 +549,162 @@ func jsonnetPathValue(t *testing.T, v any, at string) (any, bool) {
 		}
 	}
 	return v, true
+}
+
+// Kustomize and Jsonnet read through confined views of the repository:
+// whatever path a kustomization or an import names (relative, absolute,
+// with "..", through symlinks that leave), nothing outside the repository
+// is read, listed or resolved.
+func FuzzConfinement(f *testing.F) {
+	base := f.TempDir()
+	root, outside := filepath.Join(base, "repo"), filepath.Join(base, "outside")
+	const stolen = "stolen-outside-content"
+	for dir, files := range map[string]map[string]string{
+		root: {
+			"app/kustomization.yaml": "resources: [cm.yaml]\n",
+			"app/cm.yaml":            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+			"lib/x.libsonnet":        "{ a: 1 }",
+			"main.jsonnet":           "import 'lib/x.libsonnet'",
+		},
+		outside: {"secret.yaml": stolen, "stolen-name.libsonnet": stolen},
+	} {
+		for p, c := range files {
+			full := filepath.Join(dir, p)
+			if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+				f.Fatal(err)
+			}
+			if err := os.WriteFile(full, []byte(c), 0o644); err != nil {
+				f.Fatal(err)
+			}
+		}
+	}
+	for link, target := range map[string]string{
+		"app/escape.yaml": filepath.Join(outside, "secret.yaml"),
+		"app/rel.yaml":    "../../outside/secret.yaml",
+		"out":             outside,
+		"app/up":          "..",
+		"app/chain.yaml":  "rel.yaml",
+		"lib/y.libsonnet": "../../outside/stolen-name.libsonnet",
+		"inside.yaml":     "app/cm.yaml",
+	} {
+		if err := os.Symlink(target, filepath.Join(root, link)); err != nil {
+			f.Fatal(err)
+		}
+	}
+	for _, p := range []string{"app/cm.yaml", "app/escape.yaml", "app/rel.yaml", "out/secret.yaml", "app/up/out/secret.yaml",
+		"app/chain.yaml", "../outside/secret.yaml", "app/../../outside/secret.yaml", filepath.Join(outside, "secret.yaml"), "out", "app/up/../outside",
+		"lib/y.libsonnet", "out/stolen-name.libsonnet", "inside.yaml", "."} {
+		f.Add(p, "main.jsonnet")
+	}
+	f.Add("x.libsonnet", "lib/main.jsonnet")
+	f.Add("stolen-name.libsonnet", "out/a.jsonnet")
+	f.Fuzz(func(t *testing.T, p, from string) {
+		if strings.ContainsRune(p, 0) {
+			return
+		}
+		abs := p
+		if !filepath.IsAbs(p) {
+			abs = root + "/" + p // not cleaned: the disk resolves ".." after a link
+		}
+		fsys := &confinedFS{FileSystem: filesys.MakeFsOnDisk(), root: root, virtual: map[string][]byte{}}
+		if data, err := fsys.ReadFile(abs); err == nil && strings.Contains(string(data), stolen) {
+			t.Fatalf("ReadFile(%q) read outside the repository", abs)
+		}
+		if file, err := fsys.Open(abs); err == nil {
+			data, _ := io.ReadAll(io.LimitReader(file, 1<<20))
+			file.Close()
+			if strings.Contains(string(data), stolen) {
+				t.Fatalf("Open(%q) read outside the repository", abs)
+			}
+		}
+		if names, err := fsys.ReadDir(abs); err == nil {
+			for _, n := range names {
+				if strings.Contains(n, "stolen-name") || n == "secret.yaml" {
+					t.Fatalf("ReadDir(%q) listed outside the repository: %v", abs, names)
+				}
+			}
+		}
+		if dir, _, err := fsys.CleanedAbs(abs); err == nil {
+			if real, err := filepath.EvalSymlinks(string(dir)); err == nil && !inside(root, real) {
+				t.Fatalf("CleanedAbs(%q) = %s, outside the repository", abs, dir)
+			}
+		}
+		im := &confinedImporter{req: JsonnetRequest{Root: root, Jsonnet: Jsonnet{LibPaths: []string{"lib", from}}}, cache: map[string]*imported{}}
+		contents, found, err := im.Import(from, p)
+		if err == nil && (strings.Contains(contents.String(), stolen) || !filepath.IsLocal(found)) {
+			t.Fatalf("import %q from %q found %q outside the repository", p, from, found)
+		}
+	})
+}
+
+// A kustomization, whatever it names (resources, components, patches,
+// generators, Helm charts), is built from the repository alone: nothing
+// outside it shows in the objects or in the errors, the build ends, and
+// each error is one line naming the file.
+func FuzzKustomization(f *testing.F) {
+	outside := f.TempDir()
+	const stolen = "stolen-outside-content"
+	if err := os.WriteFile(filepath.Join(outside, "secret.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+stolen+"}\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(outside, "kustomization.yaml"), []byte("resources: [secret.yaml]\n"), 0o644); err != nil {
+		f.Fatal(err)
+	}
+	for _, k := range []string{
+		"resources: [cm.yaml]\n",
+		"resources: [escape.yaml]\n",
+		"resources: [../out]\n",
+		"resources: [" + outside + "]\n",
+		"resources: [../../" + filepath.Base(outside) + "/secret.yaml]\n",
+		"components: [../out]\n",
+		"bases: [../out]\n",
+		"resources: [https://example.com/x.yaml]\n",
+		"resources: [github.com/x/y]\n",
+		"resources: [cm.yaml]\npatches:\n- path: ../out/secret.yaml\n",
+		"resources: [cm.yaml]\nconfigMapGenerator:\n- name: g\n  files: [../out/secret.yaml]\n",
+		"resources: [cm.yaml]\nsecretGenerator:\n- name: g\n  envs: [escape.yaml]\n",
+		"resources: [cm.yaml]\nnamespace: a\nnamespace: b\n",
+		"resources: [cm.yaml]\ncrds: [escape.yaml]\n",
+		"resources: [cm.yaml]\nopenapi: {path: escape.yaml}\n",
+		"resources: [cm.yaml]\nreplacements:\n- path: escape.yaml\n",
+		"resources: [cm.yaml]\ntransformers: [escape.yaml]\n",
+	} {
+		f.Add(k)
+	}
+	f.Fuzz(func(t *testing.T, kustomization string) {
+		root := t.TempDir()
+		app := filepath.Join(root, "app")
+		if err := os.MkdirAll(app, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for name, content := range map[string]string{"kustomization.yaml": kustomization, "cm.yaml": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n"} {
+			if err := os.WriteFile(filepath.Join(app, name), []byte(content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := os.Symlink(filepath.Join(outside, "secret.yaml"), filepath.Join(app, "escape.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(outside, filepath.Join(root, "out")); err != nil {
+			t.Fatal(err)
+		}
+		var objs []*Object
+		var err error
+		within(t, 20*time.Second, "kustomize", func() { objs, err = Read(t.Context(), root, app, DefaultOptions()) })
+		if err != nil && strings.Contains(err.Error(), stolen) {
+			t.Fatalf("the error shows what is outside the repository: %v", err)
+		}
+		if err != nil {
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				if strings.ContainsAny(e.Error(), "\r\n") || !strings.HasPrefix(e.Error(), "app/") {
+					t.Errorf("not one line naming the file: %q", e)
+				}
+			}
+		}
+		for _, o := range objs {
+			if strings.Contains(o.Obj.GetName(), stolen) {
+				t.Fatalf("read from outside the repository: %s", o.Ref())
+			}
+		}
+	})
 }
