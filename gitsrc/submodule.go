@@ -65,7 +65,7 @@ func (c *Checkout) writeSubmodules(ctx context.Context, w *writer, repo *git.Rep
 		if m == nil {
 			return submoduleErr(here, "the commit pins %s here, but .gitmodules has no entry for this path", l.hash)
 		}
-		if strings.HasPrefix(m.Name, "-") || strings.HasPrefix(m.Path, "-") || !filepath.IsLocal(m.Path) || m.Validate() != nil {
+		if !acceptable(m) {
 			return submoduleErr(here, "name %q or path %q is not one git would accept", m.Name, m.Path)
 		}
 		u, err := c.submoduleURL(base, m.URL)
@@ -101,8 +101,13 @@ func readModules(commit *object.Commit) (map[string]*config.Submodule, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseModules([]byte(text))
+}
+
+// parseModules reads a .gitmodules file, by path.
+func parseModules(text []byte) (map[string]*config.Submodule, error) {
 	m := config.NewModules()
-	if err := m.Unmarshal([]byte(text)); err != nil {
+	if err := m.Unmarshal(text); err != nil {
 		return nil, err
 	}
 	out := map[string]*config.Submodule{}
@@ -111,6 +116,12 @@ func readModules(commit *object.Commit) (map[string]*config.Submodule, error) {
 		out[path.Clean(s.Path)] = s
 	}
 	return out, nil
+}
+
+// acceptable says whether git would follow a .gitmodules entry: a name and
+// a path that cannot be taken for an option, and a path inside the tree.
+func acceptable(m *config.Submodule) bool {
+	return !strings.HasPrefix(m.Name, "-") && !strings.HasPrefix(m.Path, "-") && filepath.IsLocal(m.Path) && m.Validate() == nil
 }
 
 // submoduleURL resolves a .gitmodules URL against the URL its repository
@@ -138,6 +149,10 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 	}
 	p, err := url.Parse(u)
 	if err != nil {
+		// url.Error quotes the whole URL, password and all.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
 		return "", fmt.Errorf("URL %s: %v", Redact(u), err)
 	}
 	switch p.Scheme {
