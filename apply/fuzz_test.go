@@ -4,16 +4,21 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/cronsync/cronsync/render"
 )
 
 // The fast path trusts what the parent Secret and its shards say only as
@@ -285,4 +290,130 @@ func FuzzCorruptedFastData(f *testing.F) {
 			t.Fatalf("read a record of %d objects, not the one written (%d)", len(got.Objects), len(rec.Objects))
 		}
 	})
+}
+
+// Whatever a live object and the dry run's answer hold, drift names each
+// field that moved by a path that leads to it on both sides (a key that
+// looks like an index, "[0]", is not one), with the values found there; a
+// Secret's values never show; the line it makes is one line.
+func FuzzDriftPaths(f *testing.F) {
+	for _, tc := range []struct{ live, merged, fields, manager string }{
+		{`{"spec": {"replicas": 5, "template": {"spec": {"containers": [{"name": "app", "image": "web:2"}]}}}}`,
+			`{"metadata": {"labels": {"team": "a"}}, "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "app", "image": "web:1"}]}}}}`,
+			`{"f:spec":{"f:template":{"f:spec":{"f:containers":{"k:{\"name\":\"app\"}":{"f:image":{}}}}}}}`, "kubectl-set"},
+		{`{"data": {"password": "aGFuZA=="}, "metadata": {"annotations": {"example.com/note": "long"}}}`,
+			`{"data": {"password": "Z2l0"}, "metadata": {"annotations": {"example.com/note": "short"}}}`, `{"f:data":{"f:password":{}}}`, "x"},
+		{`{"data": {"[0]": "a", "a.b": "c"}}`, `{"data": {"[0]": "b", "a.b": "d"}}`, `{"f:data":{"f:[0]":{}}}`, "other"},
+		{`{"spec": {"list": [1, 2]}}`, `{"spec": {"list": [1, 2, 3]}}`, `{"f:spec":{"f:list":{}}}`, "m\nnext line"},
+		{`{"spec": {"a": {"b": 1}}}`, `{"spec": {"a": null}}`, `{}`, "m"},
+	} {
+		f.Add([]byte(tc.live), []byte(tc.merged), []byte(tc.fields), tc.manager, false)
+		f.Add([]byte(tc.live), []byte(tc.merged), []byte(tc.fields), tc.manager, true)
+	}
+	f.Fuzz(func(t *testing.T, liveJSON, mergedJSON, fields []byte, manager string, secret bool) {
+		obj := func(raw []byte) *unstructured.Unstructured {
+			var m map[string]any
+			if json.Unmarshal(raw, &m) != nil || m == nil {
+				return nil
+			}
+			u := &unstructured.Unstructured{Object: m}
+			if secret {
+				u.SetAPIVersion("v1")
+				u.SetKind("Secret")
+			} else {
+				u.SetAPIVersion("apps/v1")
+				u.SetKind("Deployment")
+			}
+			u.SetName("web")
+			return u
+		}
+		live, merged := obj(liveJSON), obj(mergedJSON)
+		if live == nil || merged == nil {
+			return
+		}
+		if json.Valid(fields) && bytes.HasPrefix(bytes.TrimSpace(fields), []byte("{")) {
+			live.SetManagedFields([]metav1.ManagedFieldsEntry{{Manager: manager, Operation: "Update", FieldsV1: &metav1.FieldsV1{Raw: fields}}})
+		}
+		it := &item{Object: &render.Object{Obj: merged}}
+		d := driftOf(it, live, merged, "cronsync")
+		if d == nil {
+			return
+		}
+		a, b := forDiff(live), forDiff(merged)
+		last := ""
+		for i, fd := range d.Fields {
+			if i > 0 && fd.Path == last {
+				t.Errorf("path %q twice", fd.Path)
+			}
+			last = fd.Path
+			lv, lok := followShownPath(t, a, fd.Path)
+			bv, bok := followShownPath(t, b, fd.Path)
+			if lok != !fd.Removed || bok != !fd.Added {
+				t.Fatalf("%q: on the live side %v (removed %v), desired %v (added %v)", fd.Path, lok, fd.Removed, bok, fd.Added)
+			}
+			masked := secret && (strings.HasPrefix(fd.Path, "data") || strings.HasPrefix(fd.Path, "stringData"))
+			if masked {
+				if lok && fd.Live != "***" || bok && fd.Desired != "***" {
+					t.Errorf("%q: a Secret's value shows", fd.Path)
+				}
+				continue
+			}
+			if lok && !reflect.DeepEqual(lv, fd.Live) || bok && !reflect.DeepEqual(bv, fd.Desired) {
+				t.Errorf("%q: says %v → %v, the objects hold %v → %v", fd.Path, fd.Live, fd.Desired, lv, bv)
+			}
+		}
+		if line := d.Line(); strings.ContainsAny(line, "\r\n") {
+			t.Errorf("not one line: %q", line)
+		}
+	})
+}
+
+// followShownPath follows a path as showPath writes it (a.b,
+// ["example.com/x"], [0]) into v.
+func followShownPath(t *testing.T, v any, p string) (any, bool) {
+	for p != "" {
+		switch {
+		case strings.HasPrefix(p, `["`):
+			dec := json.NewDecoder(strings.NewReader(p[1:]))
+			var k string
+			if err := dec.Decode(&k); err != nil {
+				t.Fatalf("path %q: %v", p, err)
+			}
+			p = p[1+int(dec.InputOffset()):]
+			if !strings.HasPrefix(p, "]") {
+				t.Fatalf("path %q: no ]", p)
+			}
+			p = p[1:]
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[k]; !ok {
+				return nil, false
+			}
+		case strings.HasPrefix(p, "["):
+			end := strings.IndexByte(p, ']')
+			i, err := strconv.Atoi(p[1:max(end, 1)])
+			l, ok := v.([]any)
+			if end < 0 || err != nil || !ok || i < 0 || i >= len(l) {
+				return nil, false
+			}
+			v, p = l[i], p[end+1:]
+		default:
+			p = strings.TrimPrefix(p, ".")
+			end := strings.IndexAny(p, ".[")
+			if end < 0 {
+				end = len(p)
+			}
+			m, ok := v.(map[string]any)
+			if !ok {
+				return nil, false
+			}
+			if v, ok = m[p[:end]]; !ok {
+				return nil, false
+			}
+			p = p[end:]
+		}
+	}
+	return v, true
 }
