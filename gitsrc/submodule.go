@@ -133,7 +133,10 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 	}
 	u := raw
 	if strings.HasPrefix(raw, "./") || strings.HasPrefix(raw, "../") {
-		u = resolveRelative(base, raw)
+		var err error
+		if u, err = resolveRelative(base, raw); err != nil {
+			return "", err
+		}
 	}
 	_, topLocal := localPath(c.opts.URL)
 	if _, local := localPath(u); local {
@@ -169,21 +172,23 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 
 // resolveRelative joins a ./ or ../ URL to base, treating base as a
 // directory, as git does.
-func resolveRelative(base, rel string) string {
+func resolveRelative(base, rel string) (string, error) {
 	if strings.Contains(base, "://") {
-		if p, err := url.Parse(base); err == nil {
-			p.Path = path.Join("/", p.Path, rel)
-			return p.String()
+		p, err := url.Parse(base)
+		if err != nil {
+			// Joined as a path, its "//" would collapse and the URL
+			// would become a path on this machine.
+			return "", fmt.Errorf("URL %q is relative to %s, which does not parse", rel, Redact(base))
 		}
+		p.Path = path.Join("/", p.Path, rel)
+		return p.String(), nil
 	}
 	if isSCPLike(base) {
 		colon := strings.Index(base, ":")
-		return base[:colon+1] + path.Join(base[colon+1:], rel)
+		return base[:colon+1] + path.Join(base[colon+1:], rel), nil
 	}
-	if local, ok := localPath(base); ok {
-		return filepath.Join(local, filepath.FromSlash(rel))
-	}
-	return path.Join(base, rel)
+	local, _ := localPath(base) // neither a URL nor scp-like: a path
+	return filepath.Join(local, filepath.FromSlash(rel)), nil
 }
 
 // credentialsFor gives a submodule the run's credentials only when it is
