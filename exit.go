@@ -62,6 +62,11 @@ func exitCode(err error) int {
 		for _, e := range joined.Unwrap() {
 			code = worse(code, exitCode(e))
 		}
+		if code == exitOK {
+			// An error that holds none (fmt.Errorf("%w %w", nil, nil))
+			// is still an error: never exit 0 on it.
+			return exitRetry
+		}
 		return code
 	}
 
@@ -180,21 +185,24 @@ func interrupted(err error) bool {
 }
 
 // worse orders statuses by how permanent they are: 4 over 2 over 3 over 6
-// over 1 over 0. An unhealthy object ranks below a bad commit or
+// over 1 over 5 over 0. An unhealthy object ranks below a bad commit or
 // configuration, which explain more, and above a retryable fault, which a
-// rerun may clear while the rollout stays broken.
+// rerun may clear while the rollout stays broken. Changes pending is no
+// failure, but it is not nothing: joined with nothing else, it stays 5.
 func worse(a, b int) int {
 	rank := func(c int) int {
 		switch c {
 		case exitUnverified:
-			return 5
+			return 6
 		case exitConfig:
-			return 4
+			return 5
 		case exitContent:
-			return 3
+			return 4
 		case exitUnhealthy:
-			return 2
+			return 3
 		case exitRetry:
+			return 2
+		case exitChanges:
 			return 1
 		}
 		return 0

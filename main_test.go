@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"testing"
@@ -19,6 +20,12 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	flag.Parse()
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		// Fuzzing (make fuzz) runs no test but the target, in worker
+		// processes that each pass through here: none needs a cluster.
+		os.Exit(m.Run())
+	}
 	os.Exit(func() int {
 		var err error
 		if cluster, err = testenv.StartCluster(); err != nil {

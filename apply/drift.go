@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+
+	"github.com/cronsync/cronsync/internal/redact"
 )
 
 // An object has drifted when the commit did not change it (its digest is
@@ -117,7 +119,7 @@ func walkDrift(path []string, a, b any, aok, bok bool, add func(path []string, a
 		for _, k := range slices.Sorted(maps.Keys(mergeKeys(am, bm))) {
 			av, aok := am[k]
 			bv, bok := bm[k]
-			walkDrift(append(slices.Clip(path), k), av, bv, aok, bok, add)
+			walkDrift(append(slices.Clip(path), keySeg(k)), av, bv, aok, bok, add)
 		}
 		return
 	}
@@ -139,7 +141,7 @@ func leaves(path []string, v any, fn func([]string, any)) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
-			leaves(append(slices.Clip(path), k), e, fn)
+			leaves(append(slices.Clip(path), keySeg(k)), e, fn)
 		}
 	case []any:
 		for i, e := range v {
@@ -163,6 +165,17 @@ func mergeKeys(a, b map[string]any) map[string]bool {
 
 var plainKey = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_-]*$`)
 
+// keySeg is a map key as a path segment. A list element's segment is
+// "[N]" (or "[]" in managedFields); a key that starts as one would, a
+// data key "[0]" say, is escaped with a backslash, so that it is never
+// taken for an element.
+func keySeg(k string) string {
+	if strings.HasPrefix(k, "[") || strings.HasPrefix(k, `\`) {
+		return `\` + k
+	}
+	return k
+}
+
 // showPath writes path segments as "a.b[0].c", quoting keys that are not
 // plain words: `metadata.annotations["example.com/owner"]`.
 func showPath(path []string) string {
@@ -177,7 +190,7 @@ func showPath(path []string) string {
 			}
 			b.WriteString(seg)
 		default:
-			q, _ := json.Marshal(seg)
+			q, _ := json.Marshal(strings.TrimPrefix(seg, `\`))
 			b.WriteString("[" + string(q) + "]")
 		}
 	}
@@ -223,7 +236,7 @@ func fieldOwners(live *unstructured.Unstructured, fieldManager string) owners {
 				}
 				seg := "[]" // k:{...}, v:..., i:N: a list element
 				if strings.HasPrefix(k, "f:") {
-					seg = k[2:]
+					seg = keySeg(k[2:])
 				}
 				p := append(slices.Clip(prefix), seg)
 				sub, _ := v.(map[string]any)
@@ -303,7 +316,8 @@ func (d *Drift) Line() string {
 func managersLine(ms []Manager) string {
 	var by []string
 	for _, m := range ms {
-		s := m.Name
+		// A manager's name is whatever its client sent.
+		s := redact.CleanLine(m.Name)
 		if !m.Time.IsZero() {
 			s += " at " + m.Time.Format(time.RFC3339)
 		}

@@ -194,6 +194,10 @@ func decodeFingerprints(raw string) map[string]string {
 		}
 		out[k] = v
 	}
+	if sc.Err() != nil {
+		// A line longer than any cronsync writes: damaged, so none.
+		return map[string]string{}
+	}
 	return out
 }
 

@@ -211,7 +211,9 @@ func encodeCommitRecord(rec commitRecord) (string, error) {
 }
 
 // decodeCommitRecord reads a record as stored; false if there is none or
-// it cannot be read.
+// it is not one as encodeCommitRecord writes it, byte for byte (files in
+// order, the count as written): a record damaged into another that still
+// reads is no record.
 func decodeCommitRecord(raw string) (commitRecord, bool) {
 	var rec commitRecord
 	gz, err := base64.StdEncoding.DecodeString(raw)
@@ -231,14 +233,18 @@ func decodeCommitRecord(raw string) (commitRecord, bool) {
 		return rec, false
 	}
 	rec.Stamp, rec.Config = fields[1], fields[2]
-	n, err := strconv.Atoi(fields[3])
+	count := fields[3]
+	n, err := strconv.Atoi(count)
 	fields = fields[4:]
-	if err != nil || n < 0 || 2*n > len(fields) || (len(fields)-2*n)%7 != 0 || rec.Stamp == "" {
+	if err != nil || n < 0 || count != strconv.Itoa(n) || 2*n > len(fields) || (len(fields)-2*n)%7 != 0 || rec.Stamp == "" {
 		return commitRecord{}, false
 	}
 	if n > 0 {
 		rec.Files = make(map[string]string, n)
 		for i := range n {
+			if i > 0 && fields[2*i] <= fields[2*i-2] {
+				return commitRecord{}, false
+			}
 			rec.Files[fields[2*i]] = fields[2*i+1]
 		}
 	}

@@ -86,20 +86,22 @@ func encodeShardIndex(refs []shardRef) string {
 }
 
 // decodeShardIndex reads the parent's index; false if there is none or it
-// cannot be read (then no shard is trusted).
+// is not one as encodeShardIndex writes it, byte for byte (then no shard
+// is trusted).
 func decodeShardIndex(raw string) ([]shardRef, bool) {
 	b, err := base64.StdEncoding.DecodeString(raw)
-	if raw == "" || err != nil {
+	text, whole := strings.CutSuffix(string(b), "\n")
+	if raw == "" || err != nil || !whole {
 		return nil, false
 	}
-	lines := strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+	lines := strings.Split(text, "\n")
 	if lines[0] != shardIndexFormat {
 		return nil, false
 	}
 	var refs []shardRef
 	for _, l := range lines[1:] {
-		f := strings.Fields(l)
-		if len(f) != 3 || (f[1] != shardFingerprints && f[1] != shardRecord) {
+		f := strings.Split(l, " ")
+		if len(f) != 3 || f[0] == "" || f[2] == "" || (f[1] != shardFingerprints && f[1] != shardRecord) {
 			return nil, false
 		}
 		refs = append(refs, shardRef{name: f[0], kind: f[1], sum: f[2]})
@@ -116,17 +118,26 @@ func sumOf(value string) string {
 // the shards its index names (those side by side), into recordedFPs and
 // recordedCommit.
 func (s *syncer) readFastData(ctx context.Context, parent *unstructured.Unstructured) {
+	refs, ok := decodeShardIndex(recordedData(parent, shardIndexKey))
+	var values []string
+	if ok {
+		values = make([]string, len(refs))
+		s.parallel(len(refs), func(i int) {
+			values[i] = s.readShard(ctx, refs[i], parent.GetUID())
+		})
+	}
+	s.assembleFastData(parent, refs, ok, values)
+}
+
+// assembleFastData is readFastData once the shards are read: values[i] is
+// what refs[i] names, "" when it cannot be trusted.
+func (s *syncer) assembleFastData(parent *unstructured.Unstructured, refs []shardRef, indexed bool, values []string) {
 	s.recordedFPs = decodeFingerprints(recordedData(parent, fingerprintsKey))
 	s.recordedCommit = recordedData(parent, commitRecordKey)
-	refs, ok := decodeShardIndex(recordedData(parent, shardIndexKey))
-	if !ok {
+	if !indexed {
 		return
 	}
 	s.recordedShards = refs
-	values := make([]string, len(refs))
-	s.parallel(len(refs), func(i int) {
-		values[i] = s.readShard(ctx, refs[i], parent.GetUID())
-	})
 	s.trustedShards = map[string]bool{}
 	var record strings.Builder
 	whole := true
@@ -152,7 +163,16 @@ func (s *syncer) readFastData(ctx context.Context, parent *unstructured.Unstruct
 func (s *syncer) readShard(ctx context.Context, r shardRef, parentUID types.UID) string {
 	a := s.opts.ApplySet
 	u, err := s.dyn.Resource(secretsGVR).Namespace(a.Namespace).Get(ctx, r.name, metav1.GetOptions{})
-	if err != nil || !s.isShard(u, parentUID) {
+	if err != nil {
+		return ""
+	}
+	return s.shardValue(u, r, parentUID)
+}
+
+// shardValue is what the Secret u holds for r, or "" when it is not this
+// parent's shard or its content is not what the index says.
+func (s *syncer) shardValue(u *unstructured.Unstructured, r shardRef, parentUID types.UID) string {
+	if !s.isShard(u, parentUID) {
 		return ""
 	}
 	v := recordedData(u, r.kind)
@@ -178,6 +198,19 @@ func (s *syncer) isShard(u metav1.Object, parentUID types.UID) bool {
 type fastDataLayout struct {
 	inline map[string]string
 	shards []shard
+}
+
+// parentData is what the parent's data keys hold: the fingerprints and
+// record themselves, or the index of the shards that hold them.
+func (l fastDataLayout) parentData() map[string]string {
+	if l.shards == nil {
+		return l.inline
+	}
+	refs := make([]shardRef, len(l.shards))
+	for i, sh := range l.shards {
+		refs[i] = sh.shardRef
+	}
+	return map[string]string{shardIndexKey: encodeShardIndex(refs)}
 }
 
 // shard is one shard to be stored.
@@ -285,18 +318,12 @@ func (s *syncer) storeFastData(ctx context.Context, fps map[string]string, recor
 	if err != nil {
 		return err
 	}
-	data := l.inline
 	if l.shards != nil {
 		if err := s.createShards(ctx, l.shards); err != nil {
 			return err
 		}
-		refs := make([]shardRef, len(l.shards))
-		for i, sh := range l.shards {
-			refs[i] = sh.shardRef
-		}
-		data = map[string]string{shardIndexKey: encodeShardIndex(refs)}
 	}
-	if err := s.patchFastData(ctx, data); err != nil {
+	if err := s.patchFastData(ctx, l.parentData()); err != nil {
 		return err
 	}
 	if l.shards == nil && s.recordedShards == nil {
@@ -331,15 +358,7 @@ func (s *syncer) createShards(ctx context.Context, shards []shard) error {
 // anyone else's is left alone, and an error.
 func (s *syncer) createShard(ctx context.Context, sh shard) error {
 	a := s.opts.ApplySet
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "v1", "kind": "Secret", "type": shardType,
-		"data": map[string]any{sh.kind: sh.value},
-	}}
-	u.SetName(sh.name)
-	u.SetNamespace(a.Namespace)
-	u.SetLabels(map[string]string{shardOfLabel: a.id(), "app.kubernetes.io/managed-by": toolingName})
-	u.SetAnnotations(map[string]string{"cronsync.dev/fast-data": fmt.Sprintf("%s of the ApplySet %s: what lets a run decide objects from the LISTs; kept by cronsync, deleted with the parent", sh.kind, a)})
-	u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: a.Name, UID: s.parentUID}})
+	u := s.shardObject(sh)
 	c := s.dyn.Resource(secretsGVR).Namespace(a.Namespace)
 	_, err := c.Create(ctx, u, metav1.CreateOptions{FieldManager: fingerprintsManager})
 	if apierrors.IsAlreadyExists(err) {
@@ -359,6 +378,21 @@ func (s *syncer) createShard(ctx context.Context, sh shard) error {
 		return fmt.Errorf("recording fingerprints in secret/%s -n %s: %w", sh.name, a.Namespace, err)
 	}
 	return nil
+}
+
+// shardObject is the Secret that stores sh.
+func (s *syncer) shardObject(sh shard) *unstructured.Unstructured {
+	a := s.opts.ApplySet
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "v1", "kind": "Secret", "type": shardType,
+		"data": map[string]any{sh.kind: sh.value},
+	}}
+	u.SetName(sh.name)
+	u.SetNamespace(a.Namespace)
+	u.SetLabels(map[string]string{shardOfLabel: a.id(), "app.kubernetes.io/managed-by": toolingName})
+	u.SetAnnotations(map[string]string{"cronsync.dev/fast-data": fmt.Sprintf("%s of the ApplySet %s: what lets a run decide objects from the LISTs; kept by cronsync, deleted with the parent", sh.kind, a)})
+	u.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "v1", Kind: "Secret", Name: a.Name, UID: s.parentUID}})
+	return u
 }
 
 // deleteShards deletes this set's shards that are not in keep, found by

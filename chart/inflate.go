@@ -61,21 +61,20 @@ func (r *Renderer) unpack(name string, data []byte, total *inflation, keep func(
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		// Every entry's content is inflated to be skipped, a directory's
-		// or a link's too, so every one counts.
 		inner := inChart(hd.Name)
-		if hd.Typeflag == tar.TypeReg {
-			if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
-				return nil, err
-			}
-		}
 		// Every entry's content is inflated to be skipped, a directory's
 		// or a link's too, so every one counts.
 		if err := total.take(name+": "+inner, hd.Size); err != nil {
 			return nil, err
 		}
-		if hd.Typeflag != tar.TypeReg {
+		if headerOnly(hd.Typeflag) {
 			continue
+		}
+		// Any other entry has content, and Helm's loader keeps it as a
+		// file whatever its type says (a contiguous file, a type no tar
+		// knows): each is held to the limits as a regular file is.
+		if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
+			return nil, err
 		}
 		nested := isSubchartArchive(inner)
 		if !nested && (keep == nil || !keep(inner)) {
@@ -98,6 +97,16 @@ func (r *Renderer) unpack(name string, data []byte, total *inflation, keep func(
 		}
 	}
 	return kept, nil
+}
+
+// headerOnly says whether entries of type typ have no content: the types
+// archive/tar reads none for, whatever size the header states.
+func headerOnly(typ byte) bool {
+	switch typ {
+	case tar.TypeLink, tar.TypeSymlink, tar.TypeChar, tar.TypeBlock, tar.TypeDir, tar.TypeFifo:
+		return true
+	}
+	return false
 }
 
 // inChart is an archive entry's path inside its chart: Helm drops the

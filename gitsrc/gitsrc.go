@@ -678,7 +678,15 @@ func copyFrom(open func() (io.ReadCloser, error), w io.Writer) error {
 func Redact(u string) string {
 	p, err := url.Parse(u)
 	if err != nil {
-		return redact.Userinfo(u)
+		// What Userinfo cannot place (no scheme before "://") goes
+		// by what URLSecrets finds.
+		r := redact.Userinfo(u)
+		for _, s := range redact.URLSecrets(u) {
+			if s != "" {
+				r = strings.ReplaceAll(r, s, "xxxxx")
+			}
+		}
+		return r
 	}
 	if p.User == nil {
 		return u

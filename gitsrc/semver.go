@@ -1,6 +1,7 @@
 package gitsrc
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -48,7 +49,12 @@ func highestTag(names []plumbing.ReferenceName, rng string) (string, error) {
 		}
 		all = append(all, tag{n, v})
 	}
-	slices.SortFunc(all, func(a, b tag) int { return b.v.Compare(a.v) })
+	// Tags equal as versions (v1.0.0 and 1.0.0, builds of one version)
+	// are told apart by name, the greater first: the pick must not
+	// depend on the order the server lists them in.
+	slices.SortFunc(all, func(a, b tag) int {
+		return cmp.Or(b.v.Compare(a.v), strings.Compare(b.name.String(), a.name.String()))
+	})
 	for _, t := range all {
 		if c.Check(t.v) {
 			return t.name.String(), nil

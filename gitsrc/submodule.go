@@ -65,7 +65,7 @@ func (c *Checkout) writeSubmodules(ctx context.Context, w *writer, repo *git.Rep
 		if m == nil {
 			return submoduleErr(here, "the commit pins %s here, but .gitmodules has no entry for this path", l.hash)
 		}
-		if strings.HasPrefix(m.Name, "-") || strings.HasPrefix(m.Path, "-") || !filepath.IsLocal(m.Path) || m.Validate() != nil {
+		if !acceptable(m) {
 			return submoduleErr(here, "name %q or path %q is not one git would accept", m.Name, m.Path)
 		}
 		u, err := c.submoduleURL(base, m.URL)
@@ -101,8 +101,13 @@ func readModules(commit *object.Commit) (map[string]*config.Submodule, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseModules([]byte(text))
+}
+
+// parseModules reads a .gitmodules file, by path.
+func parseModules(text []byte) (map[string]*config.Submodule, error) {
 	m := config.NewModules()
-	if err := m.Unmarshal([]byte(text)); err != nil {
+	if err := m.Unmarshal(text); err != nil {
 		return nil, err
 	}
 	out := map[string]*config.Submodule{}
@@ -111,6 +116,12 @@ func readModules(commit *object.Commit) (map[string]*config.Submodule, error) {
 		out[path.Clean(s.Path)] = s
 	}
 	return out, nil
+}
+
+// acceptable says whether git would follow a .gitmodules entry: a name and
+// a path that cannot be taken for an option, and a path inside the tree.
+func acceptable(m *config.Submodule) bool {
+	return !strings.HasPrefix(m.Name, "-") && !strings.HasPrefix(m.Path, "-") && filepath.IsLocal(m.Path) && m.Validate() == nil
 }
 
 // submoduleURL resolves a .gitmodules URL against the URL its repository
@@ -122,7 +133,10 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 	}
 	u := raw
 	if strings.HasPrefix(raw, "./") || strings.HasPrefix(raw, "../") {
-		u = resolveRelative(base, raw)
+		var err error
+		if u, err = resolveRelative(base, raw); err != nil {
+			return "", err
+		}
 	}
 	_, topLocal := localPath(c.opts.URL)
 	if _, local := localPath(u); local {
@@ -138,6 +152,10 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 	}
 	p, err := url.Parse(u)
 	if err != nil {
+		// url.Error quotes the whole URL, password and all.
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err
+		}
 		return "", fmt.Errorf("URL %s: %v", Redact(u), err)
 	}
 	switch p.Scheme {
@@ -154,21 +172,23 @@ func (c *Checkout) submoduleURL(base, raw string) (string, error) {
 
 // resolveRelative joins a ./ or ../ URL to base, treating base as a
 // directory, as git does.
-func resolveRelative(base, rel string) string {
+func resolveRelative(base, rel string) (string, error) {
 	if strings.Contains(base, "://") {
-		if p, err := url.Parse(base); err == nil {
-			p.Path = path.Join("/", p.Path, rel)
-			return p.String()
+		p, err := url.Parse(base)
+		if err != nil {
+			// Joined as a path, its "//" would collapse and the URL
+			// would become a path on this machine.
+			return "", fmt.Errorf("URL %q is relative to %s, which does not parse", rel, Redact(base))
 		}
+		p.Path = path.Join("/", p.Path, rel)
+		return p.String(), nil
 	}
 	if isSCPLike(base) {
 		colon := strings.Index(base, ":")
-		return base[:colon+1] + path.Join(base[colon+1:], rel)
+		return base[:colon+1] + path.Join(base[colon+1:], rel), nil
 	}
-	if local, ok := localPath(base); ok {
-		return filepath.Join(local, filepath.FromSlash(rel))
-	}
-	return path.Join(base, rel)
+	local, _ := localPath(base) // neither a URL nor scp-like: a path
+	return filepath.Join(local, filepath.FromSlash(rel)), nil
 }
 
 // credentialsFor gives a submodule the run's credentials only when it is

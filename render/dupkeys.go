@@ -2,12 +2,14 @@ package render
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
+	yamlv2 "go.yaml.in/yaml/v2"
 	yamlv3 "go.yaml.in/yaml/v3"
-	"sigs.k8s.io/yaml"
 )
 
 // A file holding two objects with the "---" between them forgotten is one
@@ -26,6 +28,10 @@ type DuplicateKeyError struct {
 }
 
 func (e *DuplicateKeyError) Error() string {
+	if e.First == 0 {
+		// Found by the conversion alone, which knows no lines.
+		return fmt.Sprintf("key %q appears twice", e.Path)
+	}
 	msg := fmt.Sprintf("key %q appears twice, on lines %d and %d", e.Path, e.First, e.Second)
 	if e.Path == "apiVersion" || e.Path == "kind" {
 		// What the first key of an object repeated means.
@@ -35,16 +41,121 @@ func (e *DuplicateKeyError) Error() string {
 }
 
 // toJSON converts one YAML or JSON document to JSON, refusing duplicate
-// keys. The strict conversion costs no more than the lenient one; only a
+// keys: two equal keys, and two keys that JSON would read as one (`1` and
+// "1", `true` and "true", `1.0` and `1`: YAML types keys, JSON keys are
+// strings, and the lenient conversion keeps the last). It decodes as
+// sigs.k8s.io/yaml's YAMLToJSONStrict does, at the same cost; only a
 // document it refuses is parsed again, to name both lines.
 func toJSON(raw []byte) ([]byte, error) {
-	j, err := yaml.YAMLToJSONStrict(raw)
-	if err != nil && strings.Contains(err.Error(), "already set in map") {
-		if dup := findDuplicate(raw); dup != nil {
-			return nil, dup
+	var obj any
+	if err := yamlv2.UnmarshalStrict(raw, &obj); err != nil {
+		if strings.Contains(err.Error(), "already set in map") {
+			if dup := findDuplicate(raw); dup != nil {
+				return nil, dup
+			}
+		}
+		return nil, oneLine(err)
+	}
+	v, err := jsonable(obj)
+	if err != nil {
+		if _, ok := errors.AsType[*DuplicateKeyError](err); ok {
+			if dup := findDuplicate(raw); dup != nil {
+				return nil, dup
+			}
+		}
+		return nil, err
+	}
+	return json.Marshal(v)
+}
+
+// jsonable turns what yaml.v2 decoded into what encoding/json writes, as
+// sigs.k8s.io/yaml converts it (keys written the same way), but refusing a
+// key that another key of the mapping already became.
+func jsonable(v any) (any, error) {
+	switch v := v.(type) {
+	case map[any]any:
+		m := make(map[string]any, len(v))
+		for k, e := range v {
+			key, ok := jsonKey(k)
+			if !ok {
+				return nil, fmt.Errorf("a mapping key of type %T (%v): JSON keys are strings", k, k)
+			}
+			if _, dup := m[key]; dup {
+				return nil, &DuplicateKeyError{Path: key}
+			}
+			var err error
+			if m[key], err = jsonable(e); err != nil {
+				if dup, ok := err.(*DuplicateKeyError); ok {
+					dup.Path = joinPath(key, dup.Path)
+				}
+				return nil, err
+			}
+		}
+		return m, nil
+	case []any:
+		l := make([]any, len(v))
+		for i, e := range v {
+			var err error
+			if l[i], err = jsonable(e); err != nil {
+				if dup, ok := err.(*DuplicateKeyError); ok {
+					dup.Path = joinPath(fmt.Sprintf("[%d]", i), dup.Path)
+				}
+				return nil, err
+			}
+		}
+		return l, nil
+	}
+	return v, nil
+}
+
+func joinPath(parent, child string) string {
+	if strings.HasPrefix(child, "[") {
+		return parent + child
+	}
+	return parent + "." + child
+}
+
+// jsonKey is the JSON key yaml.v2's decoded key k becomes, as
+// sigs.k8s.io/yaml writes it.
+func jsonKey(k any) (string, bool) {
+	switch k := k.(type) {
+	case string:
+		return k, true
+	case int:
+		return strconv.Itoa(k), true
+	case int64:
+		return strconv.FormatInt(k, 10), true
+	case float64:
+		s := strconv.FormatFloat(k, 'g', -1, 32)
+		switch s {
+		case "+Inf":
+			s = ".inf"
+		case "-Inf":
+			s = "-.inf"
+		case "NaN":
+			s = ".nan"
+		}
+		return s, true
+	case bool:
+		return strconv.FormatBool(k), true
+	}
+	return "", false
+}
+
+// nodeKey is the JSON key a mapping key of the yaml.v3 tree becomes once
+// yaml.v2 has typed it: a quoted key is a string, a plain one is resolved
+// as YAML 1.1 resolves it (01 is 1, yes is true).
+func nodeKey(n *yamlv3.Node) string {
+	if n.Kind != yamlv3.ScalarNode || n.Style&(yamlv3.DoubleQuotedStyle|yamlv3.SingleQuotedStyle|yamlv3.LiteralStyle|yamlv3.FoldedStyle) != 0 || n.Tag == "!!str" && n.Style&yamlv3.TaggedStyle != 0 {
+		return n.Value
+	}
+	var v any
+	if yamlv2.Unmarshal([]byte(n.Value), &v) == nil {
+		if k, ok := jsonKey(v); ok {
+			return k
 		}
 	}
-	return j, err
+	return n.Value
 }
 
 // findDuplicate returns the first duplicate key of raw, in document order,
@@ -71,14 +182,15 @@ func findDuplicate(raw []byte) *DuplicateKeyError {
 			seen := map[string]int{}
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i]
-				p := k.Value
+				key := nodeKey(k)
+				p := key
 				if path != "" {
-					p = path + "." + k.Value
+					p = path + "." + key
 				}
-				if line, ok := seen[k.Value]; ok {
+				if line, ok := seen[key]; ok {
 					return &DuplicateKeyError{Path: p, First: line, Second: k.Line}
 				}
-				seen[k.Value] = k.Line
+				seen[key] = k.Line
 				if d := walk(n.Content[i+1], p); d != nil {
 					return d
 				}

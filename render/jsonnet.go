@@ -146,7 +146,7 @@ func (r *reader) jsonnet(source string) {
 		return
 	}
 	doc := 0
-	err = flattenJsonnet(v, "", func(m map[string]any, at string) error {
+	err = flattenJsonnet(v, func(m map[string]any, at string) error {
 		doc++
 		us, err := fromValue(m)
 		if err != nil {
@@ -223,7 +223,46 @@ func evaluateJsonnet(req JsonnetRequest) (string, error) {
 // YAML file), an array is each of its elements, any other object each of
 // its field values in key order; null renders nothing. emit gets each
 // manifest with its path in the value.
-func flattenJsonnet(v any, at string, emit func(map[string]any, string) error) error {
+func flattenJsonnet(v any, emit func(map[string]any, string) error) error {
+	return flattenAt(v, nil, emit)
+}
+
+// valuePath is where a value is in a file's value, written out only when
+// it is shown: a path string made at every level would cost a value nested
+// n deep n² bytes (40 MB for 10 kB of "[[[...]]]").
+type valuePath struct {
+	parent *valuePath
+	// field is the field's name, or index the element's, when isIndex.
+	field   string
+	index   int
+	isIndex bool
+}
+
+// String writes the path as Jsonnet would: a.b["c-d"][0].
+func (p *valuePath) String() string {
+	var segs []*valuePath
+	for q := p; q != nil; q = q.parent {
+		segs = append(segs, q)
+	}
+	var b strings.Builder
+	for _, s := range slices.Backward(segs) {
+		switch {
+		case s.isIndex:
+			fmt.Fprintf(&b, "[%d]", s.index)
+		case identifier.MatchString(s.field):
+			if b.Len() > 0 {
+				b.WriteByte('.')
+			}
+			b.WriteString(s.field)
+		default:
+			q, _ := json.Marshal(s.field)
+			b.WriteString("[" + string(q) + "]")
+		}
+	}
+	return b.String()
+}
+
+func flattenAt(v any, at *valuePath, emit func(map[string]any, string) error) error {
 	switch v := v.(type) {
 	case nil:
 		return nil
@@ -231,23 +270,23 @@ func flattenJsonnet(v any, at string, emit func(map[string]any, string) error) e
 		_, api := v["apiVersion"]
 		_, kind := v["kind"]
 		if api && kind {
-			return emit(v, at)
+			return emit(v, at.String())
 		}
 		for _, k := range slices.Sorted(maps.Keys(v)) {
-			if err := flattenJsonnet(v[k], fieldPath(at, k), emit); err != nil {
+			if err := flattenAt(v[k], &valuePath{parent: at, field: k}, emit); err != nil {
 				return err
 			}
 		}
 		return nil
 	case []any:
 		for i, e := range v {
-			if err := flattenJsonnet(e, fmt.Sprintf("%s[%d]", at, i), emit); err != nil {
+			if err := flattenAt(e, &valuePath{parent: at, index: i, isIndex: true}, emit); err != nil {
 				return err
 			}
 		}
 		return nil
 	}
-	where := at
+	where := at.String()
 	if where == "" {
 		where = "the file's value"
 	}
@@ -255,18 +294,6 @@ func flattenJsonnet(v any, at string, emit func(map[string]any, string) error) e
 }
 
 var identifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-
-// fieldPath names field k of the value at "at" as Jsonnet would write it.
-func fieldPath(at, k string) string {
-	if identifier.MatchString(k) {
-		if at == "" {
-			return k
-		}
-		return at + "." + k
-	}
-	q, _ := json.Marshal(k)
-	return at + "[" + string(q) + "]"
-}
 
 // jsonnetError keeps Jsonnet's message and where it happened
 // (file:line:column, the file as the repository names it) on one line:

@@ -56,7 +56,7 @@ func (r *reader) kustomize(dir, shown, file string) {
 		return
 	}
 	if err != nil {
-		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("kustomize: %w", err)})
+		r.errs = append(r.errs, &ManifestError{Source: source, Err: fmt.Errorf("kustomize: %w", lineError{err})})
 		return
 	}
 	for i, res := range resMap.Resources() {
@@ -317,3 +317,13 @@ func (f *confinedFS) CleanedAbs(path string) (filesys.ConfirmedDir, string, erro
 	}
 	return f.FileSystem.CleanedAbs(path)
 }
+
+// lineError shows err on one line (kustomize quotes a plugin's whole
+// configuration, newlines and all, in its messages; each line of output
+// must name its file) and keeps its chain, which tells an interrupted
+// build (a remote resource that could not be reached) from a bad one.
+type lineError struct{ err error }
+
+func (e lineError) Error() string { return strings.Join(strings.Fields(e.err.Error()), " ") }
+
+func (e lineError) Unwrap() error { return e.err }

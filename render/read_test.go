@@ -148,6 +148,11 @@ func TestDuplicateKeys(t *testing.T) {
 			`nested.yaml, document 1: key "data.a" appears twice, on lines 6 and 8`},
 		{"in a list item", "list.yaml", "apiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  kind: Secret\n  metadata: {name: x}\n",
 			`list.yaml, document 1: key "items[0].kind" appears twice, on lines 5 and 6`},
+		// YAML types keys and JSON does not: 1 and "1" are one JSON key.
+		{"keys JSON reads as one", "typed.yaml", cm("t") + "  1: one\n  \"1\": two\n",
+			`typed.yaml, document 1: key "data.1" appears twice, on lines 7 and 8`},
+		{"a number written two ways", "octal.yaml", cm("o") + "  01: one\n  1: two\n",
+			`octal.yaml, document 1: key "data.1" appears twice, on lines 7 and 8`},
 		{"JSON", "j.json", "{\"apiVersion\": \"v1\", \"kind\": \"ConfigMap\",\n \"metadata\": {\"name\": \"j\"},\n \"kind\": \"Secret\"}",
 			`j.json, document 1: key "kind" appears twice, on lines 1 and 3`},
 	} {
@@ -194,6 +199,11 @@ func TestLooksEncrypted(t *testing.T) {
 	}{
 		{"apiVersion: v1\nkind: Secret\nsops:\n    mac: ENC[x]\n", "yaml", true},
 		{"apiVersion: v1\nkind: ConfigMap\ndata:\n  .sops.yaml: |\n    sops:\n      mac: x\n", "yaml", false},
+		// JSON is YAML: sops's YAML store reads an encrypted JSON file
+		// named .yaml, and a flow mapping, as encrypted.
+		{"{\n\"apiVersion\": \"v1\", \"kind\": \"Secret\",\n\"sops\": {\"mac\": \"ENC[x]\"}}", "yaml", true},
+		{"{apiVersion: v1, kind: Secret, sops: {mac: 'ENC[x]'}}", "yaml", true},
+		{"apiVersion: v1\nkind: ConfigMap\ndata: {note: \"sops: mac: x\"}\n", "yaml", false},
 		{`{"apiVersion": "v1", "kind": "Secret", "sops": {"mac": "ENC[x]"}}`, "json", true},
 		{`{"apiVersion": "v1", "kind": "ConfigMap", "data": {"note": "\"sops\" keeps a \"mac\""}}`, "json", false},
 		{`{"data": "ENC[x]", "sops": {"mac": "ENC[y]"}}`, "binary", true},

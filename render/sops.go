@@ -26,6 +26,7 @@ import (
 	"github.com/getsops/sops/v3/stores/dotenv"
 	sopsjson "github.com/getsops/sops/v3/stores/json"
 	sopsyaml "github.com/getsops/sops/v3/stores/yaml"
+	yamlv3 "go.yaml.in/yaml/v3"
 	"google.golang.org/grpc"
 
 	"github.com/cronsync/cronsync/internal/redact"
@@ -100,7 +101,16 @@ func looksEncrypted(data []byte, format string) bool {
 	case "dotenv":
 		return bytes.Contains(data, []byte("sops_mac="))
 	case "yaml":
-		return (bytes.HasPrefix(data, []byte("sops:")) || bytes.Contains(data, []byte("\nsops:"))) && bytes.Contains(data, []byte("mac:"))
+		if !bytes.Contains(data, []byte("sops")) || !bytes.Contains(data, []byte("mac")) {
+			return false
+		}
+		if (bytes.HasPrefix(data, []byte("sops:")) || bytes.Contains(data, []byte("\nsops:"))) && bytes.Contains(data, []byte("mac:")) {
+			return true // as sops writes it
+		}
+		// Any other way YAML can say it, JSON among them: sops's store
+		// reads those as encrypted too, and applied as they are they
+		// would be Secrets of ENC[...] values.
+		return yamlSopsKey(data)
 	default: // json and binary, which sops stores as JSON
 		if !bytes.Contains(data, []byte(`"sops"`)) || !bytes.Contains(data, []byte(`"mac"`)) {
 			return false
@@ -114,6 +124,34 @@ func looksEncrypted(data []byte, format string) bool {
 		}
 		return json.Unmarshal(data, &top) == nil && top.Sops != nil && top.Sops.Mac != ""
 	}
+}
+
+// yamlSopsKey says whether the first document of data (the one sops reads
+// its metadata from) has a top-level sops mapping holding a mac key.
+func yamlSopsKey(data []byte) bool {
+	var doc yamlv3.Node
+	if yamlv3.NewDecoder(bytes.NewReader(data)).Decode(&doc) != nil || len(doc.Content) == 0 {
+		return false
+	}
+	mapping := func(n *yamlv3.Node) *yamlv3.Node {
+		if n.Kind == yamlv3.AliasNode {
+			n = n.Alias
+		}
+		if n == nil || n.Kind != yamlv3.MappingNode {
+			return nil
+		}
+		return n
+	}
+	has := func(m *yamlv3.Node, key string) *yamlv3.Node {
+		for i := 0; m != nil && i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i+1]
+			}
+		}
+		return nil
+	}
+	sops := has(mapping(doc.Content[0]), "sops")
+	return sops != nil && has(mapping(sops), "mac") != nil
 }
 
 // decryptor opens SOPS files with the keys of one run.
@@ -198,7 +236,7 @@ func (d *decryptor) decryptAs(ctx context.Context, data []byte, source, in, out 
 	store := storeFor(in)
 	tree, err := store.LoadEncryptedFile(data)
 	if err != nil {
-		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS metadata: %w", err)}
+		return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS metadata: %w", oneLine(err))}
 	}
 	var recipients []string
 	for _, g := range tree.Metadata.KeyGroups {
@@ -234,7 +272,11 @@ func (d *decryptor) decryptAs(ctx context.Context, data []byte, source, in, out 
 		return nil, &ManifestError{Source: source, Err: errors.New("SOPS: the MAC does not verify: the file was changed after it was encrypted (edit it with sops, not by hand)")}
 	}
 	if out == in {
-		return store.EmitPlainFile(tree.Branches)
+		plain, err := store.EmitPlainFile(tree.Branches)
+		if err != nil {
+			return nil, &ManifestError{Source: source, Err: fmt.Errorf("SOPS: %w", oneLine(err))}
+		}
+		return plain, nil
 	}
 	plain, err := storeFor(out).EmitPlainFile(tree.Branches)
 	if err != nil {

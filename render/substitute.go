@@ -175,10 +175,18 @@ func (e *UnsetError) Error() string {
 	return fmt.Sprintf("variable %s not set: no --substitute or --substitute-from source gives it a value and the reference has no default (${%s:=default}); --substitute-strict=false makes it empty", strings.Join(q, ", "), e.Names[0])
 }
 
+// maxSubstitutedGrowth is how much larger substitution may make a text.
+// References nest, and ${A//x/${A//x/...}} multiplies at each level: a
+// line of a commit could otherwise ask for gigabytes of a short variable.
+// An object grown by more than this could not be applied anyway.
+const maxSubstitutedGrowth = 4 << 20
+
+var errSubstitutedTooLarge = fmt.Errorf("variable substitution makes the object more than %d MiB larger than it is written (references that repeat a value within each other?)", maxSubstitutedGrowth>>20)
+
 // Eval substitutes text. ${var} and its bash-like forms are replaced;
 // $${...} is a literal ${...}; a bare $var is left alone.
 func (s Substitute) Eval(text string) (string, error) {
-	e := &evaluator{s: s, src: text}
+	e := &evaluator{s: s, src: text, limit: len(text) + maxSubstitutedGrowth}
 	out, err := e.text(false)
 	if err != nil {
 		return "", err
@@ -194,6 +202,8 @@ type evaluator struct {
 	src   string
 	pos   int
 	unset []string
+	// limit bounds every string the evaluation makes.
+	limit int
 }
 
 // text reads up to the end or, inside a reference's argument, up to one of
@@ -214,7 +224,13 @@ func (e *evaluator) text(inArg bool, stop ...byte) (string, error) {
 			e.pos += 2
 			v, err := e.reference()
 			if err != nil {
+				if err == errSubstitutedTooLarge {
+					return "", err
+				}
 				return "", fmt.Errorf("%s: %w", quoteRef(e.src[start:min(e.pos+1, len(e.src))]), err)
+			}
+			if b.Len()+len(v) > e.limit {
+				return "", errSubstitutedTooLarge
 			}
 			b.WriteString(v)
 		case inArg && c == '\\' && e.pos+1 < len(e.src) && (e.src[e.pos+1] == '\\' || e.src[e.pos+1] == '/'):
@@ -354,6 +370,12 @@ func (e *evaluator) reference() (string, error) {
 		v := e.lookup(n, false)
 		switch op {
 		case '/':
+			// Sized before it is made: an empty pattern matches
+			// between every character.
+			n := strings.Count(v, pattern)
+			if len(v)+n*(len(repl)-len(pattern)) > e.limit {
+				return "", errSubstitutedTooLarge
+			}
 			return strings.ReplaceAll(v, pattern, repl), nil
 		case '#':
 			if strings.HasPrefix(v, pattern) {

@@ -65,6 +65,21 @@ func TestSubstituteStrict(t *testing.T) {
 	}
 }
 
+// References that repeat a value within each other multiply it at every
+// level (an empty pattern matches between every character): ten levels of
+// a five-letter variable would be 2 GB from a line of 70 bytes.
+func TestSubstituteIsBounded(t *testing.T) {
+	s := Substitute{Strict: true, Vars: map[string]string{"A": "alpha"}}
+	nest := func(levels int) string { return strings.Repeat("${A///", levels) + "${A}" + strings.Repeat("}", levels) }
+	got, err := s.Eval("x: " + nest(3))
+	if err != nil || len(got) != len("x: ")+1295 {
+		t.Fatalf("three levels: %d bytes, %v", len(got), err)
+	}
+	if _, err := s.Eval("x: " + nest(10)); !errors.Is(err, errSubstitutedTooLarge) {
+		t.Fatalf("ten levels: %v", err)
+	}
+}
+
 func TestSubstituteObject(t *testing.T) {
 	s := Substitute{Strict: true, Vars: map[string]string{"NAME": "web", "R": "3", "ID": `"1234"`}}
 	mk := func(labels map[string]any) *Object {
