@@ -167,6 +167,24 @@ type AuditEvent struct {
 	User       struct {
 		Username string `json:"username"`
 	} `json:"user"`
+	// UserAgent carries what a FaultProxy's SetTag added.
+	UserAgent string `json:"userAgent"`
+	// ObjectRef is what the request addressed; nil for non-resource
+	// requests (discovery).
+	ObjectRef *struct {
+		Resource    string `json:"resource"`
+		Namespace   string `json:"namespace"`
+		Name        string `json:"name"`
+		APIGroup    string `json:"apiGroup"`
+		Subresource string `json:"subresource"`
+	} `json:"objectRef"`
+	ResponseStatus *struct {
+		Code int `json:"code"`
+	} `json:"responseStatus"`
+	// Received is when the request came in, Completed when its answer
+	// was done.
+	Received  time.Time `json:"requestReceivedTimestamp"`
+	Completed time.Time `json:"stageTimestamp"`
 }
 
 // AuditMark returns a position in the audit log; AuditSince reads from it.
@@ -178,7 +196,8 @@ func (c *Cluster) AuditMark() int64 {
 	return st.Size()
 }
 
-// AuditSince returns the requests user made since mark. The API server
+// AuditSince returns the requests user made since mark (everyone's if user
+// is ""). The API server
 // writes the log while it is read: a line it has not finished (at the end,
 // or under mark) is not an event yet, and is left out.
 func (c *Cluster) AuditSince(mark int64, user string) ([]AuditEvent, error) {
@@ -204,7 +223,7 @@ func (c *Cluster) AuditSince(mark int64, user string) ([]AuditEvent, error) {
 		if err := json.Unmarshal(line, &ev); err != nil {
 			return nil, err
 		}
-		if ev.User.Username == user {
+		if user == "" || ev.User.Username == user {
 			out = append(out, ev)
 		}
 	}
