@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -80,35 +81,39 @@ func (l *lab) members(p *plan) (map[key]*unstructured.Unstructured, error) {
 	return out, nil
 }
 
-// uids are the live objects of both commits and the leftovers, by key.
+// uids are the live objects of both commits and the leftovers, by key,
+// read with one LIST per resource.
 func (l *lab) uids(p *plan) (map[key]types.UID, error) {
-	out := map[key]types.UID{}
 	all := p.Before.objects()
 	maps.Copy(all, p.After.objects())
 	maps.Copy(all, p.Left)
-	var mu sync.Mutex
-	var firstErr error
-	parallel(all, func(k key, it item) {
-		live, err := l.resource(it.GVR, k.Namespace).Get(context.Background(), k.Name, metav1.GetOptions{})
-		mu.Lock()
-		defer mu.Unlock()
-		switch {
-		case apierrors.IsNotFound(err):
-		case err != nil:
-			if firstErr == nil {
-				firstErr = err
-			}
-		default:
-			out[k] = live.GetUID()
+	gvrs := map[string]schema.GroupVersionResource{}
+	for _, it := range all {
+		gvrs[it.GVR.Resource] = it.GVR
+	}
+	out := map[key]types.UID{}
+	for _, gvr := range gvrs {
+		list, err := l.kube.Resource(gvr).List(context.Background(), metav1.ListOptions{})
+		if apierrors.IsNotFound(err) {
+			continue // a CRD not made yet, or gone
 		}
-	})
-	return out, firstErr
+		if err != nil {
+			return nil, fmt.Errorf("listing %s: %w", gvr.Resource, err)
+		}
+		for _, o := range list.Items {
+			k := key{Resource: gvr.Resource, Namespace: o.GetNamespace(), Name: o.GetName()}
+			if _, ok := all[k]; ok {
+				out[k] = o.GetUID()
+			}
+		}
+	}
+	return out, nil
 }
 
 func parallel(items map[key]item, fn func(key, item)) {
 	work := make(chan key)
 	var wg sync.WaitGroup
-	for range 8 {
+	for range 16 {
 		wg.Go(func() {
 			for k := range work {
 				fn(k, items[k])
@@ -130,7 +135,7 @@ func (l *lab) checkUIDs(p *plan, before map[key]types.UID, res *trialResult) err
 	if err != nil {
 		return err
 	}
-	removed := p.removed()
+	removed := l.removed(p)
 	for k, uid := range before {
 		now, ok := after[k]
 		switch {
@@ -147,17 +152,20 @@ func (l *lab) checkUIDs(p *plan, before map[key]types.UID, res *trialResult) err
 	return nil
 }
 
-// removed are the objects the trial's runs may prune: members before that
-// the new commit does not hold.
-func (p *plan) removed() map[key]bool {
+// removed are the objects the trial's runs may prune: members before the
+// trial (the commit's, those left behind, any other live member, such as a
+// Namespace still being emptied) that the new commit does not hold.
+func (l *lab) removed(p *plan) map[key]bool {
 	out := map[key]bool{}
 	after := p.After.objects()
-	for k := range p.Before.objects() {
-		if _, ok := after[k]; !ok {
-			out[k] = true
+	for _, set := range []map[key]item{p.Before.objects(), p.Left} {
+		for k := range set {
+			if _, ok := after[k]; !ok {
+				out[k] = true
+			}
 		}
 	}
-	for k := range p.Left {
+	for k := range l.startMembers {
 		if _, ok := after[k]; !ok {
 			out[k] = true
 		}
@@ -239,7 +247,7 @@ func (l *lab) checkEquals(p *plan, res *trialResult, when string) error {
 		}
 		if p.Prune {
 			res.violate("(5) %s: %s is a member the commit does not hold, after a run with --prune", when, k)
-		} else if !p.removed()[k] {
+		} else if !l.removed(p)[k] {
 			res.violate("(5) %s: %s is a member no commit held", when, k)
 		}
 	}
@@ -399,12 +407,30 @@ func tagOf(ev testenv.AuditEvent) string {
 	return tag
 }
 
-func isWrite(ev testenv.AuditEvent) bool {
+// isWrite says ev changed something: a write that was not a server dry
+// run. A DELETE carries its dryRun in its body, which the audit log (at
+// the Metadata level) does not keep: the proxies' records do.
+func (l *lab) isWrite(ev testenv.AuditEvent) bool {
 	switch ev.Verb {
-	case "create", "update", "patch", "delete", "deletecollection":
+	case "create", "update", "patch", "deletecollection":
 		return !strings.Contains(ev.RequestURI, "dryRun=All")
+	case "delete":
+		return !l.dryDeletes[tagOf(ev)+" "+ev.RequestURI]
 	}
 	return false
+}
+
+// noteDryDeletes records which DELETEs of the proxies' records were dry
+// runs, by run and URI.
+func (l *lab) noteDryDeletes(logs ...[]testenv.ProxiedRequest) {
+	l.dryDeletes = map[string]bool{}
+	for _, log := range logs {
+		for _, r := range log {
+			if r.Method == "DELETE" && bytes.Contains(r.Body, []byte(`"dryRun":["All"]`)) {
+				l.dryDeletes[r.Tag+" "+r.URI] = true
+			}
+		}
+	}
 }
 
 func evKey(ev testenv.AuditEvent) key {
@@ -443,7 +469,10 @@ func (l *lab) checkWrites(p *plan, runs []*run, events []testenv.AuditEvent, res
 	known := p.Before.objects()
 	maps.Copy(known, p.After.objects())
 	maps.Copy(known, p.Left)
-	removed := p.removed()
+	for k := range l.startMembers {
+		known[k] = item{}
+	}
+	removed := l.removed(p)
 	byTag := map[string]*run{}
 	for _, r := range runs {
 		byTag[r.Tag] = r
@@ -453,7 +482,7 @@ func (l *lab) checkWrites(p *plan, runs []*run, events []testenv.AuditEvent, res
 			continue
 		}
 		r := byTag[tagOf(ev)]
-		if r == nil || !isWrite(ev) {
+		if r == nil || !l.isWrite(ev) {
 			continue
 		}
 		k := evKey(ev)
@@ -472,6 +501,47 @@ func (l *lab) checkWrites(p *plan, runs []*run, events []testenv.AuditEvent, res
 		case ev.Verb == "delete" && k.Resource == "secrets" && k.Name == setName:
 			res.violate("(3) run %s deleted the ApplySet parent", r.Tag)
 		}
+	}
+}
+
+// checkFailedCheck: (4) a check that failed writes nothing after it: when
+// the fault landed on a dry run (which client-go does not send again: a
+// reset, a stall, a cut answer, a 503), the run wrote no object of the
+// commit after it, unless the object checked depends on one the commit
+// creates (its check is then made again once that is written).
+func (l *lab) checkFailedCheck(p *plan, f *run, proxied []testenv.ProxiedRequest, events []testenv.AuditEvent, res *trialResult) {
+	switch p.Fault.Kind {
+	case apiReset, apiStall, apiCut, api503:
+	default:
+		return
+	}
+	var failed *testenv.ProxiedRequest
+	for i := range proxied {
+		if r := &proxied[i]; r.Tag == f.Tag && r.Fault != "" && r.Method != "GET" && strings.Contains(r.URI, "dryRun=All") {
+			failed = r
+			break
+		}
+	}
+	if failed == nil {
+		return
+	}
+	before := p.Before.objects()
+	if strings.Contains(failed.URI, "/configmaps/chain-") {
+		var i int
+		if _, err := fmt.Sscanf(failed.URI[strings.Index(failed.URI, "/configmaps/chain-")+len("/configmaps/chain-"):], "%d", &i); err == nil && i > 0 {
+			if _, ok := before[key{Resource: "configmaps", Namespace: "chaos-b", Name: fmt.Sprintf("chain-%d", i-1)}]; !ok {
+				return // it depends on a link the commit adds
+			}
+		}
+	}
+	for _, ev := range events {
+		k := evKey(ev)
+		if tagOf(ev) != f.Tag || !l.isWrite(ev) || bookkeeping(k) || !ev.Received.After(failed.Start) {
+			continue
+		}
+		res.violate("(4) the faulted run %s's dry run %s %s failed (%s) at %s, and it wrote %s %s at %s after it",
+			f.Tag, failed.Method, failed.URI, failed.Fault, failed.Start.Format("15:04:05.000000"), ev.Verb, ev.RequestURI, ev.Received.Format("15:04:05.000000"))
+		return
 	}
 }
 
@@ -510,7 +580,7 @@ func (l *lab) checkNoChange(p *plan, r *run, events []testenv.AuditEvent, res *t
 			res.violate("(5) the no-change run %s sent a dry run: %s %s", r.Tag, ev.Verb, ev.RequestURI)
 			return
 		}
-		if isWrite(ev) && !bookkeeping(k) {
+		if l.isWrite(ev) && !bookkeeping(k) {
 			res.violate("(5) the no-change run %s wrote: %s %s", r.Tag, ev.Verb, ev.RequestURI)
 			return
 		}
@@ -529,7 +599,7 @@ func (l *lab) checkOverlap(events []testenv.AuditEvent, res *trialResult) {
 	}
 	spans := map[string]*span{}
 	for _, ev := range events {
-		if (ev.User.Username != runUser && ev.User.Username != otherUser) || !isWrite(ev) {
+		if (ev.User.Username != runUser && ev.User.Username != otherUser) || !l.isWrite(ev) {
 			continue
 		}
 		k := evKey(ev)
@@ -608,7 +678,7 @@ func (l *lab) checkFencing(runs []*run, events []testenv.AuditEvent, leases map[
 			continue
 		}
 		for _, ev := range events {
-			if tagOf(ev) != r.Tag || !isWrite(ev) {
+			if tagOf(ev) != r.Tag || !l.isWrite(ev) {
 				continue
 			}
 			if k := evKey(ev); k.Resource == "leases" || k.Resource == "events" {

@@ -20,6 +20,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 
@@ -54,9 +55,16 @@ type lab struct {
 	cleanRunTimeout   time.Duration
 	bystanderVersions map[string]string
 	// second is the run that took the Lease from the faulted one, if any.
-	second  *run
-	verbose bool
+	second *run
+	// dryDeletes are the trial's DELETEs that were dry runs (noteDryDeletes).
+	dryDeletes map[string]bool
+	// startMembers are the set's live members when the trial began.
+	startMembers map[key]*unstructured.Unstructured
+	verbose      bool
 }
+
+// prebuilt is -binary: a cronsync binary to run instead of building one.
+var prebuilt string
 
 const (
 	runUser   = "chaos-run"
@@ -79,10 +87,16 @@ func newLab(log io.Writer) (*lab, error) {
 		}
 	}()
 	l.binary = filepath.Join(dir, "cronsync")
-	if out, err := exec.Command("go", "build", "-o", l.binary, testenv.ModuleRoot()).CombinedOutput(); err != nil {
+	if prebuilt != "" {
+		l.binary = prebuilt
+	} else if out, err := exec.Command("go", "build", "-o", l.binary, testenv.ModuleRoot()).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("building cronsync: %v\n%s", err, out)
 	}
 	if l.cluster, err = testenv.StartCluster(); err != nil {
+		return nil, err
+	}
+	// Namespaces that runs prune go away, as in a real cluster.
+	if err := l.cluster.StartNamespaceController(); err != nil {
 		return nil, err
 	}
 	l.kube = dynamic.NewForConfigOrDie(l.cluster.Config)
@@ -94,8 +108,8 @@ func newLab(log io.Writer) (*lab, error) {
 		return nil, err
 	}
 	// The Lease's writes are kept, to see when each run held it.
-	l.api.KeepBodies(isLeaseRequest)
-	l.other.KeepBodies(isLeaseRequest)
+	l.api.KeepBodies(keepBody)
+	l.other.KeepBodies(keepBody)
 	h, err := testenv.GitHandler(filepath.Join(dir, "git"))
 	if err != nil {
 		return nil, err
@@ -400,6 +414,12 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// keepBody picks the requests whose bodies the proxies keep: the Lease's
+// writes (who held it, until when) and DELETEs (their dryRun).
+func keepBody(r *http.Request) bool {
+	return r.Method == http.MethodDelete || (r.Method != http.MethodGet && isLeaseRequest(r))
 }
 
 // leaseFree says no one holds the Lease now.

@@ -46,6 +46,7 @@ func main() {
 	seed := flag.Uint64("seed", 1, "the seed every commit and fault is drawn from")
 	only := flag.Int("trial", 0, "replay this trial of the seed alone")
 	verbose := flag.Bool("v", false, "print every run's output")
+	flag.StringVar(&prebuilt, "binary", "", "run this cronsync binary rather than one built from this tree (to see whether an older build shows a violation)")
 	kind := flag.String("kind", "", "draw every fault of this kind (one of "+strings.Join(faultKinds, ", ")+"), its moment as drawn")
 	flag.Parse()
 	if *kind != "" && !slices.Contains(faultKinds, *kind) {
@@ -152,7 +153,7 @@ func (s *campaignSummary) print(seed uint64, w io.Writer) {
 		k.n++
 		if t.Landed {
 			k.landed++
-			if !strings.HasPrefix(t.Fault.Kind, "git-") && t.Sent > 0 {
+			if !strings.HasPrefix(t.Fault.Kind, "git-") && t.Fault.At == 0 && t.Sent > 0 {
 				moments[min(10, t.Fault.Nth*10/t.Sent)]++
 			}
 		}
@@ -171,6 +172,13 @@ func (s *campaignSummary) print(seed uint64, w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
+	var at [4]int
+	for _, t := range s.trials {
+		if t.Landed && t.Fault.At > 0 {
+			at[min(3, int(t.Fault.At/time.Second))]++
+		}
+	}
+	fmt.Fprintf(w, "moments (process faults that landed at a time after the run started): 0-1s:%d 1-2s:%d 2-3s:%d\n", at[0], at[1], at[2])
 	var es []string
 	for e, n := range exits {
 		es = append(es, fmt.Sprintf("%s:%d", e, n))

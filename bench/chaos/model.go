@@ -60,7 +60,11 @@ type model struct {
 	Kust map[string]int
 	// ChartN ConfigMaps are rendered by a Helm chart, holding ChartV.
 	ChartN, ChartV int
-	Next           int
+	// Rot numbers a namespace (chaos-n<Rot>) that holds a few ConfigMaps
+	// and a Widget, and is replaced by a new one now and then: a commit
+	// that creates a namespace and its content, and removes another.
+	Rot  int
+	Next int
 }
 
 type cm struct {
@@ -90,6 +94,8 @@ func newModel(rng *rand.Rand) *model {
 	for range 10 {
 		m.Kust[m.name("kcm")] = 1
 	}
+	m.Next++
+	m.Rot = m.Next
 	return m
 }
 
@@ -157,6 +163,10 @@ func (m *model) mutate(rng *rand.Rand) *model {
 		// A new CRD with a resource of it, in place of the last one.
 		n.Next++
 		n.Gadget = n.Next
+	}
+	if rng.IntN(4) == 0 {
+		n.Next++
+		n.Rot = n.Next
 	}
 	if rng.IntN(10) < 3 {
 		n.ChainV++
@@ -348,6 +358,14 @@ func (m *model) objects() map[key]item {
 		o := u("v1", "ConfigMap", "chaos-b", "k-"+name, map[string]any{"data": map[string]any{"value": value(name, v)}})
 		o.SetLabels(map[string]string{"chaos-kust": "yes"})
 		add(gvrConfigMap, o)
+	}
+	if m.Rot != 0 {
+		ns := fmt.Sprintf("chaos-n%d", m.Rot)
+		add(gvrNamespace, u("v1", "Namespace", "", ns, nil))
+		for i := range 4 {
+			add(gvrConfigMap, u("v1", "ConfigMap", ns, fmt.Sprintf("rot-%d", i), map[string]any{"data": map[string]any{"value": value("rot", m.Rot)}}))
+		}
+		add(gvrWidget, u(widgetGroup+"/v1", "Widget", ns, "rot", map[string]any{"spec": map[string]any{"size": int64(m.Rot % 5)}}))
 	}
 	for i := range m.ChartN {
 		add(gvrConfigMap, u("v1", "ConfigMap", "chaos-c", fmt.Sprintf("chart-cm-%d", i), map[string]any{"data": map[string]any{"value": value("chart", m.ChartV)}}))

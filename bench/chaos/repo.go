@@ -113,6 +113,15 @@ data:
   value: {{ $.Values.value | quote }}
 {{- end }}
 `
+	if m.Rot != 0 {
+		ns := fmt.Sprintf("chaos-n%d", m.Rot)
+		list := []*obj{get("namespaces", "", ns)}
+		for i := range 4 {
+			list = append(list, get("configmaps", ns, fmt.Sprintf("rot-%d", i)))
+		}
+		list = append(list, get("widgets", ns, "rot"))
+		out["apps/rot/"+ns+".yaml"] = docs(list...)
+	}
 	if len(extra) > 0 {
 		var list []*obj
 		for _, it := range extra {

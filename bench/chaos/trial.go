@@ -64,10 +64,16 @@ type faultSpec struct {
 	// Slow is how late the run's requests are answered once its Lease
 	// renewals stall (lease-expired).
 	Slow time.Duration
+	// At, when not zero, is the moment a fault done to a process lands:
+	// this long after the run started, in place of its Nth request.
+	At time.Duration
 }
 
 func (f faultSpec) String() string {
 	s := fmt.Sprintf("%s at request %d", f.Kind, f.Nth)
+	if f.At > 0 {
+		s = fmt.Sprintf("%s at %s", f.Kind, f.At)
+	}
 	switch f.Kind {
 	case apiReset, apiStall, gitReset, gitStall:
 		if f.After {
@@ -82,7 +88,11 @@ func (f faultSpec) String() string {
 	case apiRestart:
 		s += fmt.Sprintf(" (down %s)", f.Down)
 	case leaseExpired:
-		s += fmt.Sprintf(" (every other request %s late)", f.Slow)
+		how := "stall"
+		if f.After {
+			how = "are answered 503"
+		}
+		s += fmt.Sprintf(" (the Lease's requests %s, every other request %s late)", how, f.Slow)
 	}
 	return s
 }
@@ -106,7 +116,7 @@ type plan struct {
 // expectedRequests is about how many requests a run that changes a
 // commit like these sends to the API server; the fault's moment is drawn
 // up to a little past it, so that some faults land after the last request.
-const expectedRequests = 90
+const expectedRequests = 110
 
 // chain is the sequence of commits trials go through: each trial's
 // commit is the one before it, changed. Only the seed decides it.
@@ -187,6 +197,12 @@ func drawFault(seed uint64, k int) (faultSpec, bool) {
 	case leaseExpired:
 		f.Slow = []time.Duration{250 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second}[rng.IntN(4)]
 	}
+	switch f.Kind {
+	case sigterm, sigkill, apiRestart, leaseStolen, pause:
+		if rng.IntN(2) == 0 {
+			f.At = time.Duration(1+rng.IntN(3000)) * time.Millisecond
+		}
+	}
 	return f, dryRun
 }
 
@@ -215,13 +231,13 @@ func (l *lab) setup(p *plan) error {
 	for _, k := range slices.SortedFunc(maps.Keys(p.Left), func(a, b key) int { return strings.Compare(a.String(), b.String()) }) {
 		extra = append(extra, p.Left[k])
 	}
-	if len(extra) > 0 {
-		if err := l.commitModel(p.Before, extra, "setup with the members left behind"); err != nil {
-			return err
-		}
-		if _, err := l.sync(runOpts{}); err != nil {
-			return fmt.Errorf("setup: %w", err)
-		}
+	// Whatever the cluster held before is pruned: the state is the
+	// plan's, whichever trial ran last.
+	if err := l.commitModel(p.Before, extra, "setup with the members left behind"); err != nil {
+		return err
+	}
+	if _, err := l.sync(runOpts{prune: true}); err != nil {
+		return fmt.Errorf("setup: %w", err)
 	}
 	if err := l.commitModel(p.Before, nil, "setup"); err != nil {
 		return err
@@ -253,6 +269,9 @@ func (l *lab) trial(p *plan) (*trialResult, error) {
 	}
 	before, err := l.uids(p)
 	if err != nil {
+		return nil, err
+	}
+	if l.startMembers, err = l.members(p); err != nil {
 		return nil, err
 	}
 	mark := l.cluster.AuditMark()
@@ -324,6 +343,7 @@ func (l *lab) trial(p *plan) (*trialResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	l.noteDryDeletes(l.api.Log(apiSeq), l.other.Log(otherSeq))
 	l.checkNoChange(p, n2, events, res)
 	if err := l.checkInventory(p, res, "after run "+n2.Tag); err != nil {
 		return nil, err
@@ -337,6 +357,7 @@ func (l *lab) trial(p *plan) (*trialResult, error) {
 		runs = append(runs, l.second)
 	}
 	l.checkWrites(p, runs, events, res)
+	l.checkFailedCheck(p, f, l.api.Log(apiSeq), events, res)
 	if l.verbose {
 		for tag, ws := range leaseWrites(l.api.Log(apiSeq), l.other.Log(otherSeq)) {
 			for _, w := range ws {
@@ -344,7 +365,7 @@ func (l *lab) trial(p *plan) (*trialResult, error) {
 			}
 		}
 		for _, ev := range events {
-			if tag := tagOf(ev); tag != "" && (isWrite(ev) || evKey(ev).Resource == "leases") {
+			if tag := tagOf(ev); tag != "" && (l.isWrite(ev) || evKey(ev).Resource == "leases") {
 				code := 0
 				if ev.ResponseStatus != nil {
 					code = ev.ResponseStatus.Code
@@ -464,10 +485,15 @@ func (l *lab) faulted(p *plan, res *trialResult) (*run, error) {
 			if f.Kind == pause {
 				_ = proc.Signal(syscall.SIGSTOP)
 			} else {
-				// Every other request slowed down, so that the run is
-				// still at work when its Lease runs out.
-				l.api.Arm(&testenv.Fault{Kind: testenv.FaultStall, Nth: 1, Count: 1 << 30, Match: isLeaseRequest, Hold: 2 * l.faultedRunTimeout},
-					&testenv.Fault{Kind: testenv.FaultDelay, Nth: 1, Count: 1 << 30, Hold: f.Slow})
+				// The Lease's requests stall until the connection is
+				// reset (or, After, are answered 503), every other
+				// request is slowed down, so that the run is still at
+				// work when its Lease runs out.
+				leaseFault := &testenv.Fault{Kind: testenv.FaultStall, Nth: 1, Count: 1 << 30, Match: isLeaseRequest, Hold: leaseDuration}
+				if f.After {
+					leaseFault = &testenv.Fault{Kind: testenv.FaultStatus, Status: http.StatusServiceUnavailable, Nth: 1, Count: 1 << 30, Match: isLeaseRequest}
+				}
+				l.api.Arm(leaseFault, &testenv.Fault{Kind: testenv.FaultDelay, Nth: 1, Count: 1 << 30, Hold: f.Slow})
 			}
 			close(cont)
 		})}
@@ -502,6 +528,10 @@ func (l *lab) faulted(p *plan, res *trialResult) (*run, error) {
 			}
 		})
 	}
+	var timed func()
+	if f.At > 0 && apiFault != nil && apiFault.Kind == testenv.FaultCall {
+		timed, apiFault = apiFault.Call, nil
+	}
 	l.api.Arm(apiFault)
 	l.git.Arm(gitFault)
 	defer l.api.Arm()
@@ -513,6 +543,13 @@ func (l *lab) faulted(p *plan, res *trialResult) (*run, error) {
 	}
 	proc = s.cmd.Process
 	close(procReady)
+	if timed != nil {
+		t := time.AfterFunc(f.At, timed)
+		go func() {
+			<-s.done
+			t.Stop() // a run that ended first takes no fault
+		}()
+	}
 	r, err := s.wait(l.faultedRunTimeout + 2*time.Minute)
 	if err != nil {
 		res.violate("(1) the faulted run did not end: %v", err)
