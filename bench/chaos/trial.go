@@ -264,6 +264,10 @@ func (l *lab) trial(p *plan) (*trialResult, error) {
 	start := time.Now()
 	res := &trialResult{Trial: p.Trial, Fault: p.Fault}
 	defer func() { res.Took = time.Since(start) }()
+	// The proxies' records of earlier trials are not needed any more.
+	l.api.Forget(l.api.Seq())
+	l.other.Forget(l.other.Seq())
+	l.git.Forget(l.git.Seq())
 	if err := l.commitModel(p.After, nil, fmt.Sprintf("trial %d", p.Trial)); err != nil {
 		return nil, err
 	}

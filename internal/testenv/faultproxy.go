@@ -289,6 +289,18 @@ func (p *FaultProxy) Log(since int) []ProxiedRequest {
 	return out
 }
 
+// Forget drops the record of the requests up to Seq upTo, which a long
+// run would otherwise keep for good.
+func (p *FaultProxy) Forget(upTo int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := 0
+	for i < len(p.log) && p.log[i].Seq <= upTo {
+		i++
+	}
+	p.log = append([]ProxiedRequest(nil), p.log[i:]...)
+}
+
 // Seq is the number of the last request the proxy saw.
 func (p *FaultProxy) Seq() int {
 	p.mu.Lock()
