@@ -2,7 +2,8 @@
 // kube-apiserver with etcd (built from source by hack/testbin/build.sh and
 // started through envtest), optionally with the controllers, scheduler and
 // kwok's fake nodes that make workloads roll out, and Git repositories made with the git command
-// and served over smart HTTP. Only tests import it, so neither envtest nor
+// and served over smart HTTP; and fault proxies to put between cronsync and
+// either (faultproxy.go). Only tests import it, so neither envtest nor
 // controller-runtime ends up in the cronsync binary.
 package testenv
 
