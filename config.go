@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path"
 	"path/filepath"
@@ -76,6 +77,9 @@ type config struct {
 	parent     apply.ApplySet
 	// releaseLease releases the Lease the run holds; nil if none.
 	releaseLease func(context.Context) error
+	// fence wraps the transport of the run's writes while it holds the
+	// Lease (lease.Lease.Fence); nil if it holds none.
+	fence func(http.RoundTripper) http.RoundTripper
 	// parentChecked: the run found the ApplySet parent cronsync's, or
 	// absent (apply.Result.ParentChecked).
 	parentChecked bool

@@ -206,8 +206,11 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		sum.Result, sum.Message = "skipped", t.held.Error()+"; another sync is running, so this one applies nothing"
 		return nil
 	case t.l != nil:
-		// finish releases it, beside the run's record and Events.
+		// finish releases it, once the run's record is written.
 		cfg.releaseLease = t.l.Release
+		// Every write to the cluster's set goes only while the Lease is
+		// surely this run's.
+		cfg.fence, opts.Fence = t.l.Fence, t.l.Fence
 		// Losing the lease stops the run the way SIGTERM does.
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)
@@ -215,7 +218,7 @@ func run(ctx context.Context, cfg *config, out, stderr io.Writer, sum *report.Su
 		go func() {
 			select {
 			case <-t.l.Lost():
-				cancel(errors.New("the lease was lost to another run"))
+				cancel(fmt.Errorf("%w; another run may be syncing", t.l.Why()))
 			case <-ctx.Done():
 			}
 		}()

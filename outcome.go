@@ -87,19 +87,25 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	if cfg.terminationLog != "" {
 		warn(sum.WriteTerminationLog(cfg.terminationLog))
 	}
-	// What is left is requests to other parties, each on its own: run them
-	// side by side, and report their failures in a fixed order.
+	// What is left is requests to other parties, each on its own but the
+	// Lease's release, which waits for the record: run them side by side,
+	// and report their failures in a fixed order.
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	var tasks []func() error
-	if cfg.releaseLease != nil {
-		tasks = append(tasks, func() error { return cfg.releaseLease(ctx) })
-	}
+	var record func() error
 	// The commit status's own warning, printed before the others.
 	var statusErr error
 	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		if p := cfg.parent; p.Name != "" {
-			tasks = append(tasks, func() error {
+			recordCfg := cfg.restConfig
+			if cfg.fence != nil {
+				// The record is a write to the parent: it too is made
+				// only while the Lease is surely this run's.
+				recordCfg = rest.CopyConfig(recordCfg)
+				recordCfg.Wrap(cfg.fence)
+			}
+			record = func() error {
 				rec := runRecord(sum, cfg.parentChecked, cfg.parentRead)
 				// Posted before the record is written, which says
 				// whether the forge took it.
@@ -110,9 +116,26 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 						rec.Annotations[report.CommitStatusAnnotation] = posted
 					}
 				}
-				return apply.RecordRun(ctx, cfg.restConfig, p, cfg.apply.Version, rec)
-			})
+				return apply.RecordRun(ctx, recordCfg, p, cfg.apply.Version, rec)
+			}
 		}
+	}
+	switch {
+	case cfg.releaseLease != nil:
+		// The Lease is released once the record is written, not beside
+		// it: a run waiting for the Lease must not start writing while
+		// this one still is.
+		tasks = append(tasks, func() error {
+			var err error
+			if record != nil {
+				err = record()
+			}
+			return errors.Join(err, cfg.releaseLease(ctx))
+		})
+	case record != nil:
+		tasks = append(tasks, record)
+	}
+	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
 		tasks = append(tasks, func() error {
 			return report.Events(ctx, cfg.restConfig, report.Targets{
 				ParentNamespace: cfg.parent.Namespace, ParentName: cfg.parent.Name,
@@ -129,6 +152,12 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	wg.Wait()
 	warn(statusErr)
 	for _, err := range errs {
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, err := range joined.Unwrap() {
+				warn(err)
+			}
+			continue
+		}
 		warn(err)
 	}
 }

@@ -83,6 +83,11 @@ type Options struct {
 	// Lease is the coordination.k8s.io Lease runs hold (--lease): a commit
 	// holding it is refused (see claims.go). Zero: none.
 	Lease types.NamespacedName
+	// Fence, when set, wraps the transport of every request the run sends,
+	// outside the watch for an unreachable server: the Lease's, which
+	// refuses writes once the Lease may be another run's (a refusal is no
+	// sign of the server's health).
+	Fence func(http.RoundTripper) http.RoundTripper
 	// AdoptFrom names sets (an ID, or a cronsync set's NAMESPACE/NAME)
 	// whose members this run may take over, as the commit's
 	// cronsync.dev/adopt-from annotation does for one object: for a set
@@ -621,6 +626,9 @@ func newSyncer(cfg *rest.Config, opts Options, stopRun context.CancelCauseFunc) 
 	// from a burst, so cronsync does not throttle itself.
 	cfg.QPS, cfg.Burst = -1, 0
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper { return &breaker{next: rt, stop: stopRun} })
+	if opts.Fence != nil {
+		cfg.Wrap(opts.Fence)
+	}
 	hc, err := rest.HTTPClientFor(cfg)
 	if err != nil {
 		return nil, err

@@ -253,7 +253,7 @@ func (s *syncer) readLive(ctx context.Context, group []*item) {
 	if !s.wasListed(batch[0]) {
 		others := make([]metav1.ObjectMeta, 0, len(live))
 		for _, u := range live {
-			others = append(others, metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), Labels: u.GetLabels()})
+			others = append(others, metav1.ObjectMeta{Name: u.GetName(), Namespace: u.GetNamespace(), UID: u.GetUID(), ResourceVersion: u.GetResourceVersion(), Labels: u.GetLabels(), DeletionTimestamp: u.GetDeletionTimestamp()})
 		}
 		s.noteListed(batch, others)
 	}
@@ -297,7 +297,7 @@ func (s *syncer) decideFromMetadata(ctx context.Context, group []*item) []*item 
 			it, ok := byName[pom.Name]
 			switch {
 			case !ok:
-				others = append(others, metav1.ObjectMeta{Name: pom.Name, Namespace: pom.Namespace, UID: pom.UID, ResourceVersion: pom.ResourceVersion, Labels: pom.Labels})
+				others = append(others, metav1.ObjectMeta{Name: pom.Name, Namespace: pom.Namespace, UID: pom.UID, ResourceVersion: pom.ResourceVersion, Labels: pom.Labels, DeletionTimestamp: pom.DeletionTimestamp})
 				continue
 			case found[pom.Name]:
 				continue
@@ -368,7 +368,7 @@ func (s *syncer) noteListed(batch []*item, listed []metav1.ObjectMeta) {
 	others := []metav1.PartialObjectMetadata{}
 	for _, m := range listed {
 		if !inBatch[m.Name] && m.Labels[applySetPartOfLabel] == s.opts.ApplySet.id() {
-			others = append(others, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: m.Labels}})
+			others = append(others, metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, UID: m.UID, ResourceVersion: m.ResourceVersion, Labels: m.Labels, DeletionTimestamp: m.DeletionTimestamp}})
 		}
 	}
 	slices.SortFunc(others, func(a, b metav1.PartialObjectMetadata) int { return strings.Compare(a.Name, b.Name) })

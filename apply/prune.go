@@ -399,6 +399,13 @@ func (s *syncer) targetsFrom(inCommit map[string]bool, listings []*memberListing
 			if inCommit[memberKey(l.gk, obj.Namespace, obj.Name)] {
 				continue
 			}
+			if obj.DeletionTimestamp != nil {
+				// Already on its way out (a Namespace being emptied, a
+				// finalizer at work): deleting it again would change
+				// nothing, yet say "pruned" and write on every run
+				// until it is gone.
+				continue
+			}
 			targets = append(targets, pruneTarget{
 				ref:     render.Ref(l.gk, obj.Name, obj.Namespace),
 				mapping: l.m,

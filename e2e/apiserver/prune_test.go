@@ -472,3 +472,56 @@ subjects: [{kind: User, name: %[2]s}]
 		}
 	})
 }
+
+// A member already being deleted (a finalizer holds it, as one does a
+// Namespace being emptied) is not pruned again: the run after the one
+// that pruned it says nothing of it, sends it no DELETE, and, the commit
+// unchanged, is decided from the LISTs. (The chaos harness found each run
+// after a Namespace was pruned deleting it again, "pruned" every time,
+// while the namespace controller emptied it: bench/chaos, seed 11.)
+func TestPruneLeavesWhatIsBeingDeleted(t *testing.T) {
+	ns := testenv.Unique("prune-terminating")
+	ctx := context.Background()
+	cs := kubernetes.NewForConfigOrDie(cluster.Config)
+	set := []string{"--applyset", "default/" + ns, "--prune", "--lease", ""}
+	r := testenv.NewRepo(t)
+	r.Write("ns.yaml", namespace(ns))
+	r.Write("keep.yaml", configMap(ns, "keep", "v"))
+	r.Write("held.yaml", strings.Replace(configMap(ns, "held", "v"), "metadata:\n", "metadata:\n  finalizers: [example.com/hold]\n", 1))
+	r.Commit("first")
+	mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+	t.Cleanup(func() {
+		// Let it go once the test is over.
+		patch := []byte(`{"metadata":{"finalizers":null}}`)
+		cs.CoreV1().ConfigMaps(ns).Patch(ctx, "held", types.MergePatchType, patch, metav1.PatchOptions{}) //nolint:errcheck // best effort
+	})
+
+	r.Remove("held.yaml")
+	r.Commit("without held")
+	out := mustSync(t, append([]string{"--repo", r.Dir}, set...)...)
+	if !strings.Contains(out.stdout, "configmap/held -n "+ns+" pruned") {
+		t.Fatalf("the member was not pruned:\n%s", out.stdout)
+	}
+	held, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "held", metav1.GetOptions{})
+	if err != nil || held.DeletionTimestamp == nil {
+		t.Fatalf("the finalizer should hold it, being deleted: %v", err)
+	}
+
+	mark := cluster.AuditMark()
+	out = mustSync(t, append([]string{"--repo", r.Dir, "--output", "json"}, set...)...)
+	if strings.Contains(out.stdout, "pruned") || strings.Contains(out.stderr, "pruned") {
+		t.Errorf("the member being deleted was pruned again:\n%s", out.stderr)
+	}
+	if !strings.Contains(out.stderr, "deciding from the LISTs, without reading its files") {
+		t.Errorf("the run after the prune was not decided from the LISTs:\n%s", out.stderr)
+	}
+	events, err := cluster.AuditSince(mark, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		if ev.Verb == "delete" {
+			t.Errorf("the run deleted %s", ev.RequestURI)
+		}
+	}
+}

@@ -87,6 +87,36 @@ func (c *Cluster) StartControllers() error {
 	return c.addFakeNode()
 }
 
+// StartNamespaceController runs kube-controller-manager's namespace
+// controller alone, so that a deleted Namespace is emptied and goes away
+// as in a real cluster, without the rest of StartControllers' load. Stop
+// ends it with the control plane.
+func (c *Cluster) StartNamespaceController() error {
+	bin, err := binaries()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(filepath.Join(bin, "kube-controller-manager"),
+		"--kubeconfig="+c.Kubeconfig,
+		"--controllers=namespace-controller",
+		"--use-service-account-credentials=false",
+		"--leader-elect=false",
+		"--secure-port=0",
+	)
+	logf, err := os.Create(filepath.Join(c.dir, "kube-controller-manager.log"))
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("starting kube-controller-manager: %w", err)
+	}
+	c.procs = append(c.procs, cmd)
+	c.logs = append(c.logs, logf)
+	return nil
+}
+
 func stageFiles(bin string) string {
 	files, _ := filepath.Glob(filepath.Join(bin, "kwok-stages", "*.yaml"))
 	return strings.Join(files, ",")

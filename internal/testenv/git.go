@@ -131,16 +131,9 @@ func (r *Repo) Commit(msg string) string {
 // front of the backend (to demand credentials, say).
 func ServeHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) *httptest.Server {
 	t.Helper()
-	execPath, err := exec.Command("git", "--exec-path").Output()
+	h, err := GitHandler(root)
 	if err != nil {
-		t.Fatalf("git --exec-path: %v", err)
-	}
-	var h http.Handler = &cgi.Handler{
-		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
-		Env: append([]string{
-			"GIT_PROJECT_ROOT=" + root,
-			"GIT_HTTP_EXPORT_ALL=1",
-		}, GitEnv...),
+		t.Fatal(err)
 	}
 	if wrap != nil {
 		h = wrap(h)
@@ -148,6 +141,22 @@ func ServeHTTP(t testing.TB, root string, wrap func(http.Handler) http.Handler) 
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// GitHandler serves every repository under root over git's smart HTTP
+// protocol: git http-backend behind net/http/cgi.
+func GitHandler(root string) (http.Handler, error) {
+	execPath, err := exec.Command("git", "--exec-path").Output()
+	if err != nil {
+		return nil, fmt.Errorf("git --exec-path: %w", err)
+	}
+	return &cgi.Handler{
+		Path: filepath.Join(strings.TrimSpace(string(execPath)), "git-http-backend"),
+		Env: append([]string{
+			"GIT_PROJECT_ROOT=" + root,
+			"GIT_HTTP_EXPORT_ALL=1",
+		}, GitEnv...),
+	}, nil
 }
 
 // RawEntry is one entry of a tree written byte for byte, names unchecked.
