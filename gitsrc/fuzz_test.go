@@ -86,7 +86,9 @@ func FuzzSubmodules(f *testing.F) {
 }
 
 // isLocalPath is filepath.IsLocal for a path as .gitmodules writes it.
-func isLocalPath(p string) bool { return p != "" && !strings.HasPrefix(p, "/") && !slices.Contains(strings.Split(p, "/"), "..") }
+func isLocalPath(p string) bool {
+	return p != "" && !strings.HasPrefix(p, "/") && !slices.Contains(strings.Split(p, "/"), "..")
+}
 
 // --ref-semver picks, from any list of tags in any order, the highest that
 // is a version within the range, the same one whatever the order the

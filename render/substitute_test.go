@@ -70,7 +70,9 @@ func TestSubstituteStrict(t *testing.T) {
 // a five-letter variable would be 2 GB from a line of 70 bytes.
 func TestSubstituteIsBounded(t *testing.T) {
 	s := Substitute{Strict: true, Vars: map[string]string{"A": "alpha"}}
-	nest := func(levels int) string { return strings.Repeat("${A///", levels) + "${A}" + strings.Repeat("}", levels) }
+	nest := func(levels int) string {
+		return strings.Repeat("${A///", levels) + "${A}" + strings.Repeat("}", levels)
+	}
 	got, err := s.Eval("x: " + nest(3))
 	if err != nil || len(got) != len("x: ")+1295 {
 		t.Fatalf("three levels: %d bytes, %v", len(got), err)
