@@ -62,6 +62,15 @@ func (r *Renderer) unpack(name string, data []byte, total *inflation, keep func(
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
 		inner := inChart(hd.Name)
+		// An entry with content is kept by Helm's loader as a file
+		// whatever its type says (a contiguous file, a type no tar
+		// knows): each is held to the limits as a regular file is, and
+		// the file's own limit is named first, being the more precise.
+		if !headerOnly(hd.Typeflag) {
+			if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
+				return nil, err
+			}
+		}
 		// Every entry's content is inflated to be skipped, a directory's
 		// or a link's too, so every one counts.
 		if err := total.take(name+": "+inner, hd.Size); err != nil {
@@ -69,12 +78,6 @@ func (r *Renderer) unpack(name string, data []byte, total *inflation, keep func(
 		}
 		if headerOnly(hd.Typeflag) {
 			continue
-		}
-		// Any other entry has content, and Helm's loader keeps it as a
-		// file whatever its type says (a contiguous file, a type no tar
-		// knows): each is held to the limits as a regular file is.
-		if err := r.checkSize(name+": "+inner, hd.Size); err != nil {
-			return nil, err
 		}
 		nested := isSubchartArchive(inner)
 		if !nested && (keep == nil || !keep(inner)) {
