@@ -4,6 +4,7 @@
 //
 //	go run ./bench/chaos -trials 100 -seed 1   # trials 1..100 of seed 1
 //	go run ./bench/chaos -seed 1 -trial 37     # trial 37 of seed 1 alone
+//	go run ./bench/chaos -seed 1 -from 50 -trials 100  # trials 50..100
 //
 // A trial changes the commit (objects added, changed, removed, in plain
 // files, a kustomization, a Helm chart, a SOPS-encrypted Secret, a CRD and
@@ -45,6 +46,7 @@ func main() {
 	trials := flag.Int("trials", 20, "how many trials to run, from trial 1")
 	seed := flag.Uint64("seed", 1, "the seed every commit and fault is drawn from")
 	only := flag.Int("trial", 0, "replay this trial of the seed alone")
+	from := flag.Int("from", 1, "start at this trial (the cluster brought to its state first), to go on with a run that stopped")
 	verbose := flag.Bool("v", false, "print every run's output")
 	flag.StringVar(&prebuilt, "binary", "", "run this cronsync binary rather than one built from this tree (to see whether an older build shows a violation)")
 	kind := flag.String("kind", "", "draw every fault of this kind (one of "+strings.Join(faultKinds, ", ")+"), its moment as drawn")
@@ -54,7 +56,7 @@ func main() {
 		os.Exit(2)
 	}
 	forceKind = *kind
-	sum, err := campaign(*seed, *trials, *only, *verbose, os.Stdout)
+	sum, err := campaign(*seed, *from, *trials, *only, *verbose, os.Stdout)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
 		os.Exit(2)
@@ -71,9 +73,9 @@ type campaignSummary struct {
 	wall       time.Duration
 }
 
-// campaign runs trials 1..n of seed (or trial only alone) and prints each
-// and a summary to w.
-func campaign(seed uint64, n, only int, verbose bool, w io.Writer) (*campaignSummary, error) {
+// campaign runs trials from..n of seed (or trial only alone) and prints
+// each and a summary to w.
+func campaign(seed uint64, from, n, only int, verbose bool, w io.Writer) (*campaignSummary, error) {
 	start := time.Now()
 	fmt.Fprintln(w, "chaos: building cronsync, starting an audited kube-apiserver and etcd ...")
 	l, err := newLab(w)
@@ -89,8 +91,12 @@ func campaign(seed uint64, n, only int, verbose bool, w io.Writer) (*campaignSum
 	} else {
 		c := newChain(seed)
 		plans = func(yield func(*plan) bool) {
-			for range n {
-				if !yield(c.next()) {
+			for k := 1; k <= n; k++ {
+				p := c.next()
+				if k < from {
+					continue
+				}
+				if !yield(p) {
 					return
 				}
 			}
@@ -138,7 +144,11 @@ func campaign(seed uint64, n, only int, verbose bool, w io.Writer) (*campaignSum
 }
 
 func (s *campaignSummary) print(seed uint64, w io.Writer) {
-	fmt.Fprintf(w, "\nchaos: %d trials of seed %d in %s\n", len(s.trials), seed, s.wall.Round(time.Second))
+	first := 0
+	if len(s.trials) > 0 {
+		first = s.trials[0].Trial
+	}
+	fmt.Fprintf(w, "\nchaos: %d trials of seed %d (from trial %d) in %s\n", len(s.trials), seed, first, s.wall.Round(time.Second))
 	type tally struct{ n, landed int }
 	kinds := map[string]*tally{}
 	exits := map[string]int{}

@@ -96,9 +96,12 @@ func start(audit bool) (*Cluster, error) {
 		if err := os.WriteFile(policy, []byte(auditPolicy), 0o600); err != nil {
 			return nil, err
 		}
+		// The log is never rotated (at the default 100 MB a long chaos
+		// run would see it start again under its mark).
 		env.ControlPlane.GetAPIServer().Configure().
 			Set("audit-policy-file", policy).
-			Set("audit-log-path", filepath.Join(dir, "audit.log"))
+			Set("audit-log-path", filepath.Join(dir, "audit.log")).
+			Set("audit-log-maxsize", "1000000")
 	}
 	cfg, err := env.Start()
 	if err != nil {
