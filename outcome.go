@@ -96,7 +96,11 @@ func finish(cfg *config, sum *report.Summary, err error, human, stdout, stderr i
 	var record func() error
 	// The commit status's own warning, printed before the others.
 	var statusErr error
-	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" {
+	// A run that was to hold the Lease and never did (taking it failed)
+	// writes no record: another run may hold it, and writes to the set go
+	// only while it is held (bench/chaos seed 2026 trial 192).
+	leaseless := cfg.lease != "" && cfg.releaseLease == nil
+	if cfg.restConfig != nil && cfg.apply.DryRun == apply.DryRunNone && sum.Result != "skipped" && !leaseless {
 		if p := cfg.parent; p.Name != "" {
 			recordCfg := cfg.restConfig
 			if cfg.fence != nil {

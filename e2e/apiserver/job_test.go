@@ -301,3 +301,31 @@ func TestRunIsVisible(t *testing.T) {
 		t.Errorf("exit %d with an unreachable webhook, want %d and a warning", out.code, exitContent)
 	}
 }
+
+// A run that never held its Lease (taking it failed: here its namespace
+// does not exist) writes no record on the parent, nor anything else: the
+// Lease may be another run's (found by bench/chaos, seed 2026 trial 192,
+// with the first request cut).
+func TestNoRecordWithoutTheLease(t *testing.T) {
+	name := testenv.Unique("no-lease")
+	r := testenv.NewRepo(t)
+	r.Write("cm.yaml", configMap("default", name, "v"))
+	r.Commit("one")
+	mark := cluster.AuditMark()
+	out := cronsync(t, nil, "--repo", r.Dir, "--lease", "absent-"+name+"/"+name, "--applyset", "default/"+name)
+	if out.code == 0 || !hasLineWith(out.stderr, "absent-"+name) {
+		t.Fatalf("exit %d, want a failure naming the Lease:\n%s", out.code, out.stderr)
+	}
+	events, err := cluster.AuditSince(mark, "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range events {
+		switch ev.Verb {
+		case "create", "update", "patch", "delete":
+			if !strings.Contains(ev.RequestURI, "/leases") && !strings.Contains(ev.RequestURI, "/events") {
+				t.Errorf("a run without its Lease wrote: %s %s", ev.Verb, ev.RequestURI)
+			}
+		}
+	}
+}
