@@ -213,11 +213,15 @@ func (d *decryptor) decrypt(ctx context.Context, data []byte, source, format str
 	return d.decryptAs(ctx, data, source, format, format)
 }
 
+// sopsStore is what decryption needs of a sops store; the fuzz tests ask
+// the same stores for more, to encrypt their seeds.
 type sopsStore interface {
 	LoadEncryptedFile([]byte) (sops.Tree, error)
 	EmitPlainFile(sops.TreeBranches) ([]byte, error)
 }
 
+// storeFor is the store of a format: binary files are stored as JSON
+// documents whose one value is the data.
 func storeFor(format string) sopsStore {
 	switch format {
 	case "yaml":
